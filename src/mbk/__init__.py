@@ -1,0 +1,10 @@
+"""mbk: fast mini-batch k-means, a drop-in for scikit-learn's MiniBatchKMeans."""
+
+from ._core import OPENMP_ENABLED
+from ._compat import NotFittedError
+from ._kmeans import MiniBatchKMeans
+from ._kmeans_plusplus import kmeans_plusplus
+
+__version__ = "0.1.0"
+
+__all__ = ["MiniBatchKMeans", "NotFittedError", "OPENMP_ENABLED", "kmeans_plusplus", "__version__"]

@@ -1,0 +1,506 @@
+"""Compiled kernels of mbk.
+
+Everything here is deterministic: random draws happen in Python on a NumPy RandomState, so the
+kernels only see row indices. Python validates its inputs once per public call; the ``def``
+entry points check shapes, allocate their scratch and raise before releasing the GIL; the
+``cdef ... noexcept nogil`` workers run on raw pointers.
+
+Thread-count invariance (same bits for any number of threads) comes from three rules:
+- rows are processed in fixed chunks of ``CHUNK_ROWS``; a row only writes its own label;
+- per-chunk partial inertias are summed serially in chunk order after the parallel loop;
+- the center update is "owner computes": one thread owns a cluster and adds that cluster's
+  rows in batch order, so no sum is ever split between threads.
+
+X is read through (row stride, column stride) in elements, so C-ordered, Fortran-ordered,
+strided, read-only and memory-mapped arrays are all used in place without a copy.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.math cimport sqrt
+from libc.stdlib cimport free, malloc
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int mbk_omp_max_threads(void) { return omp_get_max_threads(); }
+    static const int MBK_OPENMP_ENABLED = 1;
+    #else
+    static int mbk_omp_max_threads(void) { return 1; }
+    static const int MBK_OPENMP_ENABLED = 0;
+    #endif
+    """
+    int mbk_omp_max_threads() noexcept nogil
+    const int MBK_OPENMP_ENABLED
+
+
+# Rows per parallel work item. Fixed (not derived from the thread count) so that the work
+# split, and therefore every rounding, is the same whatever the number of threads.
+cdef enum:
+    CHUNK_ROWS = 256
+
+OPENMP_ENABLED = bool(MBK_OPENMP_ENABLED)
+CHUNK_SIZE = CHUNK_ROWS
+
+
+def omp_max_threads():
+    """Threads an OpenMP region would use now (honours OMP_NUM_THREADS and threadpoolctl)."""
+    return mbk_omp_max_threads()
+
+
+# ---------------------------------------------------------------------------------------------
+# Row access
+# ---------------------------------------------------------------------------------------------
+
+cdef struct Rows:
+    # A view of the data rows the kernel works on: row i of the batch is X[index[i]] (or X[i]
+    # when index is NULL), read through element strides.
+    const void* data
+    Py_ssize_t row_stride
+    Py_ssize_t col_stride
+    const Py_ssize_t* index
+    const void* weights     # NULL means unit weights; indexed like X's rows
+    Py_ssize_t n_rows
+    Py_ssize_t n_features
+
+
+cdef inline Py_ssize_t _source_row(const Rows* rows, Py_ssize_t i) noexcept nogil:
+    return rows.index[i] if rows.index != NULL else i
+
+
+cdef inline const floating* _row_ptr(
+        const Rows* rows,
+        Py_ssize_t r,
+        floating* row_buffer,  # TMP (n_features,): used when the columns are not contiguous
+) noexcept nogil:
+    cdef const floating* base = <const floating*> rows.data + r * rows.row_stride
+    cdef Py_ssize_t f
+    if rows.col_stride == 1:
+        return base
+    for f in range(rows.n_features):
+        row_buffer[f] = base[f * rows.col_stride]
+    return row_buffer
+
+
+cdef inline floating _weight(const floating* weights, Py_ssize_t r) noexcept nogil:
+    # weights is Rows.weights cast to the kernel's type; NULL means unit weights
+    if weights == NULL:
+        return 1
+    return weights[r]
+
+
+cdef inline floating _sq_euclidean(
+        const floating* a, const floating* b, Py_ssize_t n_features) noexcept nogil:
+    # Direct differences, grouped by four as scikit-learn's _euclidean_dense_dense does, so the
+    # inertia rounds the same way.
+    cdef floating result = 0
+    cdef Py_ssize_t f, n_blocks = n_features // 4
+    for f in range(n_blocks):
+        result += ((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])
+                   + (a[2] - b[2]) * (a[2] - b[2]) + (a[3] - b[3]) * (a[3] - b[3]))
+        a += 4
+        b += 4
+    for f in range(n_features % 4):
+        result += (a[f] - b[f]) * (a[f] - b[f])
+    return result
+
+
+cdef int _fill_rows(
+        Rows* rows,
+        const floating[:, :] X,
+        const Py_ssize_t[::1] sample_indices,   # None: every row of X in order
+        object sample_weight,                   # None, or floating[::1] of X's dtype
+) except -1:
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    cdef const floating[::1] weights
+    if X.strides[0] % itemsize or X.strides[1] % itemsize:
+        raise ValueError("X's strides must be multiples of its item size")
+    rows.data = &X[0, 0]
+    rows.row_stride = X.strides[0] // itemsize
+    rows.col_stride = X.strides[1] // itemsize
+    rows.n_features = X.shape[1]
+    rows.index = NULL
+    rows.n_rows = X.shape[0]
+    rows.weights = NULL
+    if sample_indices is not None:
+        rows.n_rows = sample_indices.shape[0]
+        if rows.n_rows > 0:
+            rows.index = &sample_indices[0]
+    if sample_weight is not None:
+        weights = sample_weight
+        if weights.shape[0] != X.shape[0]:
+            raise ValueError("sample_weight must have one entry per row of X")
+        rows.weights = &weights[0]
+    return 0
+
+
+cdef int _check_centers(const floating[:, ::1] centers, Py_ssize_t n_features) except -1:
+    if centers.shape[0] < 1:
+        raise ValueError("at least one center is needed")
+    if centers.shape[1] != n_features:
+        raise ValueError(
+            f"centers have {centers.shape[1]} features, X has {n_features}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Nearest-center assignment
+# ---------------------------------------------------------------------------------------------
+
+cdef struct Centers:
+    # The centers laid out for the assignment loop: transposed (n_features, n_clusters) so the
+    # innermost loop runs over clusters and vectorises without reassociating any sum.
+    const void* rows        # (n_clusters, n_features), C order
+    void* transposed        # (n_features, n_clusters)
+    void* sq_norms          # (n_clusters,)
+    Py_ssize_t n_clusters
+
+
+cdef int _prepare_centers(
+        Centers* prepared, const floating[:, ::1] centers, floating* storage) noexcept nogil:
+    # storage holds n_clusters * (n_features + 1) values
+    cdef Py_ssize_t n_clusters = centers.shape[0], n_features = centers.shape[1]
+    cdef Py_ssize_t j, f
+    cdef floating* transposed = storage
+    cdef floating* sq_norms = storage + n_clusters * n_features
+    cdef floating norm
+    for j in range(n_clusters):
+        norm = 0
+        for f in range(n_features):
+            transposed[f * n_clusters + j] = centers[j, f]
+            norm = norm + centers[j, f] * centers[j, f]
+        sq_norms[j] = norm
+    prepared.rows = &centers[0, 0]
+    prepared.transposed = transposed
+    prepared.sq_norms = sq_norms
+    prepared.n_clusters = n_clusters
+    return 0
+
+
+cdef double _assign_chunk(
+        const Rows* rows,             # IN
+        const Centers* centers,       # IN
+        Py_ssize_t start,
+        Py_ssize_t end,
+        int* labels,                  # OUT (n_rows,)
+        floating* dots,               # TMP (n_clusters,)
+        floating* row_buffer,         # TMP (n_features,)
+) noexcept nogil:
+    """Label rows [start, end) with their nearest center; return their weighted inertia.
+
+    The nearest center minimises ||c||^2 - 2 x.c (||x||^2 is common to all centers); ties go
+    to the lowest index (strict <). The inertia uses direct differences to that center.
+    """
+    cdef Py_ssize_t n_clusters = centers.n_clusters, n_features = rows.n_features
+    cdef const floating* transposed = <const floating*> centers.transposed
+    cdef const floating* sq_norms = <const floating*> centers.sq_norms
+    cdef const floating* center_rows = <const floating*> centers.rows
+    cdef const floating* x
+    cdef const floating* column
+    cdef Py_ssize_t i, r, j, f
+    cdef floating xf, dist, best_dist
+    cdef int best
+    cdef double inertia = 0
+
+    for i in range(start, end):
+        r = _source_row(rows, i)
+        x = _row_ptr(rows, r, row_buffer)
+        for j in range(n_clusters):
+            dots[j] = 0
+        for f in range(n_features):
+            xf = x[f]
+            column = transposed + f * n_clusters
+            for j in range(n_clusters):
+                dots[j] = dots[j] + xf * column[j]
+        best = 0
+        best_dist = sq_norms[0] - 2 * dots[0]
+        for j in range(1, n_clusters):
+            dist = sq_norms[j] - 2 * dots[j]
+            if dist < best_dist:
+                best_dist = dist
+                best = <int> j
+        labels[i] = best
+        inertia += _sq_euclidean(x, center_rows + best * n_features, n_features) * _weight(<const floating*> rows.weights, r)
+    return inertia
+
+
+cdef double _assign_rows(
+        const Rows* rows,
+        const Centers* centers,
+        int* labels,
+        floating* scratch,       # TMP n_threads * (n_clusters + n_features)
+        double* chunk_inertia,   # TMP (n_chunks,)
+        int n_threads,
+) noexcept nogil:
+    cdef Py_ssize_t n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
+    cdef Py_ssize_t per_thread = centers.n_clusters + rows.n_features
+    cdef Py_ssize_t chunk, start, end
+    cdef floating* tile
+    cdef double inertia = 0
+    for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
+        start = chunk * CHUNK_ROWS
+        end = min(start + CHUNK_ROWS, rows.n_rows)
+        tile = scratch + threadid() * per_thread
+        chunk_inertia[chunk] = _assign_chunk(
+            rows, centers, start, end, labels, tile, tile + centers.n_clusters)
+    # Serial, in chunk order: the same sum for any thread count.
+    for chunk in range(n_chunks):
+        inertia += chunk_inertia[chunk]
+    return inertia
+
+
+cdef class _Scratch:
+    """Memory owned for the length of one kernel call, released even on error."""
+    cdef void* centers_storage
+    cdef void* per_thread
+    cdef void* per_chunk
+    cdef void* members
+
+    def __dealloc__(self):
+        free(self.centers_storage)
+        free(self.per_thread)
+        free(self.per_chunk)
+        free(self.members)
+
+    cdef void* take(self, size_t n_bytes) except NULL:
+        cdef void* block = malloc(n_bytes if n_bytes > 0 else 1)
+        if block == NULL:
+            raise MemoryError(f"mbk kernel could not allocate {n_bytes} bytes of scratch")
+        return block
+
+
+cdef inline int _clamp_threads(int n_threads, Py_ssize_t n_rows) noexcept nogil:
+    cdef Py_ssize_t n_chunks = (n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
+    if n_threads < 1:
+        n_threads = 1
+    if n_chunks < n_threads:
+        n_threads = <int> max(n_chunks, 1)
+    return n_threads
+
+
+def assign_labels(
+        const floating[:, :] X,                              # IN
+        const floating[:, ::1] centers,                      # IN
+        int[::1] labels,                                     # OUT
+        const Py_ssize_t[::1] sample_indices=None,           # IN rows of X to use; None = all
+        sample_weight=None,             # IN floating[::1] per row of X; None = unit
+        int n_threads=1):
+    """Write each row's nearest center to ``labels`` and return the weighted inertia.
+
+    Returns the sum over rows of ``w * ||x - c_label||^2`` as a Python float (accumulated in
+    float64 per chunk of 256 rows, chunks added in order).
+    """
+    cdef Rows rows
+    cdef Centers prepared
+    cdef _Scratch scratch = _Scratch()
+    cdef Py_ssize_t n_clusters = centers.shape[0], n_features = X.shape[1]
+    cdef double inertia
+
+    _fill_rows(&rows, X, sample_indices, sample_weight)
+    _check_centers(centers, n_features)
+    if labels.shape[0] != rows.n_rows:
+        raise ValueError("labels must have one entry per assigned row")
+    if rows.n_rows == 0:
+        return 0.0
+    n_threads = _clamp_threads(n_threads, rows.n_rows)
+    scratch.centers_storage = scratch.take(n_clusters * (n_features + 1) * sizeof(floating))
+    scratch.per_thread = scratch.take(
+        n_threads * (n_clusters + n_features) * sizeof(floating))
+    scratch.per_chunk = scratch.take(
+        ((rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
+    with nogil:
+        _prepare_centers(&prepared, centers, <floating*> scratch.centers_storage)
+        inertia = _assign_rows(&rows, &prepared, &labels[0], <floating*> scratch.per_thread,
+                               <double*> scratch.per_chunk, n_threads)
+    return inertia
+
+
+# ---------------------------------------------------------------------------------------------
+# The mini-batch step: assignment, then the per-center incremental mean
+# ---------------------------------------------------------------------------------------------
+
+cdef void _update_center(
+        const Rows* rows,                  # IN
+        const floating* center_old,        # IN (n_features,)
+        floating* center_new,              # OUT (n_features,), may alias center_old
+        double* weight_sum,                # INOUT: this center's running weight
+        const Py_ssize_t* members,         # IN batch positions labelled with this center
+        Py_ssize_t n_members,
+        double* sums,                      # TMP (n_features,)
+        floating* row_buffer,              # TMP (n_features,)
+) noexcept nogil:
+    """c_new = (c_old * v + sum_i w_i x_i) * (1 / (v + sum_i w_i)).
+
+    The incremental mean with per-center learning rate W / (v + W): the same operations in
+    the same order as scikit-learn, with the running weight and the sums kept in float64.
+    """
+    cdef Py_ssize_t n_features = rows.n_features
+    cdef Py_ssize_t q, r, f
+    cdef const floating* x
+    cdef double w, batch_weight = 0, count = weight_sum[0], alpha
+
+    for q in range(n_members):
+        batch_weight += _weight(<const floating*> rows.weights, _source_row(rows, members[q]))
+    if not batch_weight > 0:
+        # Nothing (or only zero/negative weight) landed here: the center stays put.
+        if center_new != center_old:
+            for f in range(n_features):
+                center_new[f] = center_old[f]
+        return
+    for f in range(n_features):
+        sums[f] = center_old[f] * count
+    for q in range(n_members):
+        r = _source_row(rows, members[q])
+        x = _row_ptr(rows, r, row_buffer)
+        w = _weight(<const floating*> rows.weights, r)
+        for f in range(n_features):
+            sums[f] += x[f] * w
+    count = count + batch_weight
+    weight_sum[0] = count
+    alpha = 1 / count
+    for f in range(n_features):
+        center_new[f] = <floating> (sums[f] * alpha)
+
+
+def minibatch_step(
+        const floating[:, :] X,                              # IN
+        const floating[:, ::1] centers_old,                  # IN
+        floating[:, ::1] centers_new,                        # OUT (may be centers_old)
+        double[::1] weight_sums,                             # INOUT (n_clusters,)
+        int[::1] labels,                                     # OUT (n_batch,)
+        const Py_ssize_t[::1] sample_indices=None,           # IN the batch; None = all rows
+        sample_weight=None,             # IN floating[::1] per row of X; None = unit
+        int n_threads=1):
+    """One mini-batch step: label the batch with centers_old, then move each center.
+
+    Returns the batch's weighted inertia against centers_old. Random reassignment of
+    low-weight centers is the caller's job (it draws random numbers).
+    """
+    cdef Rows rows
+    cdef Centers prepared
+    cdef _Scratch scratch = _Scratch()
+    cdef Py_ssize_t n_clusters = centers_old.shape[0], n_features = X.shape[1]
+    cdef Py_ssize_t i, j, n_batch
+    cdef Py_ssize_t* offsets
+    cdef Py_ssize_t* members
+    cdef double* sums
+    cdef floating* buffers
+    cdef double inertia
+    cdef int n_update_threads
+    cdef Py_ssize_t per_thread
+
+    _fill_rows(&rows, X, sample_indices, sample_weight)
+    _check_centers(centers_old, n_features)
+    n_batch = rows.n_rows
+    if (centers_new.shape[0] != n_clusters or centers_new.shape[1] != n_features
+            or weight_sums.shape[0] != n_clusters):
+        raise ValueError("centers_new and weight_sums must match centers_old")
+    if labels.shape[0] != n_batch:
+        raise ValueError("labels must have one entry per batch row")
+    if n_batch == 0:
+        raise ValueError("a mini-batch step needs at least one row")
+
+    n_threads = max(n_threads, 1)
+    n_update_threads = <int> min(n_threads, n_clusters)
+    n_threads = _clamp_threads(n_threads, n_batch)
+    scratch.centers_storage = scratch.take(n_clusters * (n_features + 1) * sizeof(floating))
+    # Per thread: (n_clusters + n_features) values for the assignment, or 2 * n_features
+    # doubles (sums, row buffer) for the update; one double per value covers both.
+    per_thread = max(n_clusters + n_features, 2 * n_features)
+    scratch.per_thread = scratch.take(max(n_threads, n_update_threads) * per_thread
+                                      * sizeof(double))
+    scratch.per_chunk = scratch.take(((n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
+    scratch.members = scratch.take((n_clusters + 1 + n_batch) * sizeof(Py_ssize_t))
+    offsets = <Py_ssize_t*> scratch.members
+    members = offsets + n_clusters + 1
+
+    with nogil:
+        _prepare_centers(&prepared, centers_old, <floating*> scratch.centers_storage)
+        inertia = _assign_rows(&rows, &prepared, &labels[0], <floating*> scratch.per_thread,
+                               <double*> scratch.per_chunk, n_threads)
+
+        # Group batch positions by label, keeping batch order inside each group (counting
+        # sort, O(n_batch + n_clusters)): every center then reads only its own rows.
+        for j in range(n_clusters + 1):
+            offsets[j] = 0
+        for i in range(n_batch):
+            offsets[labels[i] + 1] += 1
+        for j in range(n_clusters):
+            offsets[j + 1] += offsets[j]
+        for i in range(n_batch):
+            members[offsets[labels[i]]] = i
+            offsets[labels[i]] += 1
+        for j in range(n_clusters, 0, -1):
+            offsets[j] = offsets[j - 1]
+        offsets[0] = 0
+
+        # Owner computes: the thread that owns center j does all of center j's arithmetic.
+        for j in prange(n_clusters, schedule="static", num_threads=n_update_threads):
+            sums = (<double*> scratch.per_thread) + threadid() * per_thread
+            buffers = <floating*> (sums + n_features)
+            _update_center(&rows, &centers_old[j, 0], &centers_new[j, 0], &weight_sums[j],
+                           members + offsets[j], offsets[j + 1] - offsets[j], sums, buffers)
+    return inertia
+
+
+# ---------------------------------------------------------------------------------------------
+# Distances to every center (transform)
+# ---------------------------------------------------------------------------------------------
+
+cdef void _distance_chunk(
+        const Rows* rows, const Centers* centers, Py_ssize_t start, Py_ssize_t end,
+        floating* out,              # OUT (n_rows, n_clusters), C order
+        floating* row_buffer,       # TMP (n_features,)
+) noexcept nogil:
+    cdef Py_ssize_t n_clusters = centers.n_clusters, n_features = rows.n_features
+    cdef const floating* transposed = <const floating*> centers.transposed
+    cdef const floating* x
+    cdef const floating* column
+    cdef floating* dist
+    cdef floating diff, xf
+    cdef Py_ssize_t i, j, f
+    for i in range(start, end):
+        x = _row_ptr(rows, _source_row(rows, i), row_buffer)
+        dist = out + i * n_clusters
+        for j in range(n_clusters):
+            dist[j] = 0
+        for f in range(n_features):
+            xf = x[f]
+            column = transposed + f * n_clusters
+            for j in range(n_clusters):
+                diff = xf - column[j]
+                dist[j] = dist[j] + diff * diff
+        for j in range(n_clusters):
+            dist[j] = sqrt(dist[j])
+
+
+def euclidean_distances(
+        const floating[:, :] X,               # IN
+        const floating[:, ::1] centers,       # IN
+        floating[:, ::1] out,                 # OUT (n_samples, n_clusters)
+        int n_threads=1):
+    """Euclidean distance from every row of X to every center, by direct differences."""
+    cdef Rows rows
+    cdef Centers prepared
+    cdef _Scratch scratch = _Scratch()
+    cdef Py_ssize_t n_clusters = centers.shape[0], n_features = X.shape[1]
+    cdef Py_ssize_t chunk, start, end, n_chunks
+    cdef const Py_ssize_t[::1] all_rows = None
+    _fill_rows(&rows, X, all_rows, None)
+    _check_centers(centers, n_features)
+    if out.shape[0] != rows.n_rows or out.shape[1] != n_clusters:
+        raise ValueError("out must have shape (n_samples, n_clusters)")
+    if rows.n_rows == 0:
+        return
+    n_threads = _clamp_threads(n_threads, rows.n_rows)
+    n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
+    scratch.centers_storage = scratch.take(n_clusters * (n_features + 1) * sizeof(floating))
+    scratch.per_thread = scratch.take(n_threads * n_features * sizeof(floating))
+    with nogil:
+        _prepare_centers(&prepared, centers, <floating*> scratch.centers_storage)
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
+            start = chunk * CHUNK_ROWS
+            end = min(start + CHUNK_ROWS, rows.n_rows)
+            _distance_chunk(&rows, &prepared, start, end, &out[0, 0],
+                            (<floating*> scratch.per_thread) + threadid() * n_features)

@@ -1,0 +1,652 @@
+"""The estimator: parameters, fit / partial_fit / predict, initialisation and early stopping.
+
+Python decides what runs and owns every random draw (one ``RandomState`` stream, consumed in
+scikit-learn's order); the compiled kernels in ``_core`` do the arithmetic on row indices. That
+split is what makes results identical to scikit-learn for the same ``random_state`` and
+identical to themselves for any thread count.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+
+from . import _core
+from ._compat import ESTIMATOR_BASES, NotFittedError
+from ._kmeans_plusplus import kmeans_plusplus_seeds
+from ._sampling import WeightedRowSampler
+from ._validation import (
+    as_float_array,
+    check_random_state,
+    check_sample_weight,
+    resolve_n_threads,
+    validate_data,
+)
+
+_MEAN_VARIANCE_ROWS = 65536
+
+
+def _mean_variance(X):
+    """mean_j Var(X[:, j]) (ddof=0) in float64, in row blocks: no full-size temporary."""
+    n_samples = X.shape[0]
+    column_sums = np.zeros(X.shape[1])
+    for start in range(0, n_samples, _MEAN_VARIANCE_ROWS):
+        column_sums += X[start : start + _MEAN_VARIANCE_ROWS].sum(axis=0, dtype=np.float64)
+    means = column_sums / n_samples
+    sq_dev = np.zeros(X.shape[1])
+    for start in range(0, n_samples, _MEAN_VARIANCE_ROWS):
+        block = X[start : start + _MEAN_VARIANCE_ROWS] - means
+        sq_dev += np.einsum("ij,ij->j", block, block)
+    return float(np.mean(sq_dev / n_samples))
+
+
+def _check_int(name, value, minimum, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        kind = "an int or None" if allow_none else "an int"
+        raise TypeError(f"{name} must be {kind}; got {value!r} of type {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
+
+
+def _check_real(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {value!r}.")
+    if not value >= minimum:  # also catches NaN
+        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
+
+
+def _is_array_like(value):
+    return hasattr(value, "__array__") or (
+        hasattr(value, "__len__") and not isinstance(value, str)
+    )
+
+
+class MiniBatchKMeans(*ESTIMATOR_BASES):
+    """Mini-batch k-means clustering, a drop-in for scikit-learn's ``MiniBatchKMeans``.
+
+    Each step draws a batch of rows, assigns them to their nearest center and moves every
+    center toward the mean of its new rows with a per-center learning rate (its batch weight
+    over its running weight). Same parameters, attributes, methods and, for the same
+    ``random_state``, the same results as scikit-learn 1.9; the kernels are compiled and
+    parallel, read the data in place, and give bitwise identical results for any thread count.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        The number of clusters, 1 <= n_clusters <= n_samples.
+    init : {"k-means++", "random"}, callable or array-like of shape (n_clusters, n_features), \
+            default="k-means++"
+        How to seed the centers: greedy k-means++, ``n_clusters`` distinct rows drawn at
+        random (in proportion to ``sample_weight``), a callable
+        ``init(X, n_clusters, random_state=...)`` returning the centers, or the centers
+        themselves (copied, never modified).
+    max_iter : int, default=100
+        Passes over the data ``fit`` may make: it runs at most
+        ``max_iter * n_samples // batch_size`` steps.
+    batch_size : int, default=1024
+        Rows per mini-batch (capped at n_samples).
+    verbose : int, default=0
+        Print the initial inertias, each step's batch inertia and why fitting stopped.
+    compute_labels : bool, default=True
+        Compute ``labels_`` and ``inertia_`` on the full data after ``fit`` (on the batch after
+        ``partial_fit``). Without it ``inertia_`` is the smoothed batch inertia times the total
+        weight.
+    random_state : int, RandomState instance or None, default=None
+        Source of all random draws (seeding, batches, reassignment).
+    tol : float, default=0.0
+        Stop when the squared movement of all centers in one step is at most
+        ``tol * mean feature variance``. 0 disables this test.
+    max_no_improvement : int or None, default=10
+        Stop after this many steps without improvement of the smoothed batch inertia. None
+        disables this test.
+    init_size : int or None, default=None
+        Rows randomly drawn to run the initialisation on; None means 3 * batch_size (at least
+        3 * n_clusters), capped at n_samples.
+    n_init : "auto" or int, default="auto"
+        Initialisations tried; the one with the lowest inertia on a validation batch is kept.
+        "auto" is 1 for "k-means++" or given centers, 3 for "random" or a callable.
+    reassignment_ratio : float, default=0.01
+        Centers whose running weight falls below this fraction of the largest are moved to
+        random rows of the batch.
+    n_threads : int or None, default=None
+        OpenMP threads for the kernels. None uses every usable core, within
+        ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits``. Results do not depend on
+        it.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        The centers, in the data's dtype (float32 or float64).
+    labels_ : ndarray of shape (n_samples,), dtype int32
+        Nearest center of each training row (when ``compute_labels``).
+    inertia_ : float
+        Weighted sum of squared distances of the rows to their nearest center.
+    n_iter_ : int
+        Passes over the data made by ``fit``.
+    n_steps_ : int
+        Mini-batches processed.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names seen during ``fit``, when X had string column names.
+
+    Notes
+    -----
+    Running weights (counts) are kept in float64 for float32 data too: scikit-learn keeps
+    them in float32, where a count stops growing at 2**24 and the learning rate freezes.
+    """
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means++",
+        max_iter=100,
+        batch_size=1024,
+        verbose=0,
+        compute_labels=True,
+        random_state=None,
+        tol=0.0,
+        max_no_improvement=10,
+        init_size=None,
+        n_init="auto",
+        reassignment_ratio=0.01,
+        n_threads=None,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self.compute_labels = compute_labels
+        self.random_state = random_state
+        self.tol = tol
+        self.max_no_improvement = max_no_improvement
+        self.init_size = init_size
+        self.n_init = n_init
+        self.reassignment_ratio = reassignment_ratio
+        self.n_threads = n_threads
+
+    # -- parameter checks ----------------------------------------------------------------------
+
+    def _validate_params(self):
+        _check_int("n_clusters", self.n_clusters, 1)
+        if isinstance(self.init, str):
+            if self.init not in ("k-means++", "random"):
+                raise ValueError(
+                    f"init must be 'k-means++', 'random', a callable or an array; "
+                    f"got {self.init!r}."
+                )
+        elif not callable(self.init) and not _is_array_like(self.init):
+            raise TypeError(
+                f"init must be 'k-means++', 'random', a callable or an array; got {self.init!r}."
+            )
+        _check_int("max_iter", self.max_iter, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("verbose", self.verbose, 0)
+        if not isinstance(self.compute_labels, (bool, np.bool_)):
+            raise TypeError(f"compute_labels must be a bool; got {self.compute_labels!r}.")
+        _check_real("tol", self.tol, 0)
+        _check_int("max_no_improvement", self.max_no_improvement, 0, allow_none=True)
+        _check_int("init_size", self.init_size, 1, allow_none=True)
+        if not (isinstance(self.n_init, str) and self.n_init == "auto"):
+            if isinstance(self.n_init, str):
+                raise ValueError(f"n_init must be 'auto' or an int >= 1; got {self.n_init!r}.")
+            _check_int("n_init", self.n_init, 1)
+        _check_real("reassignment_ratio", self.reassignment_ratio, 0)
+        _check_int("n_threads", self.n_threads, 1, allow_none=True)
+        check_random_state(self.random_state)
+
+    def _settings_for(self, X):
+        """Resolve the data-dependent settings, as scikit-learn does on the first data seen."""
+        n_samples = X.shape[0]
+        if n_samples < self.n_clusters:
+            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
+        self._batch_size = min(self.batch_size, n_samples)
+        init_size = self.init_size
+        if init_size is None:
+            init_size = 3 * self._batch_size
+            if init_size < self.n_clusters:
+                init_size = 3 * self.n_clusters
+        elif init_size < self.n_clusters:
+            warnings.warn(
+                f"init_size={init_size} should be larger than n_clusters={self.n_clusters}. "
+                "Setting it to min(3*n_clusters, n_samples)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            init_size = 3 * self.n_clusters
+        self._init_size = min(init_size, n_samples)
+
+        given_centers = not isinstance(self.init, str) and not callable(self.init)
+        if isinstance(self.n_init, str):  # "auto"
+            self._n_init = 3 if (callable(self.init) or self.init == "random") else 1
+        else:
+            self._n_init = self.n_init
+        if given_centers and self._n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"{type(self).__name__} instead of n_init={self._n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._n_init = 1
+        self._n_threads = resolve_n_threads(self.n_threads)
+
+    def _given_centers(self, X):
+        """The init array as a C-ordered copy in X's dtype, checked; None for other inits."""
+        if isinstance(self.init, str) or callable(self.init):
+            return None
+        centers = as_float_array(self.init, input_name="init", dtype=X.dtype)
+        centers = np.array(centers, dtype=X.dtype, order="C", copy=True)
+        self._check_center_shape(X, centers)
+        return centers
+
+    def _check_center_shape(self, X, centers):
+        if centers.shape[0] != self.n_clusters:
+            raise ValueError(
+                f"The shape of the initial centers {centers.shape} does not match the number "
+                f"of clusters {self.n_clusters}."
+            )
+        if centers.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"The shape of the initial centers {centers.shape} does not match the number "
+                f"of features of the data {X.shape[1]}."
+            )
+
+    # -- initialisation --------------------------------------------------------------------------
+
+    def _init_centroids(self, X, sample_weight, random_state, given_centers):
+        """One set of initial centers, on a random subsample of init_size rows."""
+        n_samples = X.shape[0]
+        if self._init_size < n_samples:
+            subsample = random_state.randint(0, n_samples, self._init_size)
+            X = X[subsample]
+            sample_weight = sample_weight[subsample]
+        if given_centers is not None:
+            return given_centers
+        if self.init == "k-means++":
+            centers, _ = kmeans_plusplus_seeds(X, self.n_clusters, sample_weight, random_state)
+            return centers
+        if self.init == "random":
+            seeds = random_state.choice(
+                X.shape[0],
+                size=self.n_clusters,
+                replace=False,
+                p=sample_weight / sample_weight.sum(),
+            )
+            return X[seeds]
+        centers = self.init(X, self.n_clusters, random_state=random_state)
+        centers = np.array(
+            as_float_array(centers, input_name="the centers returned by init", dtype=X.dtype),
+            order="C",
+            copy=True,
+        )
+        self._check_center_shape(X, centers)
+        return centers
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    def _random_reassign(self):
+        """Whether this step reassigns small centers: when one is empty or often enough."""
+        self._n_since_last_reassign += self._batch_size
+        if (self._counts == 0).any() or self._n_since_last_reassign >= 10 * self.n_clusters:
+            self._n_since_last_reassign = 0
+            return True
+        return False
+
+    def _step(self, X, rows, sample_weight, centers, centers_new, random_state, reassign):
+        """One mini-batch step on X[rows] (rows=None: all of X); returns the batch inertia."""
+        n_batch = X.shape[0] if rows is None else rows.shape[0]
+        labels = np.empty(n_batch, dtype=np.int32)
+        inertia = _core.minibatch_step(
+            X, centers, centers_new, self._counts, labels, rows, sample_weight, self._n_threads
+        )
+        if reassign and self.reassignment_ratio > 0:
+            self._reassign_small_centers(X, rows, n_batch, centers_new, random_state)
+        return inertia
+
+    def _reassign_small_centers(self, X, rows, n_batch, centers, random_state):
+        """Move centers with a small running weight onto random rows of the batch."""
+        counts = self._counts
+        to_reassign = counts < self.reassignment_ratio * counts.max()
+        # Never more than half the batch: keep the centers with the largest counts.
+        if to_reassign.sum() > 0.5 * n_batch:
+            keep = np.argsort(counts)[int(0.5 * n_batch) :]
+            to_reassign[keep] = False
+        n_reassigns = int(to_reassign.sum())
+        if n_reassigns:
+            picks = random_state.choice(n_batch, replace=False, size=n_reassigns)
+            if self.verbose:
+                print(f"[MiniBatchKMeans] Reassigning {n_reassigns} cluster centers.")
+            centers[to_reassign] = X[picks if rows is None else rows[picks]]
+        # A reassigned center restarts from the smallest surviving count, not from zero, so
+        # that it is not reassigned again at once. (All reassigned: counts are left alone.)
+        if n_reassigns < len(counts):
+            counts[to_reassign] = np.min(counts[~to_reassign])
+
+    def _converged(self, step, n_steps, n_samples, centers_squared_diff, batch_inertia):
+        """scikit-learn's early stopping: center movement, or EWA inertia stalling."""
+        batch_inertia /= self._batch_size
+        step += 1
+        if step == 1:
+            # The first batch inertia mostly measures the initialisation: not monitored.
+            if self.verbose:
+                print(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}")
+            return False
+        if self._ewa_inertia is None:
+            self._ewa_inertia = batch_inertia
+        else:
+            alpha = min(self._batch_size * 2.0 / (n_samples + 1), 1)
+            self._ewa_inertia = self._ewa_inertia * (1 - alpha) + batch_inertia * alpha
+        if self.verbose:
+            print(
+                f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}, "
+                f"ewa inertia: {self._ewa_inertia}"
+            )
+        if self._tol > 0.0 and centers_squared_diff <= self._tol:
+            if self.verbose:
+                print(f"Converged (small centers change) at step {step}/{n_steps}")
+            return True
+        if self._ewa_inertia_min is None or self._ewa_inertia < self._ewa_inertia_min:
+            self._no_improvement = 0
+            self._ewa_inertia_min = self._ewa_inertia
+        else:
+            self._no_improvement += 1
+        if (
+            self.max_no_improvement is not None
+            and self._no_improvement >= self.max_no_improvement
+        ):
+            if self.verbose:
+                print(f"Converged (lack of improvement in inertia) at step {step}/{n_steps}")
+            return True
+        return False
+
+    # -- public API ------------------------------------------------------------------------------
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the cluster centers from mini-batches drawn from X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data. float32 stays float32, other numbers become float64; arrays of
+            the right dtype are read in place whatever their layout (no copy).
+        y : Ignored
+            Present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights. ``fit`` draws batches in proportion to them (so weight 2 is the same
+            as a repeated row); the initialisation uses them except for callable and array
+            ``init``.
+
+        Returns
+        -------
+        self : MiniBatchKMeans
+            The fitted estimator.
+        """
+        self._validate_params()
+        X = validate_data(self, X, reset=True)
+        n_samples = X.shape[0]
+        self._settings_for(X)
+        random_state = check_random_state(self.random_state)
+        sample_weight = check_sample_weight(sample_weight, n_samples, X.dtype)
+        weights = sample_weight if sample_weight is not None else np.ones(n_samples, X.dtype)
+        given_centers = self._given_centers(X)
+        sampler = WeightedRowSampler(weights)
+        self._tol = self.tol * _mean_variance(X) if self.tol > 0 else 0.0
+
+        # Initialisation: n_init candidate sets, judged on one validation batch.
+        validation_rows = random_state.randint(0, n_samples, self._init_size)
+        validation_labels = np.empty(self._init_size, dtype=np.int32)
+        best_inertia = None
+        for init_index in range(self._n_init):
+            if self.verbose:
+                print(f"Init {init_index + 1}/{self._n_init} with method {self.init}")
+            candidate = self._init_centroids(X, weights, random_state, given_centers)
+            inertia = _core.assign_labels(
+                X, candidate, validation_labels, validation_rows, sample_weight, self._n_threads
+            )
+            if self.verbose:
+                print(f"Inertia for init {init_index + 1}/{self._n_init}: {inertia}")
+            if best_inertia is None or inertia < best_inertia:
+                centers, best_inertia = candidate, inertia
+        centers = np.array(centers, dtype=X.dtype, order="C", copy=True)
+        centers_new = np.empty_like(centers)
+
+        self._counts = np.zeros(self.n_clusters, dtype=np.float64)
+        self._ewa_inertia = None
+        self._ewa_inertia_min = None
+        self._no_improvement = 0
+        self._n_since_last_reassign = 0
+
+        n_steps = (self.max_iter * n_samples) // self._batch_size
+        for step in range(n_steps):
+            rows = sampler.draw(random_state, self._batch_size)
+            # fit samples rows in proportion to their weight, so the step itself uses unit
+            # weights (scikit-learn >= 1.9): a weight counts once, not twice.
+            batch_inertia = self._step(
+                X, rows, None, centers, centers_new, random_state, self._random_reassign()
+            )
+            if self._tol > 0.0:
+                centers_squared_diff = float(np.sum((centers_new - centers) ** 2))
+            else:
+                centers_squared_diff = 0
+            centers, centers_new = centers_new, centers
+            if self._converged(step, n_steps, n_samples, centers_squared_diff, batch_inertia):
+                break
+
+        self.cluster_centers_ = centers
+        self._n_features_out = self.n_clusters
+        self.n_steps_ = step + 1
+        self.n_iter_ = int(np.ceil((step + 1) * self._batch_size / n_samples))
+        if self.compute_labels:
+            self.labels_ = np.empty(n_samples, dtype=np.int32)
+            self.inertia_ = _core.assign_labels(
+                X, centers, self.labels_, None, sample_weight, self._n_threads
+            )
+        else:
+            # scikit-learn fails here when no step got past the first; mbk uses that step.
+            ewa = self._ewa_inertia
+            if ewa is None:
+                ewa = batch_inertia / self._batch_size
+            self.inertia_ = ewa * float(weights.sum())
+        return self
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the centers with one mini-batch.
+
+        The first call seeds the centers on this batch; each call then runs one step on all
+        its rows with their weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The mini-batch.
+        y : Ignored
+            Present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights: multipliers in the center update (and in the seeding, except for
+            callable and array ``init``).
+
+        Returns
+        -------
+        self : MiniBatchKMeans
+            The updated estimator.
+        """
+        has_centers = hasattr(self, "cluster_centers_")
+        if not has_centers:
+            self._validate_params()
+        dtype = self.cluster_centers_.dtype if has_centers else None
+        X = validate_data(self, X, reset=not has_centers, dtype=dtype)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        if not has_centers:
+            self._settings_for(X)
+            self._random_state = check_random_state(self.random_state)
+            weights = sample_weight if sample_weight is not None else np.ones(len(X), X.dtype)
+            self.cluster_centers_ = self._init_centroids(
+                X, weights, self._random_state, self._given_centers(X)
+            )
+            self.cluster_centers_ = np.array(self.cluster_centers_, order="C", copy=True)
+            self._counts = np.zeros(self.n_clusters, dtype=np.float64)
+            self._n_since_last_reassign = 0
+            self.n_steps_ = 0
+            self._n_features_out = self.n_clusters
+
+        centers = self.cluster_centers_
+        self._step(
+            X, None, sample_weight, centers, centers, self._random_state, self._random_reassign()
+        )
+        if self.compute_labels:
+            self.labels_ = np.empty(X.shape[0], dtype=np.int32)
+            self.inertia_ = _core.assign_labels(
+                X, centers, self.labels_, None, sample_weight, self._n_threads
+            )
+        self.n_steps_ += 1
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "cluster_centers_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    def _validate_new_data(self, X):
+        self._check_fitted()
+        return validate_data(self, X, reset=False, dtype=self.cluster_centers_.dtype)
+
+    def _threads(self):
+        return resolve_n_threads(self.n_threads)
+
+    def predict(self, X):
+        """Index of the nearest center of each row of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New data.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), dtype int32
+            The nearest center (lowest index on ties).
+        """
+        X = self._validate_new_data(X)
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        _core.assign_labels(X, self.cluster_centers_, labels, None, None, self._threads())
+        return labels
+
+    def transform(self, X):
+        """Euclidean distance from each row of X to each center.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New data.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_samples, n_clusters)
+            Distances, in the centers' dtype.
+        """
+        X = self._validate_new_data(X)
+        return self._transform(X)
+
+    def _transform(self, X):
+        out = np.empty((X.shape[0], self.n_clusters), dtype=self.cluster_centers_.dtype)
+        _core.euclidean_distances(X, self.cluster_centers_, out, self._threads())
+        return out
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the weighted inertia of X against the fitted centers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New data.
+        y : Ignored
+            Present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights; None gives every row weight 1.
+
+        Returns
+        -------
+        score : float
+            ``-sum_i w_i * min_j ||x_i - c_j||^2``.
+        """
+        X = self._validate_new_data(X)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        return -_core.assign_labels(
+            X, self.cluster_centers_, labels, None, sample_weight, self._threads()
+        )
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the label of each training row (``labels_``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights, as in ``fit``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), dtype int32
+        """
+        self.fit(X, sample_weight=sample_weight)
+        if self.compute_labels:
+            return self.labels_
+        return self.predict(X)
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return the distances of the training rows to the centers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights, as in ``fit``.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_samples, n_clusters)
+        """
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the transform's output columns: ``minibatchkmeans0``, ...
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Only checked against ``feature_names_in_`` / ``n_features_in_``.
+
+        Returns
+        -------
+        names : ndarray of str objects, shape (n_clusters,)
+        """
+        self._check_fitted()
+        if input_features is not None:
+            input_features = np.asarray(input_features, dtype=object)
+            fitted = getattr(self, "feature_names_in_", None)
+            if fitted is not None and not np.array_equal(fitted, input_features):
+                raise ValueError("input_features is not equal to feature_names_in_")
+            if len(input_features) != self.n_features_in_:
+                raise ValueError(
+                    "input_features should have length equal to number of features "
+                    f"({self.n_features_in_}), got {len(input_features)}"
+                )
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self.n_clusters)], dtype=object)
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "cluster_centers_")

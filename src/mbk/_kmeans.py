@@ -221,8 +221,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         self._init_size = min(init_size, n_samples)
 
         given_centers = not isinstance(self.init, str) and not callable(self.init)
-        if isinstance(self.n_init, str):  # "auto"
-            self._n_init = 3 if (callable(self.init) or self.init == "random") else 1
+        if isinstance(self.n_init, str):  # "auto": 3 tries for the random kinds of init
+            self._n_init = 1 if given_centers or self.init == "k-means++" else 3
         else:
             self._n_init = self.n_init
         if given_centers and self._n_init != 1:
@@ -481,9 +481,11 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         dtype = self.cluster_centers_.dtype if has_centers else None
         X = validate_data(self, X, reset=not has_centers, dtype=dtype)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        # One stream for the life of the estimator, as in scikit-learn (fit does not reset it).
+        if not hasattr(self, "_random_state"):
+            self._random_state = check_random_state(self.random_state)
         if not has_centers:
             self._settings_for(X)
-            self._random_state = check_random_state(self.random_state)
             weights = sample_weight if sample_weight is not None else np.ones(len(X), X.dtype)
             self.cluster_centers_ = self._init_centroids(
                 X, weights, self._random_state, self._given_centers(X)

@@ -1,0 +1,16 @@
+import numpy as np
+import pytest
+
+
+def make_blobs(n_samples, n_features, n_centers, dtype=np.float64, seed=0, spread=1.0):
+    """Well-separated Gaussian blobs (no scikit-learn needed)."""
+    rng = np.random.RandomState(seed)
+    centers = rng.uniform(-10, 10, size=(n_centers, n_features))
+    which = rng.randint(0, n_centers, n_samples)
+    X = centers[which] + spread * rng.normal(size=(n_samples, n_features))
+    return X.astype(dtype), which
+
+
+@pytest.fixture
+def blobs():
+    return make_blobs

@@ -1,0 +1,217 @@
+"""The compiled kernels against the plain-NumPy reference, across dtypes, shapes and layouts."""
+
+import numpy as np
+import pytest
+from _reference import distances, inertia, minibatch_update, nearest_centers
+from numpy.testing import assert_allclose, assert_array_equal
+
+from mbk import _core
+
+CHUNK = _core.CHUNK_SIZE
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def random_problem(n_rows, n_features, n_clusters, dtype, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_rows, n_features)).astype(dtype)
+    centers = rng.normal(size=(n_clusters, n_features)).astype(dtype)
+    return X, centers
+
+
+def assert_nearest(X, centers, labels, dtype):
+    """Labels are the reference's; in float32 a near-tie may go either way."""
+    ref_labels, ref_sq = nearest_centers(X, centers)
+    if dtype == np.float64:
+        assert_array_equal(labels, ref_labels)
+    else:
+        chosen = ((X.astype(np.float64) - centers[labels].astype(np.float64)) ** 2).sum(axis=1)
+        assert np.all(chosen <= ref_sq + 1e-4 * (1 + ref_sq))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("n_rows", [1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7])
+@pytest.mark.parametrize("n_features", [1, 3, 4, 5, 17])
+@pytest.mark.parametrize("n_clusters", [1, 2, 7, 33])
+def test_assign_labels_matches_reference(dtype, n_rows, n_features, n_clusters):
+    X, centers = random_problem(n_rows, n_features, n_clusters, dtype)
+    labels = np.full(n_rows, -1, dtype=np.int32)
+    result = _core.assign_labels(X, centers, labels, n_threads=2)
+    assert_nearest(X, centers, labels, dtype)
+    assert_allclose(result, inertia(X, centers, labels), rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_assign_labels_with_indices_and_weights(dtype):
+    X, centers = random_problem(700, 6, 9, dtype)
+    rng = np.random.RandomState(1)
+    rows = rng.randint(0, 700, 555).astype(np.intp)
+    weights = rng.uniform(0, 3, 700).astype(dtype)
+    labels = np.empty(555, dtype=np.int32)
+    result = _core.assign_labels(X, centers, labels, rows, weights, n_threads=2)
+    expected_labels, _ = nearest_centers(X[rows], centers)
+    if dtype == np.float64:
+        assert_array_equal(labels, expected_labels)
+    assert_allclose(result, inertia(X[rows], centers, labels, weights[rows]), rtol=RTOL[dtype])
+
+
+def test_ties_go_to_the_lowest_index():
+    X = np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
+    centers = np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    labels = np.empty(3, dtype=np.int32)
+    _core.assign_labels(X, centers, labels)
+    assert_array_equal(labels, [2, 0, 0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("n_batch", [1, CHUNK - 1, CHUNK + 1, 2 * CHUNK + 5])
+@pytest.mark.parametrize("n_features", [1, 5, 8])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "weighted"])
+def test_minibatch_step_matches_reference(dtype, n_batch, n_features, weighted):
+    n_clusters = 6
+    X, centers = random_problem(2 * n_batch + 3, n_features, n_clusters, dtype, seed=n_batch)
+    rng = np.random.RandomState(2)
+    rows = rng.randint(0, X.shape[0], n_batch).astype(np.intp)
+    weights = rng.uniform(0.1, 2, X.shape[0]).astype(dtype) if weighted else None
+    weight_sums = rng.randint(0, 5, n_clusters).astype(np.float64)
+    labels = np.empty(n_batch, dtype=np.int32)
+    centers_new = np.empty_like(centers)
+    new_sums = weight_sums.copy()
+
+    batch_inertia = _core.minibatch_step(
+        X, centers, centers_new, new_sums, labels, rows, weights, n_threads=2
+    )
+
+    batch_weights = None if weights is None else weights[rows]
+    assert_allclose(batch_inertia, inertia(X[rows], centers, labels, batch_weights),
+                    rtol=RTOL[dtype])
+    expected_centers, expected_sums = minibatch_update(
+        X[rows], batch_weights, centers, weight_sums, labels
+    )
+    assert centers_new.dtype == dtype
+    assert_allclose(centers_new, expected_centers, rtol=RTOL[dtype], atol=RTOL[dtype])
+    assert_allclose(new_sums, expected_sums, rtol=1e-12)
+
+
+def test_minibatch_step_in_place_equals_two_buffers():
+    X, centers = random_problem(900, 7, 10, np.float64)
+    sums_a = np.zeros(10)
+    sums_b = np.zeros(10)
+    separate = np.empty_like(centers)
+    in_place = centers.copy()
+    labels = np.empty(900, dtype=np.int32)
+    _core.minibatch_step(X, centers, separate, sums_a, labels)
+    _core.minibatch_step(X, in_place, in_place, sums_b, labels)
+    assert_array_equal(separate, in_place)
+    assert_array_equal(sums_a, sums_b)
+
+
+def test_empty_and_zero_weight_clusters_stay_put():
+    X = np.array([[0.0], [0.1], [10.0]])
+    centers = np.array([[0.0], [10.0], [100.0]])
+    weights = np.array([1.0, 1.0, 0.0])
+    sums = np.array([1.0, 2.0, 3.0])
+    new = np.empty_like(centers)
+    labels = np.empty(3, dtype=np.int32)
+    _core.minibatch_step(X, centers, new, sums, labels, None, weights)
+    # Center 0 gets rows 0 and 1: (0 * 1 + 0 + 0.1) / 3; center 1 only a zero-weight row.
+    assert_allclose(new[:, 0], [0.1 / 3, 10.0, 100.0])
+    assert_array_equal(sums, [3.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("n_rows", [1, CHUNK + 1])
+def test_euclidean_distances_matches_reference(dtype, n_rows):
+    X, centers = random_problem(n_rows, 5, 4, dtype)
+    out = np.empty((n_rows, 4), dtype=dtype)
+    _core.euclidean_distances(X, centers, out, n_threads=2)
+    assert_allclose(out, distances(X, centers), rtol=RTOL[dtype] * 10)
+
+
+def layouts(X):
+    """The same rows as X in other memory layouts, each read in place by the kernels."""
+    fortran = np.asfortranarray(X)
+    wide = np.zeros((X.shape[0] * 2, X.shape[1] * 3), dtype=X.dtype)
+    wide[::2, ::3] = X
+    readonly = X.copy()
+    readonly.setflags(write=False)
+    reversed_rows = X[::-1].copy()[::-1]
+    return {
+        "fortran": fortran,
+        "strided": wide[::2, ::3],
+        "readonly": readonly,
+        "negative-strides": reversed_rows,
+    }
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("layout", ["fortran", "strided", "readonly", "negative-strides"])
+def test_layouts_give_identical_results(dtype, layout):
+    X, centers = random_problem(3 * CHUNK + 11, 6, 5, dtype)
+    other = layouts(X)[layout]
+    assert not np.shares_memory(other, X) or layout == "negative-strides"
+
+    def run(data):
+        labels = np.empty(len(data), dtype=np.int32)
+        total = _core.assign_labels(data, centers, labels, n_threads=2)
+        out = np.empty((len(data), 5), dtype=dtype)
+        _core.euclidean_distances(data, centers, out, n_threads=2)
+        new = np.empty_like(centers)
+        sums = np.zeros(5)
+        rows = np.arange(0, len(data), 3, dtype=np.intp)
+        step_labels = np.empty(len(rows), dtype=np.int32)
+        step = _core.minibatch_step(data, centers, new, sums, step_labels, rows, None, 2)
+        return labels, total, out, new, sums, step
+
+    for expected, got in zip(run(X), run(other)):
+        assert_array_equal(got, expected)
+
+
+def test_memmap_input(tmp_path):
+    X, centers = random_problem(600, 4, 3, np.float64)
+    path = tmp_path / "x.dat"
+    mapped = np.memmap(path, dtype=np.float64, mode="w+", shape=X.shape)
+    mapped[:] = X
+    mapped.flush()
+    readonly = np.memmap(path, dtype=np.float64, mode="r", shape=X.shape)
+    labels_a = np.empty(600, dtype=np.int32)
+    labels_b = np.empty(600, dtype=np.int32)
+    assert _core.assign_labels(readonly, centers, labels_a) == _core.assign_labels(
+        X, centers, labels_b
+    )
+    assert_array_equal(labels_a, labels_b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_kernels_are_bitwise_identical_for_any_thread_count(dtype):
+    X, centers = random_problem(5 * CHUNK + 3, 9, 12, dtype, seed=5)
+    rows = np.random.RandomState(0).randint(0, len(X), 4 * CHUNK + 1).astype(np.intp)
+    weights = np.random.RandomState(1).uniform(0.5, 2, len(X)).astype(dtype)
+    results = []
+    for n_threads in (1, 2, 3):
+        labels = np.empty(len(X), dtype=np.int32)
+        total = _core.assign_labels(X, centers, labels, None, weights, n_threads)
+        new = np.empty_like(centers)
+        sums = np.arange(12, dtype=np.float64)
+        step_labels = np.empty(len(rows), dtype=np.int32)
+        step = _core.minibatch_step(X, centers, new, sums, step_labels, rows, weights, n_threads)
+        out = np.empty((len(X), 12), dtype=dtype)
+        _core.euclidean_distances(X, centers, out, n_threads)
+        results.append((labels, total, new, sums, step, out))
+    for other in results[1:]:
+        for expected, got in zip(results[0], other):
+            assert_array_equal(got, expected)
+
+
+def test_kernel_argument_checks():
+    X, centers = random_problem(10, 3, 2, np.float64)
+    with pytest.raises(ValueError, match="features"):
+        _core.assign_labels(X, centers[:, :2].copy(), np.empty(10, np.int32))
+    with pytest.raises(ValueError, match="labels"):
+        _core.assign_labels(X, centers, np.empty(9, np.int32))
+    with pytest.raises(ValueError, match="sample_weight"):
+        _core.assign_labels(X, centers, np.empty(10, np.int32), None, np.ones(9))
+    with pytest.raises(ValueError, match="match centers_old"):
+        _core.minibatch_step(X, centers, np.empty((3, 3)), np.zeros(2), np.empty(10, np.int32))
+    with pytest.raises(ValueError, match="out must have shape"):
+        _core.euclidean_distances(X, centers, np.empty((10, 3)))

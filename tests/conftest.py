@@ -14,3 +14,17 @@ def make_blobs(n_samples, n_features, n_centers, dtype=np.float64, seed=0, sprea
 @pytest.fixture
 def blobs():
     return make_blobs
+
+
+@pytest.fixture(autouse=True)
+def every_thread_count_runs_in_parallel():
+    """Let the kernels use every thread they are given, however small the test data.
+
+    In normal use small calls run on one thread (cheaper); tests must exercise the parallel
+    paths, so the threshold is lifted for every test.
+    """
+    from mbk import _core
+
+    old = _core.set_min_work_per_thread(0)
+    yield
+    _core.set_min_work_per_thread(old)

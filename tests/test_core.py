@@ -215,3 +215,31 @@ def test_kernel_argument_checks():
         _core.minibatch_step(X, centers, np.empty((3, 3)), np.zeros(2), np.empty(10, np.int32))
     with pytest.raises(ValueError, match="out must have shape"):
         _core.euclidean_distances(X, centers, np.empty((10, 3)))
+
+
+@pytest.mark.parametrize("n_samples", [1, 2, 7, 1000, 4099])
+@pytest.mark.parametrize("weights", ["uniform", "heavy-tailed", "zeros-inside"])
+def test_draw_rows_equals_searchsorted(n_samples, weights):
+    from mbk._sampling import WeightedRowSampler
+
+    rng = np.random.RandomState(n_samples)
+    w = {
+        "uniform": np.ones(n_samples),
+        "heavy-tailed": rng.pareto(0.7, n_samples) + 1e-12,
+        "zeros-inside": np.where(rng.rand(n_samples) < 0.6, 0.0, rng.rand(n_samples)),
+    }[weights]
+    if not w.any():
+        w[-1] = 1.0
+    sampler = WeightedRowSampler(w)
+    cdf = sampler._cdf
+    n_buckets = len(sampler._guide) - 1
+    # Random draws, every bucket edge and its neighbours, every cdf value and its neighbours.
+    edges = np.arange(n_buckets + 1) / n_buckets
+    special = np.concatenate([edges, cdf, np.nextafter(edges, 0), np.nextafter(edges, 1),
+                              np.nextafter(cdf, 0), np.nextafter(cdf, 1), [0.0]])
+    uniforms = np.concatenate([rng.random_sample(5000), special])
+    uniforms = uniforms[(uniforms >= 0) & (uniforms < 1)]
+    rows = np.empty(len(uniforms), dtype=np.intp)
+    _core.draw_rows(cdf, sampler._guide, uniforms, rows)
+    assert_array_equal(rows, cdf.searchsorted(uniforms, side="right"))
+    assert w[rows].min() > 0  # a zero-weight row is never drawn

@@ -17,7 +17,7 @@ strided, read-only and memory-mapped arrays are all used in place without a copy
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
-from libc.math cimport sqrt
+from libc.math cimport INFINITY
 from libc.stdlib cimport free, malloc
 
 cdef extern from *:
@@ -33,6 +33,126 @@ cdef extern from *:
     """
     int mbk_omp_max_threads() noexcept nogil
     const int MBK_OPENMP_ENABLED
+
+
+# Register-blocked micro-kernels: TILE_ROWS rows against LANES centers at a time, the
+# accumulators held in vector registers. Written with GCC/Clang vector extensions (portable
+# across x86-64 and ARM; no intrinsics, no -march) and a plain C fallback. Each (row, center)
+# value is still summed feature by feature in order, so both versions round identically.
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <string.h>
+    #define MBK_TILE_ROWS 4
+    /* Runtime CPU dispatch: on x86-64 Linux the tile kernels are compiled for AVX-512, AVX2
+       and the baseline, and the loader picks one per machine (GCC ifunc). No FMA is enabled
+       in any clone and contraction is off, so every clone rounds the same. */
+    #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) \
+        && defined(__GLIBC__)
+    #define MBK_DISPATCH __attribute__((target_clones("avx512f", "avx2", "default")))
+    #else
+    #define MBK_DISPATCH
+    #endif
+    #if defined(__GNUC__) || defined(__clang__)
+    #define MBK_VECTOR_BYTES 32
+    typedef float mbk_vec_float __attribute__((vector_size(MBK_VECTOR_BYTES)));
+    typedef double mbk_vec_double __attribute__((vector_size(MBK_VECTOR_BYTES)));
+    #define MBK_LANES(T) ((Py_ssize_t)(MBK_VECTOR_BYTES / sizeof(T)))
+    #define MBK_DEFINE_TILES(T)                                                              \
+    /* Nearest of the centers for 4 rows: xt is the rows transposed (n_features x 4), */     \
+    /* ct the centers transposed and padded (n_features x n_padded), norms padded with inf */\
+    MBK_DISPATCH                                                                             \
+    static void mbk_nearest_tile_##T(const T* xt, const T* ct, const T* norms,              \
+            Py_ssize_t n_features, Py_ssize_t n_padded, int* best_index, T* best_dist) {     \
+        const Py_ssize_t lanes = MBK_LANES(T);                                               \
+        Py_ssize_t jb, f, l; int r;                                                          \
+        for (r = 0; r < MBK_TILE_ROWS; r++) { best_index[r] = 0; best_dist[r] = (T)INFINITY; } \
+        for (jb = 0; jb < n_padded; jb += lanes) {                                           \
+            mbk_vec_##T a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, cv, nv;                      \
+            const T* c = ct + jb; const T* x = xt;                                           \
+            for (f = 0; f < n_features; f++, c += n_padded, x += MBK_TILE_ROWS) {            \
+                memcpy(&cv, c, sizeof cv);                                                        \
+                a0 += x[0] * cv; a1 += x[1] * cv; a2 += x[2] * cv; a3 += x[3] * cv;          \
+            }                                                                                \
+            memcpy(&nv, norms + jb, sizeof nv);                                                   \
+            a0 = nv - (T)2 * a0; a1 = nv - (T)2 * a1; a2 = nv - (T)2 * a2; a3 = nv - (T)2 * a3; \
+            for (l = 0; l < lanes; l++) {                                                    \
+                if (a0[l] < best_dist[0]) { best_dist[0] = a0[l]; best_index[0] = (int)(jb + l); } \
+                if (a1[l] < best_dist[1]) { best_dist[1] = a1[l]; best_index[1] = (int)(jb + l); } \
+                if (a2[l] < best_dist[2]) { best_dist[2] = a2[l]; best_index[2] = (int)(jb + l); } \
+                if (a3[l] < best_dist[3]) { best_dist[3] = a3[l]; best_index[3] = (int)(jb + l); } \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    /* Euclidean distances of 4 rows to every center, by direct differences. */             \
+    MBK_DISPATCH                                                                             \
+    static void mbk_distance_tile_##T(const T* xt, const T* ct, Py_ssize_t n_features,      \
+            Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows, T* out) {                \
+        const Py_ssize_t lanes = MBK_LANES(T);                                               \
+        Py_ssize_t jb, f, l; int r;                                                          \
+        for (jb = 0; jb < n_padded; jb += lanes) {                                           \
+            mbk_vec_##T acc[MBK_TILE_ROWS] = {{0}}, cv, t;                                   \
+            const T* c = ct + jb; const T* x = xt;                                           \
+            for (f = 0; f < n_features; f++, c += n_padded, x += MBK_TILE_ROWS) {            \
+                memcpy(&cv, c, sizeof cv);                                                        \
+                t = x[0] - cv; acc[0] += t * t; t = x[1] - cv; acc[1] += t * t;              \
+                t = x[2] - cv; acc[2] += t * t; t = x[3] - cv; acc[3] += t * t;              \
+            }                                                                                \
+            for (r = 0; r < n_rows; r++)                                                     \
+                for (l = 0; l < lanes && jb + l < n_clusters; l++)                           \
+                    out[r * n_clusters + jb + l] = (T)sqrt(acc[r][l]);                       \
+        }                                                                                    \
+    }
+    #else
+    #define MBK_LANES(T) ((Py_ssize_t)8)
+    #define MBK_DEFINE_TILES(T)                                                              \
+    static void mbk_nearest_tile_##T(const T* xt, const T* ct, const T* norms,              \
+            Py_ssize_t n_features, Py_ssize_t n_padded, int* best_index, T* best_dist) {     \
+        Py_ssize_t j, f; int r; T dot, dist;                                                 \
+        for (r = 0; r < MBK_TILE_ROWS; r++) {                                                \
+            best_index[r] = 0; best_dist[r] = (T)INFINITY;                                   \
+            for (j = 0; j < n_padded; j++) {                                                 \
+                dot = 0;                                                                     \
+                for (f = 0; f < n_features; f++)                                             \
+                    dot = dot + xt[f * MBK_TILE_ROWS + r] * ct[f * n_padded + j];            \
+                dist = norms[j] - (T)2 * dot;                                                \
+                if (dist < best_dist[r]) { best_dist[r] = dist; best_index[r] = (int)j; }    \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    static void mbk_distance_tile_##T(const T* xt, const T* ct, Py_ssize_t n_features,      \
+            Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows, T* out) {                \
+        Py_ssize_t j, f; int r; T acc, t;                                                    \
+        for (r = 0; r < n_rows; r++)                                                         \
+            for (j = 0; j < n_clusters; j++) {                                               \
+                acc = 0;                                                                     \
+                for (f = 0; f < n_features; f++) {                                           \
+                    t = xt[f * MBK_TILE_ROWS + r] - ct[f * n_padded + j]; acc = acc + t * t; \
+                }                                                                            \
+                out[r * n_clusters + j] = (T)sqrt(acc);                                      \
+            }                                                                                \
+    }
+    #endif
+    MBK_DEFINE_TILES(float)
+    MBK_DEFINE_TILES(double)
+    #define MBK_LANES_FLOAT MBK_LANES(float)
+    #define MBK_LANES_DOUBLE MBK_LANES(double)
+    """
+    const int MBK_TILE_ROWS
+    const Py_ssize_t MBK_LANES_FLOAT
+    const Py_ssize_t MBK_LANES_DOUBLE
+    void mbk_nearest_tile_float(const float* xt, const float* ct, const float* norms,
+                                Py_ssize_t n_features, Py_ssize_t n_padded,
+                                int* best_index, float* best_dist) noexcept nogil
+    void mbk_nearest_tile_double(const double* xt, const double* ct, const double* norms,
+                                 Py_ssize_t n_features, Py_ssize_t n_padded,
+                                 int* best_index, double* best_dist) noexcept nogil
+    void mbk_distance_tile_float(const float* xt, const float* ct, Py_ssize_t n_features,
+                                 Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows,
+                                 float* out) noexcept nogil
+    void mbk_distance_tile_double(const double* xt, const double* ct, Py_ssize_t n_features,
+                                  Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows,
+                                  double* out) noexcept nogil
 
 
 # Rows per parallel work item. Fixed (not derived from the thread count) so that the work
@@ -149,33 +269,68 @@ cdef int _check_centers(const floating[:, ::1] centers, Py_ssize_t n_features) e
 # ---------------------------------------------------------------------------------------------
 
 cdef struct Centers:
-    # The centers laid out for the assignment loop: transposed (n_features, n_clusters) so the
-    # innermost loop runs over clusters and vectorises without reassociating any sum.
+    # The centers laid out for the micro-kernels: transposed to (n_features, n_padded) so one
+    # vector load reads the same feature of LANES consecutive centers. Padding centers are
+    # zeros with an infinite squared norm, so they never win the assignment.
     const void* rows        # (n_clusters, n_features), C order
-    void* transposed        # (n_features, n_clusters)
-    void* sq_norms          # (n_clusters,)
+    void* transposed        # (n_features, n_padded)
+    void* sq_norms          # (n_padded,)
     Py_ssize_t n_clusters
+    Py_ssize_t n_padded
+
+
+cdef inline Py_ssize_t _padded_count(Py_ssize_t n_clusters, const floating* witness) noexcept nogil:
+    """n_clusters rounded up to a whole number of vector lanes of the kernel's type."""
+    cdef Py_ssize_t lanes = MBK_LANES_FLOAT if floating is float else MBK_LANES_DOUBLE
+    return (n_clusters + lanes - 1) // lanes * lanes
 
 
 cdef int _prepare_centers(
-        Centers* prepared, const floating[:, ::1] centers, floating* storage) noexcept nogil:
-    # storage holds n_clusters * (n_features + 1) values
+        Centers* prepared,
+        const floating[:, ::1] centers,
+        floating* storage,      # OUT n_padded * (n_features + 1) values
+) noexcept nogil:
     cdef Py_ssize_t n_clusters = centers.shape[0], n_features = centers.shape[1]
+    cdef Py_ssize_t n_padded = _padded_count(n_clusters, storage)
     cdef Py_ssize_t j, f
     cdef floating* transposed = storage
-    cdef floating* sq_norms = storage + n_clusters * n_features
+    cdef floating* sq_norms = storage + n_padded * n_features
     cdef floating norm
-    for j in range(n_clusters):
-        norm = 0
-        for f in range(n_features):
-            transposed[f * n_clusters + j] = centers[j, f]
-            norm = norm + centers[j, f] * centers[j, f]
-        sq_norms[j] = norm
+    for j in range(n_padded):
+        if j < n_clusters:
+            norm = 0
+            for f in range(n_features):
+                transposed[f * n_padded + j] = centers[j, f]
+                norm = norm + centers[j, f] * centers[j, f]
+            sq_norms[j] = norm
+        else:
+            for f in range(n_features):
+                transposed[f * n_padded + j] = 0
+            sq_norms[j] = INFINITY
     prepared.rows = &centers[0, 0]
     prepared.transposed = transposed
     prepared.sq_norms = sq_norms
     prepared.n_clusters = n_clusters
+    prepared.n_padded = n_padded
     return 0
+
+
+cdef inline void _gather_tile(
+        const Rows* rows,
+        Py_ssize_t first,       # batch position of the tile's first row
+        Py_ssize_t n_in_tile,   # rows present, <= MBK_TILE_ROWS; the rest are zero-filled
+        floating* tile,         # OUT (n_features, MBK_TILE_ROWS): the rows transposed
+) noexcept nogil:
+    cdef Py_ssize_t t, f, n_features = rows.n_features
+    cdef const floating* base
+    for t in range(MBK_TILE_ROWS):
+        if t < n_in_tile:
+            base = <const floating*> rows.data + _source_row(rows, first + t) * rows.row_stride
+            for f in range(n_features):
+                tile[f * MBK_TILE_ROWS + t] = base[f * rows.col_stride]
+        else:
+            for f in range(n_features):
+                tile[f * MBK_TILE_ROWS + t] = 0
 
 
 cdef double _assign_chunk(
@@ -184,7 +339,7 @@ cdef double _assign_chunk(
         Py_ssize_t start,
         Py_ssize_t end,
         int* labels,                  # OUT (n_rows,)
-        floating* dots,               # TMP (n_clusters,)
+        floating* tile,               # TMP (n_features * MBK_TILE_ROWS,)
         floating* row_buffer,         # TMP (n_features,)
 ) noexcept nogil:
     """Label rows [start, end) with their nearest center; return their weighted inertia.
@@ -192,36 +347,30 @@ cdef double _assign_chunk(
     The nearest center minimises ||c||^2 - 2 x.c (||x||^2 is common to all centers); ties go
     to the lowest index (strict <). The inertia uses direct differences to that center.
     """
-    cdef Py_ssize_t n_clusters = centers.n_clusters, n_features = rows.n_features
-    cdef const floating* transposed = <const floating*> centers.transposed
-    cdef const floating* sq_norms = <const floating*> centers.sq_norms
+    cdef Py_ssize_t n_features = rows.n_features
     cdef const floating* center_rows = <const floating*> centers.rows
-    cdef const floating* x
-    cdef const floating* column
-    cdef Py_ssize_t i, r, j, f
-    cdef floating xf, dist, best_dist
-    cdef int best
+    cdef int best_index[4]
+    cdef floating best_dist[4]
+    cdef Py_ssize_t i = start, t, r, n_in_tile
     cdef double inertia = 0
-
-    for i in range(start, end):
-        r = _source_row(rows, i)
-        x = _row_ptr(rows, r, row_buffer)
-        for j in range(n_clusters):
-            dots[j] = 0
-        for f in range(n_features):
-            xf = x[f]
-            column = transposed + f * n_clusters
-            for j in range(n_clusters):
-                dots[j] = dots[j] + xf * column[j]
-        best = 0
-        best_dist = sq_norms[0] - 2 * dots[0]
-        for j in range(1, n_clusters):
-            dist = sq_norms[j] - 2 * dots[j]
-            if dist < best_dist:
-                best_dist = dist
-                best = <int> j
-        labels[i] = best
-        inertia += _sq_euclidean(x, center_rows + best * n_features, n_features) * _weight(<const floating*> rows.weights, r)
+    while i < end:
+        n_in_tile = min(<Py_ssize_t> MBK_TILE_ROWS, end - i)
+        _gather_tile(rows, i, n_in_tile, tile)
+        if floating is float:
+            mbk_nearest_tile_float(tile, <const float*> centers.transposed,
+                                   <const float*> centers.sq_norms, n_features,
+                                   centers.n_padded, best_index, best_dist)
+        else:
+            mbk_nearest_tile_double(tile, <const double*> centers.transposed,
+                                    <const double*> centers.sq_norms, n_features,
+                                    centers.n_padded, best_index, best_dist)
+        for t in range(n_in_tile):
+            labels[i + t] = best_index[t]
+            r = _source_row(rows, i + t)
+            inertia += _sq_euclidean(
+                _row_ptr(rows, r, row_buffer), center_rows + best_index[t] * n_features,
+                n_features) * _weight(<const floating*> rows.weights, r)
+        i += n_in_tile
     return inertia
 
 
@@ -234,7 +383,7 @@ cdef double _assign_rows(
         int n_threads,
 ) noexcept nogil:
     cdef Py_ssize_t n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
-    cdef Py_ssize_t per_thread = centers.n_clusters + rows.n_features
+    cdef Py_ssize_t per_thread = (MBK_TILE_ROWS + 1) * rows.n_features
     cdef Py_ssize_t chunk, start, end
     cdef floating* tile
     cdef double inertia = 0
@@ -243,7 +392,7 @@ cdef double _assign_rows(
         end = min(start + CHUNK_ROWS, rows.n_rows)
         tile = scratch + threadid() * per_thread
         chunk_inertia[chunk] = _assign_chunk(
-            rows, centers, start, end, labels, tile, tile + centers.n_clusters)
+            rows, centers, start, end, labels, tile, tile + MBK_TILE_ROWS * rows.n_features)
     # Serial, in chunk order: the same sum for any thread count.
     for chunk in range(n_chunks):
         inertia += chunk_inertia[chunk]
@@ -270,13 +419,36 @@ cdef class _Scratch:
         return block
 
 
-cdef inline int _clamp_threads(int n_threads, Py_ssize_t n_rows) noexcept nogil:
-    cdef Py_ssize_t n_chunks = (n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
-    if n_threads < 1:
-        n_threads = 1
-    if n_chunks < n_threads:
-        n_threads = <int> max(n_chunks, 1)
-    return n_threads
+# Below this much arithmetic per thread (multiply-adds), waking another thread costs more
+# than it saves, and on a busy machine a descheduled peer can stall a parallel region for a
+# whole time slice. Results do not depend on the thread count, so this is only about speed.
+cdef double min_work_per_thread = 1 << 18
+
+
+def set_min_work_per_thread(double work):
+    """Set the parallelism threshold (tests use 0 to exercise every thread); return the old."""
+    global min_work_per_thread
+    old = min_work_per_thread
+    min_work_per_thread = work
+    return old
+
+
+cdef inline int _threads_for(int n_threads, Py_ssize_t n_units, double work) noexcept nogil:
+    """Threads worth using for n_units independent work items totalling ``work``."""
+    cdef double useful = work / min_work_per_thread if min_work_per_thread > 0 else n_threads
+    if n_threads > n_units:
+        n_threads = <int> n_units
+    if n_threads > useful:
+        n_threads = <int> useful
+    return max(n_threads, 1)
+
+
+cdef inline int _clamp_threads(
+        int n_threads, Py_ssize_t n_rows, Py_ssize_t n_clusters, Py_ssize_t n_features
+) noexcept nogil:
+    """Threads for a pass over n_rows rows against n_clusters centers."""
+    return _threads_for(n_threads, (n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS,
+                        <double> n_rows * n_clusters * n_features)
 
 
 def assign_labels(
@@ -303,10 +475,11 @@ def assign_labels(
         raise ValueError("labels must have one entry per assigned row")
     if rows.n_rows == 0:
         return 0.0
-    n_threads = _clamp_threads(n_threads, rows.n_rows)
-    scratch.centers_storage = scratch.take(n_clusters * (n_features + 1) * sizeof(floating))
+    n_threads = _clamp_threads(n_threads, rows.n_rows, n_clusters, n_features)
+    scratch.centers_storage = scratch.take(
+        _padded_count(n_clusters, <floating*> NULL) * (n_features + 1) * sizeof(floating))
     scratch.per_thread = scratch.take(
-        n_threads * (n_clusters + n_features) * sizeof(floating))
+        n_threads * (MBK_TILE_ROWS + 1) * n_features * sizeof(floating))
     scratch.per_chunk = scratch.take(
         ((rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
     with nogil:
@@ -402,12 +575,13 @@ def minibatch_step(
         raise ValueError("a mini-batch step needs at least one row")
 
     n_threads = max(n_threads, 1)
-    n_update_threads = <int> min(n_threads, n_clusters)
-    n_threads = _clamp_threads(n_threads, n_batch)
-    scratch.centers_storage = scratch.take(n_clusters * (n_features + 1) * sizeof(floating))
-    # Per thread: (n_clusters + n_features) values for the assignment, or 2 * n_features
-    # doubles (sums, row buffer) for the update; one double per value covers both.
-    per_thread = max(n_clusters + n_features, 2 * n_features)
+    n_update_threads = _threads_for(n_threads, n_clusters, <double> n_batch * n_features)
+    n_threads = _clamp_threads(n_threads, n_batch, n_clusters, n_features)
+    scratch.centers_storage = scratch.take(
+        _padded_count(n_clusters, <floating*> NULL) * (n_features + 1) * sizeof(floating))
+    # Per thread: a row tile and a row buffer for the assignment, or 2 * n_features doubles
+    # (sums, row buffer) for the update; one double per value covers both.
+    per_thread = (MBK_TILE_ROWS + 1) * n_features
     scratch.per_thread = scratch.take(max(n_threads, n_update_threads) * per_thread
                                       * sizeof(double))
     scratch.per_chunk = scratch.take(((n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
@@ -451,28 +625,22 @@ def minibatch_step(
 cdef void _distance_chunk(
         const Rows* rows, const Centers* centers, Py_ssize_t start, Py_ssize_t end,
         floating* out,              # OUT (n_rows, n_clusters), C order
-        floating* row_buffer,       # TMP (n_features,)
+        floating* tile,             # TMP (n_features * MBK_TILE_ROWS,)
 ) noexcept nogil:
-    cdef Py_ssize_t n_clusters = centers.n_clusters, n_features = rows.n_features
-    cdef const floating* transposed = <const floating*> centers.transposed
-    cdef const floating* x
-    cdef const floating* column
-    cdef floating* dist
-    cdef floating diff, xf
-    cdef Py_ssize_t i, j, f
-    for i in range(start, end):
-        x = _row_ptr(rows, _source_row(rows, i), row_buffer)
-        dist = out + i * n_clusters
-        for j in range(n_clusters):
-            dist[j] = 0
-        for f in range(n_features):
-            xf = x[f]
-            column = transposed + f * n_clusters
-            for j in range(n_clusters):
-                diff = xf - column[j]
-                dist[j] = dist[j] + diff * diff
-        for j in range(n_clusters):
-            dist[j] = sqrt(dist[j])
+    cdef Py_ssize_t i = start, n_in_tile
+    cdef Py_ssize_t n_clusters = centers.n_clusters
+    while i < end:
+        n_in_tile = min(<Py_ssize_t> MBK_TILE_ROWS, end - i)
+        _gather_tile(rows, i, n_in_tile, tile)
+        if floating is float:
+            mbk_distance_tile_float(tile, <const float*> centers.transposed, rows.n_features,
+                                    centers.n_padded, n_clusters, <int> n_in_tile,
+                                    out + i * n_clusters)
+        else:
+            mbk_distance_tile_double(tile, <const double*> centers.transposed, rows.n_features,
+                                     centers.n_padded, n_clusters, <int> n_in_tile,
+                                     out + i * n_clusters)
+        i += n_in_tile
 
 
 def euclidean_distances(
@@ -493,14 +661,55 @@ def euclidean_distances(
         raise ValueError("out must have shape (n_samples, n_clusters)")
     if rows.n_rows == 0:
         return
-    n_threads = _clamp_threads(n_threads, rows.n_rows)
+    n_threads = _clamp_threads(n_threads, rows.n_rows, n_clusters, n_features)
     n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
-    scratch.centers_storage = scratch.take(n_clusters * (n_features + 1) * sizeof(floating))
-    scratch.per_thread = scratch.take(n_threads * n_features * sizeof(floating))
+    scratch.centers_storage = scratch.take(
+        _padded_count(n_clusters, <floating*> NULL) * (n_features + 1) * sizeof(floating))
+    scratch.per_thread = scratch.take(
+        n_threads * MBK_TILE_ROWS * n_features * sizeof(floating))
     with nogil:
         _prepare_centers(&prepared, centers, <floating*> scratch.centers_storage)
         for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
             start = chunk * CHUNK_ROWS
             end = min(start + CHUNK_ROWS, rows.n_rows)
             _distance_chunk(&rows, &prepared, start, end, &out[0, 0],
-                            (<floating*> scratch.per_thread) + threadid() * n_features)
+                            (<floating*> scratch.per_thread)
+                            + threadid() * MBK_TILE_ROWS * n_features)
+
+
+# ---------------------------------------------------------------------------------------------
+# Weighted row sampling (inverse-cdf with a guide table)
+# ---------------------------------------------------------------------------------------------
+
+def draw_rows(
+        const double[::1] cdf,            # IN (n_samples,) non-decreasing, cdf[-1] == 1
+        const Py_ssize_t[::1] guide,      # IN (n_buckets + 1,): first i with cdf[i] > b / n_buckets
+        const double[::1] uniforms,       # IN draws in [0, 1)
+        Py_ssize_t[::1] rows):            # OUT (len(uniforms),)
+    """rows[i] = first index with cdf > uniforms[i]: ``cdf.searchsorted(u, side="right")``.
+
+    The guide table narrows each search to about one bucket (Chen & Asau's guide-table
+    method), so a draw costs O(1) expected memory touches instead of log2(n) cache misses.
+    A bucket index computed with rounding can be off by one either way; searching from
+    bucket b - 1 to b + 2 keeps the answer exact.
+    """
+    cdef Py_ssize_t n_buckets = guide.shape[0] - 1, n_draws = uniforms.shape[0]
+    cdef Py_ssize_t i, b, lo, hi, mid
+    cdef double u
+    if rows.shape[0] != n_draws:
+        raise ValueError("rows must have one entry per uniform draw")
+    if n_buckets < 1 or cdf.shape[0] < 1:
+        raise ValueError("draw_rows needs a non-empty cdf and guide table")
+    with nogil:
+        for i in range(n_draws):
+            u = uniforms[i]
+            b = <Py_ssize_t> (u * n_buckets)
+            lo = guide[max(b - 1, 0)]
+            hi = guide[min(b + 2, n_buckets)]
+            while lo < hi:
+                mid = lo + (hi - lo) // 2
+                if cdf[mid] > u:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            rows[i] = lo

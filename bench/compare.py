@@ -100,8 +100,13 @@ def fit_step_time(cls, X, workload, repeat):
     # max_iter counts passes; pick the number of passes that gives about n_steps steps.
     max_iter = max(1, n_steps * workload.batch_size // X.shape[0])
     estimator = cls(
-        n_clusters=workload.n_clusters, init=init, batch_size=workload.batch_size,
-        max_iter=max_iter, max_no_improvement=None, compute_labels=False, random_state=0,
+        n_clusters=workload.n_clusters,
+        init=init,
+        batch_size=workload.batch_size,
+        max_iter=max_iter,
+        max_no_improvement=None,
+        compute_labels=False,
+        random_state=0,
     )
     seconds = best_time(lambda: estimator.fit(X), repeat)
     return seconds / estimator.n_steps_
@@ -116,8 +121,11 @@ def partial_fit_step_time(cls, X, workload, repeat, n_calls=50):
 
     def run():
         estimator = cls(
-            n_clusters=workload.n_clusters, init=init, batch_size=workload.batch_size,
-            compute_labels=False, random_state=0,
+            n_clusters=workload.n_clusters,
+            init=init,
+            batch_size=workload.batch_size,
+            compute_labels=False,
+            random_state=0,
         )
         for batch in batches:
             estimator.partial_fit(batch)
@@ -126,8 +134,7 @@ def partial_fit_step_time(cls, X, workload, repeat, n_calls=50):
 
 
 def default_fit_time(cls, X, workload, repeat):
-    estimator = cls(n_clusters=workload.n_clusters, batch_size=workload.batch_size,
-                    random_state=0)
+    estimator = cls(n_clusters=workload.n_clusters, batch_size=workload.batch_size, random_state=0)
     return best_time(lambda: estimator.fit(X), repeat), estimator.n_steps_
 
 
@@ -138,23 +145,33 @@ def main():
     parser.add_argument("--only", nargs="*", help="workload names to run")
     args = parser.parse_args()
 
-    print(f"# mbk {mbk.__version__} (OpenMP: {mbk.OPENMP_ENABLED}) vs scikit-learn "
-          f"{__import__('sklearn').__version__}; numpy {np.__version__}")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
-    header = (f"{'workload':8} {'data':40} {'k':>5} {'batch':>6} | {'measure':18} "
-              f"{'sklearn':>10} {'mbk':>10} {'speed-up':>9}")
+    print(
+        f"# mbk {mbk.__version__} (OpenMP: {mbk.OPENMP_ENABLED}) vs scikit-learn "
+        f"{__import__('sklearn').__version__}; numpy {np.__version__}"
+    )
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    header = (
+        f"{'workload':8} {'data':40} {'k':>5} {'batch':>6} | {'measure':18} "
+        f"{'sklearn':>10} {'mbk':>10} {'speed-up':>9}"
+    )
     print(header)
     print("-" * len(header))
     for workload in WORKLOADS:
         if args.only and workload.name not in args.only:
             continue
         X = workload.data(args.quick)
-        label = f"{workload.name:8} {workload.description:40} {workload.n_clusters:5} " \
-                f"{workload.batch_size:6}"
+        label = (
+            f"{workload.name:8} {workload.description:40} {workload.n_clusters:5} "
+            f"{workload.batch_size:6}"
+        )
         rows = []
-        for measure, timer in [("fit, per step", fit_step_time),
-                               ("partial_fit, per call", partial_fit_step_time)]:
+        for measure, timer in [
+            ("fit, per step", fit_step_time),
+            ("partial_fit, per call", partial_fit_step_time),
+        ]:
             sk = timer(SklearnMiniBatchKMeans, X, workload, args.repeat)
             ours = timer(mbk.MiniBatchKMeans, X, workload, args.repeat)
             rows.append((measure, f"{sk * 1e3:8.3f}ms", f"{ours * 1e3:8.3f}ms", sk / ours))

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from _reference import distances, inertia, minibatch_update, nearest_centers
 from numpy.testing import assert_allclose, assert_array_equal
 
+from _reference import distances, inertia, minibatch_update, nearest_centers
 from mbk import _core
 
 CHUNK = _core.CHUNK_SIZE
@@ -83,8 +83,9 @@ def test_minibatch_step_matches_reference(dtype, n_batch, n_features, weighted):
     )
 
     batch_weights = None if weights is None else weights[rows]
-    assert_allclose(batch_inertia, inertia(X[rows], centers, labels, batch_weights),
-                    rtol=RTOL[dtype])
+    assert_allclose(
+        batch_inertia, inertia(X[rows], centers, labels, batch_weights), rtol=RTOL[dtype]
+    )
     expected_centers, expected_sums = minibatch_update(
         X[rows], batch_weights, centers, weight_sums, labels
     )
@@ -163,7 +164,7 @@ def test_layouts_give_identical_results(dtype, layout):
         step = _core.minibatch_step(data, centers, new, sums, step_labels, rows, None, 2)
         return labels, total, out, new, sums, step
 
-    for expected, got in zip(run(X), run(other)):
+    for expected, got in zip(run(X), run(other), strict=True):
         assert_array_equal(got, expected)
 
 
@@ -199,7 +200,7 @@ def test_kernels_are_bitwise_identical_for_any_thread_count(dtype):
         _core.euclidean_distances(X, centers, out, n_threads)
         results.append((labels, total, new, sums, step, out))
     for other in results[1:]:
-        for expected, got in zip(results[0], other):
+        for expected, got in zip(results[0], other, strict=True):
             assert_array_equal(got, expected)
 
 
@@ -235,8 +236,17 @@ def test_draw_rows_equals_searchsorted(n_samples, weights):
     n_buckets = len(sampler._guide) - 1
     # Random draws, every bucket edge and its neighbours, every cdf value and its neighbours.
     edges = np.arange(n_buckets + 1) / n_buckets
-    special = np.concatenate([edges, cdf, np.nextafter(edges, 0), np.nextafter(edges, 1),
-                              np.nextafter(cdf, 0), np.nextafter(cdf, 1), [0.0]])
+    special = np.concatenate(
+        [
+            edges,
+            cdf,
+            np.nextafter(edges, 0),
+            np.nextafter(edges, 1),
+            np.nextafter(cdf, 0),
+            np.nextafter(cdf, 1),
+            [0.0],
+        ]
+    )
     uniforms = np.concatenate([rng.random_sample(5000), special])
     uniforms = uniforms[(uniforms >= 0) & (uniforms < 1)]
     rows = np.empty(len(uniforms), dtype=np.intp)

@@ -2,20 +2,21 @@
 
 import numpy as np
 import pytest
-from _reference import nearest_centers
-from conftest import make_blobs
 from numpy.testing import assert_allclose, assert_array_equal
 from threadpoolctl import threadpool_limits
 
 import mbk
+from _reference import nearest_centers
+from conftest import make_blobs
 
 
 def test_hand_computed_partial_fit_step():
     # Two centers at 0 and 10 with no history; one step on four rows moves each center to
     # the mean of its rows (weight sums start at 0, so the learning rate is 1).
     X = np.array([[1.0], [3.0], [9.0], [13.0]])
-    model = mbk.MiniBatchKMeans(n_clusters=2, init=np.array([[0.0], [10.0]]),
-                                reassignment_ratio=0.0)
+    model = mbk.MiniBatchKMeans(
+        n_clusters=2, init=np.array([[0.0], [10.0]]), reassignment_ratio=0.0
+    )
     model.partial_fit(X)
     assert_array_equal(model.cluster_centers_, [[2.0], [11.0]])
     assert_array_equal(model.labels_, [0, 0, 1, 1])
@@ -44,7 +45,7 @@ def test_fit_finds_well_separated_blobs(dtype):
     assert model.cluster_centers_.dtype == dtype
     assert model.labels_.dtype == np.int32
     # every true blob maps to one label and back
-    pairs = set(zip(truth.tolist(), model.labels_.tolist()))
+    pairs = set(zip(truth.tolist(), model.labels_.tolist(), strict=True))
     assert len(pairs) == 5
     labels, sq = nearest_centers(X, model.cluster_centers_)
     assert_array_equal(model.predict(X), labels)
@@ -101,19 +102,30 @@ def test_results_are_bitwise_identical_for_any_thread_count(dtype):
     runs = []
     for n_threads in (1, 2, 3):
         with threadpool_limits(n_threads, user_api="openmp"):
-            model = mbk.MiniBatchKMeans(n_clusters=20, random_state=0, batch_size=1000,
-                                        tol=1e-4).fit(X, sample_weight=w)
+            model = mbk.MiniBatchKMeans(
+                n_clusters=20, random_state=0, batch_size=1000, tol=1e-4
+            ).fit(X, sample_weight=w)
             partial = mbk.MiniBatchKMeans(n_clusters=20, random_state=0)
             for start in range(0, 6000, 1500):
                 partial.partial_fit(X[start : start + 1500], sample_weight=w[start : start + 1500])
-            runs.append((model.cluster_centers_, model.labels_, model.inertia_,
-                         model.n_steps_, partial.cluster_centers_, partial.inertia_,
-                         model.transform(X[:700]), model.score(X)))
-    explicit = mbk.MiniBatchKMeans(n_clusters=20, random_state=0, batch_size=1000, tol=1e-4,
-                                   n_threads=3).fit(X, sample_weight=w)
+            runs.append(
+                (
+                    model.cluster_centers_,
+                    model.labels_,
+                    model.inertia_,
+                    model.n_steps_,
+                    partial.cluster_centers_,
+                    partial.inertia_,
+                    model.transform(X[:700]),
+                    model.score(X),
+                )
+            )
+    explicit = mbk.MiniBatchKMeans(
+        n_clusters=20, random_state=0, batch_size=1000, tol=1e-4, n_threads=3
+    ).fit(X, sample_weight=w)
     assert_array_equal(explicit.cluster_centers_, runs[0][0])
     for other in runs[1:]:
-        for expected, got in zip(runs[0], other):
+        for expected, got in zip(runs[0], other, strict=True):
             assert_array_equal(got, expected)
 
 

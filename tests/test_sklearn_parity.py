@@ -10,10 +10,10 @@ import os
 
 import numpy as np
 import pytest
-from conftest import make_blobs
 from numpy.testing import assert_allclose, assert_array_equal
 
 import mbk
+from conftest import make_blobs
 from mbk._sampling import WeightedRowSampler
 
 sklearn = pytest.importorskip("sklearn")
@@ -41,8 +41,7 @@ def assert_same_fit(ours, theirs, dtype):
             assert_array_equal(ours.labels_, theirs.labels_)
     else:
         scale = np.abs(theirs.cluster_centers_).max()
-        assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=0,
-                        atol=2e-5 * scale)
+        assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=0, atol=2e-5 * scale)
         assert_allclose(ours.inertia_, theirs.inertia_, rtol=1e-4)
         if hasattr(theirs, "labels_"):
             assert np.mean(ours.labels_ == theirs.labels_) > 0.999
@@ -75,9 +74,7 @@ def test_kmeans_plusplus_picks_the_same_seeds(dtype, n_clusters, weights):
     X, _ = make_blobs(600, 4, 8, dtype=dtype, seed=3)
     w = np.random.RandomState(1).uniform(0.1, 3, 600) if weights else None
     ours, our_indices = mbk.kmeans_plusplus(X, n_clusters, sample_weight=w, random_state=7)
-    theirs, their_indices = sklearn_kmeans_plusplus(
-        X, n_clusters, sample_weight=w, random_state=7
-    )
+    theirs, their_indices = sklearn_kmeans_plusplus(X, n_clusters, sample_weight=w, random_state=7)
     assert_array_equal(our_indices, their_indices)
     assert_array_equal(ours, theirs)
     assert ours.dtype == dtype
@@ -116,10 +113,13 @@ def test_weighted_fit_matches_sklearn(dtype, init):
     if init == "array":
         init = X[:6].copy()
     elif init == "callable":
+
         def init(data, k, random_state):
             return data[random_state.permutation(len(data))[:k]]
-    ours, theirs = fit_both(X, sample_weight=w, n_clusters=6, init=init, random_state=3,
-                            batch_size=200)
+
+    ours, theirs = fit_both(
+        X, sample_weight=w, n_clusters=6, init=init, random_state=3, batch_size=200
+    )
     assert_same_fit(ours, theirs, dtype)
 
 
@@ -163,12 +163,13 @@ def test_verbose_output_matches_sklearn():
     for cls in (mbk.MiniBatchKMeans, SklearnMiniBatchKMeans):
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
-            cls(n_clusters=5, random_state=0, verbose=1, batch_size=100,
-                reassignment_ratio=0.2).fit(X)
+            cls(
+                n_clusters=5, random_state=0, verbose=1, batch_size=100, reassignment_ratio=0.2
+            ).fit(X)
         outputs.append(buffer.getvalue().splitlines())
     ours, theirs = outputs
     assert len(ours) == len(theirs)
-    for our_line, their_line in zip(ours, theirs):
+    for our_line, their_line in zip(ours, theirs, strict=True):
         # numbers may differ in the last digits of the inertia; the words may not
         our_words = [w for w in our_line.split() if not w[:1].isdigit()]
         their_words = [w for w in their_line.split() if not w[:1].isdigit()]

@@ -1,7 +1,7 @@
 """mbk: fast mini-batch k-means, a drop-in for scikit-learn's MiniBatchKMeans."""
 
-from ._core import OPENMP_ENABLED
 from ._compat import NotFittedError
+from ._core import OPENMP_ENABLED
 from ._kmeans import MiniBatchKMeans
 from ._kmeans_plusplus import kmeans_plusplus
 

@@ -215,8 +215,8 @@ cdef inline floating _sq_euclidean(
     # Direct differences, grouped by four as scikit-learn's _euclidean_dense_dense does, so the
     # inertia rounds the same way.
     cdef floating result = 0
-    cdef Py_ssize_t f, n_blocks = n_features // 4
-    for f in range(n_blocks):
+    cdef Py_ssize_t f, _, n_blocks = n_features // 4
+    for _ in range(n_blocks):
         result += ((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])
                    + (a[2] - b[2]) * (a[2] - b[2]) + (a[3] - b[3]) * (a[3] - b[3]))
         a += 4

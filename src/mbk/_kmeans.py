@@ -58,9 +58,7 @@ def _check_real(name, value, minimum):
 
 
 def _is_array_like(value):
-    return hasattr(value, "__array__") or (
-        hasattr(value, "__len__") and not isinstance(value, str)
-    )
+    return hasattr(value, "__array__") or (hasattr(value, "__len__") and not isinstance(value, str))
 
 
 class MiniBatchKMeans(*ESTIMATOR_BASES):
@@ -355,10 +353,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             self._ewa_inertia_min = self._ewa_inertia
         else:
             self._no_improvement += 1
-        if (
-            self.max_no_improvement is not None
-            and self._no_improvement >= self.max_no_improvement
-        ):
+        if self.max_no_improvement is not None and self._no_improvement >= self.max_no_improvement:
             if self.verbose:
                 print(f"Converged (lack of improvement in inertia) at step {step}/{n_steps}")
             return True

@@ -72,7 +72,12 @@ def kmeans_plusplus_seeds(X, n_clusters, sample_weight, random_state, n_local_tr
 
 
 def kmeans_plusplus(
-    X, n_clusters, *, sample_weight=None, x_squared_norms=None, random_state=None,
+    X,
+    n_clusters,
+    *,
+    sample_weight=None,
+    x_squared_norms=None,
+    random_state=None,
     n_local_trials=None,
 ):
     """Choose initial cluster centers with greedy k-means++.

@@ -65,9 +65,7 @@ def as_float_array(X, *, input_name="X", dtype=None):
         if array.dtype.kind in "OV":
             array = np.asarray(array, dtype=np.float64)  # numbers in an object array: fine
         else:
-            raise TypeError(
-                f"{input_name} must hold numbers; got an array of dtype {array.dtype}."
-            )
+            raise TypeError(f"{input_name} must hold numbers; got an array of dtype {array.dtype}.")
     if array.ndim != 2:
         if array.ndim == 1:
             raise ValueError(
@@ -83,19 +81,19 @@ def as_float_array(X, *, input_name="X", dtype=None):
     n_samples, n_features = array.shape
     if n_samples < 1:
         raise ValueError(
-            f"Found array with 0 sample(s) (shape={array.shape}) while a minimum of 1 is "
-            "required."
+            f"Found array with 0 sample(s) (shape={array.shape}) while a minimum of 1 is required."
         )
     if n_features < 1:
         raise ValueError(
-            f"Found array with 0 feature(s) (shape={array.shape}) while a minimum of 1 is "
-            "required."
+            f"Found array with 0 feature(s) (shape={array.shape}) while a minimum of 1 is required."
         )
     target = np.dtype(dtype) if dtype is not None else _target_dtype(array.dtype)
     if array.dtype != target or not array.dtype.isnative:
         array = array.astype(target.newbyteorder("="))
-    elif not array.flags.aligned or array.strides[0] % target.itemsize or (
-        array.strides[1] % target.itemsize
+    elif (
+        not array.flags.aligned
+        or array.strides[0] % target.itemsize
+        or (array.strides[1] % target.itemsize)
     ):
         array = np.ascontiguousarray(array)
     check_finite(array, input_name)
@@ -136,18 +134,14 @@ def check_sample_weight(sample_weight, n_samples, dtype):
             if weights.dtype.kind == "O":
                 weights = weights.astype(np.float64)
             else:
-                raise TypeError(
-                    f"sample_weight must hold real numbers; got dtype {weights.dtype}."
-                )
+                raise TypeError(f"sample_weight must hold real numbers; got dtype {weights.dtype}.")
         if weights.ndim != 1:
             raise ValueError(
                 f"Sample weights must be 1D array or scalar, got {weights.ndim}D array. "
                 f"Expected either a scalar value or a 1D array of length {n_samples}."
             )
         if weights.shape[0] != n_samples:
-            raise ValueError(
-                f"sample_weight.shape == {weights.shape}, expected {(n_samples,)}!"
-            )
+            raise ValueError(f"sample_weight.shape == {weights.shape}, expected {(n_samples,)}!")
         weights = np.ascontiguousarray(weights, dtype=dtype)
     if not np.isfinite(weights).all():
         kind = "NaN" if np.isnan(weights).any() else "infinity"
@@ -217,11 +211,14 @@ def check_feature_names(estimator, names, reset):
     if fitted is None and names is None:
         return
     if fitted is None:
-        warnings.warn(f"X has feature names, but {cls} was fitted without feature names")
+        warnings.warn(
+            f"X has feature names, but {cls} was fitted without feature names", stacklevel=4
+        )
         return
     if names is None:
         warnings.warn(
-            f"X does not have valid feature names, but {cls} was fitted with feature names"
+            f"X does not have valid feature names, but {cls} was fitted with feature names",
+            stacklevel=4,
         )
         return
     if len(fitted) == len(names) and np.all(fitted == names):

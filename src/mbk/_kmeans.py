@@ -6,6 +6,7 @@ split is what makes results identical to scikit-learn for the same ``random_stat
 identical to themselves for any thread count.
 """
 
+import math
 import numbers
 import warnings
 
@@ -16,6 +17,7 @@ from ._compat import ESTIMATOR_BASES, NotFittedError
 from ._kmeans_plusplus import kmeans_plusplus_seeds
 from ._sampling import WeightedRowSampler
 from ._validation import (
+    InvalidParameterError,
     as_float_array,
     check_random_state,
     check_sample_weight,
@@ -40,21 +42,23 @@ def _mean_variance(X):
     return float(np.mean(sq_dev / n_samples))
 
 
-def _check_int(name, value, minimum, allow_none=False):
+def _check_int(name, value, minimum, allow_none=False, allow_bool=False):
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if (isinstance(value, bool) and not allow_bool) or not isinstance(value, numbers.Integral):
         kind = "an int or None" if allow_none else "an int"
-        raise TypeError(f"{name} must be {kind}; got {value!r} of type {type(value).__name__}.")
+        raise InvalidParameterError(
+            f"{name} must be {kind}; got {value!r} of type {type(value).__name__}."
+        )
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
+        raise InvalidParameterError(f"{name} must be >= {minimum}; got {value}.")
 
 
 def _check_real(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r}.")
-    if not value >= minimum:  # also catches NaN
-        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
+        raise InvalidParameterError(f"{name} must be a real number; got {value!r}.")
+    if not minimum <= value < math.inf:  # also refuses NaN
+        raise InvalidParameterError(f"{name} must be finite and >= {minimum}; got {value}.")
 
 
 def _is_array_like(value):
@@ -173,29 +177,36 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         _check_int("n_clusters", self.n_clusters, 1)
         if isinstance(self.init, str):
             if self.init not in ("k-means++", "random"):
-                raise ValueError(
+                raise InvalidParameterError(
                     f"init must be 'k-means++', 'random', a callable or an array; "
                     f"got {self.init!r}."
                 )
         elif not callable(self.init) and not _is_array_like(self.init):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"init must be 'k-means++', 'random', a callable or an array; got {self.init!r}."
             )
         _check_int("max_iter", self.max_iter, 1)
         _check_int("batch_size", self.batch_size, 1)
-        _check_int("verbose", self.verbose, 0)
+        _check_int("verbose", self.verbose, 0, allow_bool=True)
         if not isinstance(self.compute_labels, (bool, np.bool_)):
-            raise TypeError(f"compute_labels must be a bool; got {self.compute_labels!r}.")
+            raise InvalidParameterError(
+                f"compute_labels must be a bool; got {self.compute_labels!r}."
+            )
         _check_real("tol", self.tol, 0)
         _check_int("max_no_improvement", self.max_no_improvement, 0, allow_none=True)
         _check_int("init_size", self.init_size, 1, allow_none=True)
         if not (isinstance(self.n_init, str) and self.n_init == "auto"):
             if isinstance(self.n_init, str):
-                raise ValueError(f"n_init must be 'auto' or an int >= 1; got {self.n_init!r}.")
+                raise InvalidParameterError(
+                    f"n_init must be 'auto' or an int >= 1; got {self.n_init!r}."
+                )
             _check_int("n_init", self.n_init, 1)
         _check_real("reassignment_ratio", self.reassignment_ratio, 0)
         _check_int("n_threads", self.n_threads, 1, allow_none=True)
-        check_random_state(self.random_state)
+        try:
+            check_random_state(self.random_state)
+        except ValueError as error:
+            raise InvalidParameterError(str(error)) from None
 
     def _settings_for(self, X):
         """Resolve the data-dependent settings, as scikit-learn does on the first data seen."""

@@ -19,6 +19,14 @@ _FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 _SCAN_ROWS = 65536
 
 
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor parameter has a wrong type or value.
+
+    Both a ValueError and a TypeError, like scikit-learn's error of the same name, so code
+    written for either estimator catches it.
+    """
+
+
 def _is_sparse(X):
     return hasattr(X, "tocsr") and hasattr(X, "nnz")
 
@@ -41,6 +49,15 @@ def feature_names_of(X):
     return names if types == ["str"] else None
 
 
+def _has_extension_dtypes(X):
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(X, "to_numpy") or isinstance(X, np.ndarray):
+        return False
+    if not hasattr(dtypes, "__iter__"):  # a pandas Series has one dtype
+        dtypes = [dtypes]
+    return any(not isinstance(dtype, np.dtype) for dtype in dtypes)
+
+
 def _target_dtype(dtype):
     return dtype if dtype in _FLOAT_DTYPES else np.dtype(np.float64)
 
@@ -55,10 +72,16 @@ def as_float_array(X, *, input_name="X", dtype=None):
             f"Sparse input is not supported yet: {input_name} is a sparse "
             f"{type(X).__name__}. Convert it with {input_name}.toarray() first."
         )
-    if isinstance(X, np.ndarray):
-        array = X
-    else:
-        array = np.asarray(X)
+    if isinstance(X, np.matrix):
+        raise TypeError(
+            f"np.matrix is not supported for {input_name}; convert it with np.asarray first."
+        )
+    if _has_extension_dtypes(X):
+        # pandas nullable columns (Float64, Int64, ...): missing values become NaN, which the
+        # finiteness check then reports by name.
+        X = X.to_numpy(dtype=np.float64, na_value=np.nan)
+    # np.asarray of an ndarray subclass (memmap, masked array) is a plain view: no copy.
+    array = np.asarray(X)
     if array.dtype.kind == "c":
         raise ValueError(f"Complex data not supported: {input_name} has dtype {array.dtype}.")
     if array.dtype.kind not in "biuf":
@@ -124,7 +147,7 @@ def check_sample_weight(sample_weight, n_samples, dtype):
     """Weights as a C-contiguous (n_samples,) array of ``dtype``, or None for unit weights."""
     if sample_weight is None:
         return None
-    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+    if isinstance(sample_weight, numbers.Number):
         weights = np.full(n_samples, sample_weight, dtype=dtype)
     else:
         if _is_sparse(sample_weight):
@@ -156,6 +179,8 @@ def check_random_state(seed):
     if seed is None or seed is np.random:
         return np.random.mtrand._rand
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"random_state must be between 0 and 2**32 - 1; got {seed}.")
         return np.random.RandomState(seed)
     if isinstance(seed, np.random.RandomState):
         return seed

@@ -61,6 +61,13 @@ def _check_real(name, value, minimum):
         raise InvalidParameterError(f"{name} must be finite and >= {minimum}; got {value}.")
 
 
+def _labels_inertia(X, centers, sample_weight, n_threads, rows=None):
+    """Nearest center of each row of X (or of X[rows]) and the weighted inertia."""
+    labels = np.empty(X.shape[0] if rows is None else rows.shape[0], dtype=np.int32)
+    inertia = _core.assign_labels(X, centers, labels, rows, sample_weight, n_threads)
+    return labels, inertia
+
+
 def _is_array_like(value):
     return hasattr(value, "__array__") or (hasattr(value, "__len__") and not isinstance(value, str))
 
@@ -404,15 +411,14 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         self._tol = self.tol * _mean_variance(X) if self.tol > 0 else 0.0
 
         # Initialisation: n_init candidate sets, judged on one validation batch.
-        validation_rows = random_state.randint(0, n_samples, self._init_size)
-        validation_labels = np.empty(self._init_size, dtype=np.int32)
+        validation_rows = random_state.randint(0, n_samples, self._init_size).astype(np.intp)
         best_inertia = None
         for init_index in range(self._n_init):
             if self.verbose:
                 print(f"Init {init_index + 1}/{self._n_init} with method {self.init}")
             candidate = self._init_centroids(X, weights, random_state, given_centers)
-            inertia = _core.assign_labels(
-                X, candidate, validation_labels, validation_rows, sample_weight, self._n_threads
+            _, inertia = _labels_inertia(
+                X, candidate, sample_weight, self._n_threads, rows=validation_rows
             )
             if self.verbose:
                 print(f"Inertia for init {init_index + 1}/{self._n_init}: {inertia}")
@@ -448,9 +454,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         self.n_steps_ = step + 1
         self.n_iter_ = int(np.ceil((step + 1) * self._batch_size / n_samples))
         if self.compute_labels:
-            self.labels_ = np.empty(n_samples, dtype=np.int32)
-            self.inertia_ = _core.assign_labels(
-                X, centers, self.labels_, None, sample_weight, self._n_threads
+            self.labels_, self.inertia_ = _labels_inertia(
+                X, centers, sample_weight, self._n_threads
             )
         else:
             # scikit-learn fails here when no step got past the first; mbk uses that step.
@@ -507,9 +512,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             X, None, sample_weight, centers, centers, self._random_state, self._random_reassign()
         )
         if self.compute_labels:
-            self.labels_ = np.empty(X.shape[0], dtype=np.int32)
-            self.inertia_ = _core.assign_labels(
-                X, centers, self.labels_, None, sample_weight, self._n_threads
+            self.labels_, self.inertia_ = _labels_inertia(
+                X, centers, sample_weight, self._n_threads
             )
         self.n_steps_ += 1
         return self
@@ -542,9 +546,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             The nearest center (lowest index on ties).
         """
         X = self._validate_new_data(X)
-        labels = np.empty(X.shape[0], dtype=np.int32)
-        _core.assign_labels(X, self.cluster_centers_, labels, None, None, self._threads())
-        return labels
+        return _labels_inertia(X, self.cluster_centers_, None, self._threads())[0]
 
     def transform(self, X):
         """Euclidean distance from each row of X to each center.
@@ -560,9 +562,6 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             Distances, in the centers' dtype.
         """
         X = self._validate_new_data(X)
-        return self._transform(X)
-
-    def _transform(self, X):
         out = np.empty((X.shape[0], self.n_clusters), dtype=self.cluster_centers_.dtype)
         _core.euclidean_distances(X, self.cluster_centers_, out, self._threads())
         return out
@@ -586,10 +585,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         """
         X = self._validate_new_data(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        labels = np.empty(X.shape[0], dtype=np.int32)
-        return -_core.assign_labels(
-            X, self.cluster_centers_, labels, None, sample_weight, self._threads()
-        )
+        return -_labels_inertia(X, self.cluster_centers_, sample_weight, self._threads())[1]
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the label of each training row (``labels_``).

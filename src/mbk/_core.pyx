@@ -35,124 +35,56 @@ cdef extern from *:
     const int MBK_OPENMP_ENABLED
 
 
-# Register-blocked micro-kernels: TILE_ROWS rows against LANES centers at a time, the
-# accumulators held in vector registers. Written with GCC/Clang vector extensions (portable
-# across x86-64 and ARM; no intrinsics, no -march) and a plain C fallback. Each (row, center)
-# value is still summed feature by feature in order, so both versions round identically.
-cdef extern from *:
-    """
-    #include <math.h>
-    #include <string.h>
-    #define MBK_TILE_ROWS 4
-    /* Runtime CPU dispatch: on x86-64 Linux the tile kernels are compiled for AVX-512, AVX2
-       and the baseline, and the loader picks one per machine (GCC ifunc). No FMA is enabled
-       in any clone and contraction is off, so every clone rounds the same. */
-    #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) \
-        && defined(__GLIBC__)
-    #define MBK_DISPATCH __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define MBK_DISPATCH
-    #endif
-    #if defined(__GNUC__) || defined(__clang__)
-    #define MBK_VECTOR_BYTES 32
-    typedef float mbk_vec_float __attribute__((vector_size(MBK_VECTOR_BYTES)));
-    typedef double mbk_vec_double __attribute__((vector_size(MBK_VECTOR_BYTES)));
-    #define MBK_LANES(T) ((Py_ssize_t)(MBK_VECTOR_BYTES / sizeof(T)))
-    #define MBK_DEFINE_TILES(T)                                                              \
-    /* Nearest of the centers for 4 rows: xt is the rows transposed (n_features x 4), */     \
-    /* ct the centers transposed and padded (n_features x n_padded), norms padded with inf */\
-    MBK_DISPATCH                                                                             \
-    static void mbk_nearest_tile_##T(const T* xt, const T* ct, const T* norms,              \
-            Py_ssize_t n_features, Py_ssize_t n_padded, int* best_index, T* best_dist) {     \
-        const Py_ssize_t lanes = MBK_LANES(T);                                               \
-        Py_ssize_t jb, f, l; int r;                                                          \
-        for (r = 0; r < MBK_TILE_ROWS; r++) { best_index[r] = 0; best_dist[r] = (T)INFINITY; } \
-        for (jb = 0; jb < n_padded; jb += lanes) {                                           \
-            mbk_vec_##T a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, cv, nv;                      \
-            const T* c = ct + jb; const T* x = xt;                                           \
-            for (f = 0; f < n_features; f++, c += n_padded, x += MBK_TILE_ROWS) {            \
-                memcpy(&cv, c, sizeof cv);                                                        \
-                a0 += x[0] * cv; a1 += x[1] * cv; a2 += x[2] * cv; a3 += x[3] * cv;          \
-            }                                                                                \
-            memcpy(&nv, norms + jb, sizeof nv);                                                   \
-            a0 = nv - (T)2 * a0; a1 = nv - (T)2 * a1; a2 = nv - (T)2 * a2; a3 = nv - (T)2 * a3; \
-            for (l = 0; l < lanes; l++) {                                                    \
-                if (a0[l] < best_dist[0]) { best_dist[0] = a0[l]; best_index[0] = (int)(jb + l); } \
-                if (a1[l] < best_dist[1]) { best_dist[1] = a1[l]; best_index[1] = (int)(jb + l); } \
-                if (a2[l] < best_dist[2]) { best_dist[2] = a2[l]; best_index[2] = (int)(jb + l); } \
-                if (a3[l] < best_dist[3]) { best_dist[3] = a3[l]; best_index[3] = (int)(jb + l); } \
-            }                                                                                \
-        }                                                                                    \
-    }                                                                                        \
-    /* Euclidean distances of 4 rows to every center, by direct differences. */             \
-    MBK_DISPATCH                                                                             \
-    static void mbk_distance_tile_##T(const T* xt, const T* ct, Py_ssize_t n_features,      \
-            Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows, T* out) {                \
-        const Py_ssize_t lanes = MBK_LANES(T);                                               \
-        Py_ssize_t jb, f, l; int r;                                                          \
-        for (jb = 0; jb < n_padded; jb += lanes) {                                           \
-            mbk_vec_##T acc[MBK_TILE_ROWS] = {{0}}, cv, t;                                   \
-            const T* c = ct + jb; const T* x = xt;                                           \
-            for (f = 0; f < n_features; f++, c += n_padded, x += MBK_TILE_ROWS) {            \
-                memcpy(&cv, c, sizeof cv);                                                        \
-                t = x[0] - cv; acc[0] += t * t; t = x[1] - cv; acc[1] += t * t;              \
-                t = x[2] - cv; acc[2] += t * t; t = x[3] - cv; acc[3] += t * t;              \
-            }                                                                                \
-            for (r = 0; r < n_rows; r++)                                                     \
-                for (l = 0; l < lanes && jb + l < n_clusters; l++)                           \
-                    out[r * n_clusters + jb + l] = (T)sqrt(acc[r][l]);                       \
-        }                                                                                    \
-    }
-    #else
-    #define MBK_LANES(T) ((Py_ssize_t)8)
-    #define MBK_DEFINE_TILES(T)                                                              \
-    static void mbk_nearest_tile_##T(const T* xt, const T* ct, const T* norms,              \
-            Py_ssize_t n_features, Py_ssize_t n_padded, int* best_index, T* best_dist) {     \
-        Py_ssize_t j, f; int r; T dot, dist;                                                 \
-        for (r = 0; r < MBK_TILE_ROWS; r++) {                                                \
-            best_index[r] = 0; best_dist[r] = (T)INFINITY;                                   \
-            for (j = 0; j < n_padded; j++) {                                                 \
-                dot = 0;                                                                     \
-                for (f = 0; f < n_features; f++)                                             \
-                    dot = dot + xt[f * MBK_TILE_ROWS + r] * ct[f * n_padded + j];            \
-                dist = norms[j] - (T)2 * dot;                                                \
-                if (dist < best_dist[r]) { best_dist[r] = dist; best_index[r] = (int)j; }    \
-            }                                                                                \
-        }                                                                                    \
-    }                                                                                        \
-    static void mbk_distance_tile_##T(const T* xt, const T* ct, Py_ssize_t n_features,      \
-            Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows, T* out) {                \
-        Py_ssize_t j, f; int r; T acc, t;                                                    \
-        for (r = 0; r < n_rows; r++)                                                         \
-            for (j = 0; j < n_clusters; j++) {                                               \
-                acc = 0;                                                                     \
-                for (f = 0; f < n_features; f++) {                                           \
-                    t = xt[f * MBK_TILE_ROWS + r] - ct[f * n_padded + j]; acc = acc + t * t; \
-                }                                                                            \
-                out[r * n_clusters + j] = (T)sqrt(acc);                                      \
-            }                                                                                \
-    }
-    #endif
-    MBK_DEFINE_TILES(float)
-    MBK_DEFINE_TILES(double)
-    #define MBK_LANES_FLOAT MBK_LANES(float)
-    #define MBK_LANES_DOUBLE MBK_LANES(double)
-    """
-    const int MBK_TILE_ROWS
-    const Py_ssize_t MBK_LANES_FLOAT
-    const Py_ssize_t MBK_LANES_DOUBLE
-    void mbk_nearest_tile_float(const float* xt, const float* ct, const float* norms,
-                                Py_ssize_t n_features, Py_ssize_t n_padded,
-                                int* best_index, float* best_dist) noexcept nogil
-    void mbk_nearest_tile_double(const double* xt, const double* ct, const double* norms,
-                                 Py_ssize_t n_features, Py_ssize_t n_padded,
-                                 int* best_index, double* best_dist) noexcept nogil
-    void mbk_distance_tile_float(const float* xt, const float* ct, Py_ssize_t n_features,
-                                 Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows,
-                                 float* out) noexcept nogil
-    void mbk_distance_tile_double(const double* xt, const double* ct, Py_ssize_t n_features,
-                                  Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows,
-                                  double* out) noexcept nogil
+# The register-blocked micro-kernels (C with vector extensions) and their runtime dispatch.
+cdef extern from "_tiles.h":
+    ctypedef void (*mbk_nearest_float_fn)(const float*, const float*, const float*, Py_ssize_t,
+                                          Py_ssize_t, int*, float*) noexcept nogil
+    ctypedef void (*mbk_nearest_double_fn)(const double*, const double*, const double*,
+                                           Py_ssize_t, Py_ssize_t, int*, double*) noexcept nogil
+    ctypedef void (*mbk_distance_float_fn)(const float*, const float*, Py_ssize_t, Py_ssize_t,
+                                           Py_ssize_t, int, float*) noexcept nogil
+    ctypedef void (*mbk_distance_double_fn)(const double*, const double*, Py_ssize_t,
+                                            Py_ssize_t, Py_ssize_t, int, double*) noexcept nogil
+    ctypedef struct mbk_variant:
+        const char* name
+        int tile_rows
+        Py_ssize_t lanes_float
+        Py_ssize_t lanes_double
+        mbk_nearest_float_fn nearest_float
+        mbk_nearest_double_fn nearest_double
+        mbk_distance_float_fn distance_float
+        mbk_distance_double_fn distance_double
+    const int MBK_MAX_TILE_ROWS
+    const mbk_variant* mbk_active
+    int mbk_supported_variants(const mbk_variant** out) noexcept nogil
+
+
+def available_isas():
+    """Kernel variants this CPU can run, best first (e.g. ["avx512", "avx2", "baseline"])."""
+    cdef const mbk_variant* variants[4]
+    cdef int n = mbk_supported_variants(variants)
+    return [variants[i].name.decode() for i in range(n)]
+
+
+def isa():
+    """The kernel variant in use."""
+    return mbk_active.name.decode()
+
+
+def use_isa(name):
+    """Switch kernel variant (tests and benchmarks); returns the previous one's name."""
+    global mbk_active
+    cdef const mbk_variant* variants[4]
+    cdef int n = mbk_supported_variants(variants), i
+    previous = isa()
+    for i in range(n):
+        if variants[i].name.decode() == name:
+            mbk_active = variants[i]
+            return previous
+    raise ValueError(f"kernel variant {name!r} is not available here; have {available_isas()}")
+
+
+use_isa(available_isas()[0])
 
 
 # Rows per parallel work item. Fixed (not derived from the thread count) so that the work
@@ -277,11 +209,13 @@ cdef struct Centers:
     void* sq_norms          # (n_padded,)
     Py_ssize_t n_clusters
     Py_ssize_t n_padded
+    const mbk_variant* kernels  # the variant for the whole call, chosen when prepared
 
 
 cdef inline Py_ssize_t _padded_count(Py_ssize_t n_clusters, const floating* witness) noexcept nogil:
     """n_clusters rounded up to a whole number of vector lanes of the kernel's type."""
-    cdef Py_ssize_t lanes = MBK_LANES_FLOAT if floating is float else MBK_LANES_DOUBLE
+    cdef Py_ssize_t lanes = (mbk_active.lanes_float if floating is float
+                             else mbk_active.lanes_double)
     return (n_clusters + lanes - 1) // lanes * lanes
 
 
@@ -312,25 +246,27 @@ cdef int _prepare_centers(
     prepared.sq_norms = sq_norms
     prepared.n_clusters = n_clusters
     prepared.n_padded = n_padded
+    prepared.kernels = mbk_active
     return 0
 
 
 cdef inline void _gather_tile(
         const Rows* rows,
         Py_ssize_t first,       # batch position of the tile's first row
-        Py_ssize_t n_in_tile,   # rows present, <= MBK_TILE_ROWS; the rest are zero-filled
-        floating* tile,         # OUT (n_features, MBK_TILE_ROWS): the rows transposed
+        Py_ssize_t n_in_tile,   # rows present, <= tile_rows; the rest are zero-filled
+        int tile_rows,
+        floating* tile,         # OUT (n_features, tile_rows): the rows transposed
 ) noexcept nogil:
     cdef Py_ssize_t t, f, n_features = rows.n_features
     cdef const floating* base
-    for t in range(MBK_TILE_ROWS):
+    for t in range(tile_rows):
         if t < n_in_tile:
             base = <const floating*> rows.data + _source_row(rows, first + t) * rows.row_stride
             for f in range(n_features):
-                tile[f * MBK_TILE_ROWS + t] = base[f * rows.col_stride]
+                tile[f * tile_rows + t] = base[f * rows.col_stride]
         else:
             for f in range(n_features):
-                tile[f * MBK_TILE_ROWS + t] = 0
+                tile[f * tile_rows + t] = 0
 
 
 cdef double _assign_chunk(
@@ -339,7 +275,7 @@ cdef double _assign_chunk(
         Py_ssize_t start,
         Py_ssize_t end,
         int* labels,                  # OUT (n_rows,)
-        floating* tile,               # TMP (n_features * MBK_TILE_ROWS,)
+        floating* tile,               # TMP (n_features * MBK_MAX_TILE_ROWS,)
         floating* row_buffer,         # TMP (n_features,)
 ) noexcept nogil:
     """Label rows [start, end) with their nearest center; return their weighted inertia.
@@ -349,19 +285,20 @@ cdef double _assign_chunk(
     """
     cdef Py_ssize_t n_features = rows.n_features
     cdef const floating* center_rows = <const floating*> centers.rows
-    cdef int best_index[4]
-    cdef floating best_dist[4]
+    cdef int best_index[MBK_MAX_TILE_ROWS]
+    cdef floating best_dist[MBK_MAX_TILE_ROWS]
+    cdef int tile_rows = centers.kernels.tile_rows
     cdef Py_ssize_t i = start, t, r, n_in_tile
     cdef double inertia = 0
     while i < end:
-        n_in_tile = min(<Py_ssize_t> MBK_TILE_ROWS, end - i)
-        _gather_tile(rows, i, n_in_tile, tile)
+        n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
+        _gather_tile(rows, i, n_in_tile, tile_rows, tile)
         if floating is float:
-            mbk_nearest_tile_float(tile, <const float*> centers.transposed,
+            centers.kernels.nearest_float(tile, <const float*> centers.transposed,
                                    <const float*> centers.sq_norms, n_features,
                                    centers.n_padded, best_index, best_dist)
         else:
-            mbk_nearest_tile_double(tile, <const double*> centers.transposed,
+            centers.kernels.nearest_double(tile, <const double*> centers.transposed,
                                     <const double*> centers.sq_norms, n_features,
                                     centers.n_padded, best_index, best_dist)
         for t in range(n_in_tile):
@@ -383,7 +320,7 @@ cdef double _assign_rows(
         int n_threads,
 ) noexcept nogil:
     cdef Py_ssize_t n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
-    cdef Py_ssize_t per_thread = (MBK_TILE_ROWS + 1) * rows.n_features
+    cdef Py_ssize_t per_thread = (MBK_MAX_TILE_ROWS + 1) * rows.n_features
     cdef Py_ssize_t chunk, start, end
     cdef floating* tile
     cdef double inertia = 0
@@ -392,7 +329,7 @@ cdef double _assign_rows(
         end = min(start + CHUNK_ROWS, rows.n_rows)
         tile = scratch + threadid() * per_thread
         chunk_inertia[chunk] = _assign_chunk(
-            rows, centers, start, end, labels, tile, tile + MBK_TILE_ROWS * rows.n_features)
+            rows, centers, start, end, labels, tile, tile + MBK_MAX_TILE_ROWS * rows.n_features)
     # Serial, in chunk order: the same sum for any thread count.
     for chunk in range(n_chunks):
         inertia += chunk_inertia[chunk]
@@ -479,7 +416,7 @@ def assign_labels(
     scratch.centers_storage = scratch.take(
         _padded_count(n_clusters, <floating*> NULL) * (n_features + 1) * sizeof(floating))
     scratch.per_thread = scratch.take(
-        n_threads * (MBK_TILE_ROWS + 1) * n_features * sizeof(floating))
+        n_threads * (MBK_MAX_TILE_ROWS + 1) * n_features * sizeof(floating))
     scratch.per_chunk = scratch.take(
         ((rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
     with nogil:
@@ -581,7 +518,7 @@ def minibatch_step(
         _padded_count(n_clusters, <floating*> NULL) * (n_features + 1) * sizeof(floating))
     # Per thread: a row tile and a row buffer for the assignment, or 2 * n_features doubles
     # (sums, row buffer) for the update; one double per value covers both.
-    per_thread = (MBK_TILE_ROWS + 1) * n_features
+    per_thread = (MBK_MAX_TILE_ROWS + 1) * n_features
     scratch.per_thread = scratch.take(max(n_threads, n_update_threads) * per_thread
                                       * sizeof(double))
     scratch.per_chunk = scratch.take(((n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
@@ -625,19 +562,20 @@ def minibatch_step(
 cdef void _distance_chunk(
         const Rows* rows, const Centers* centers, Py_ssize_t start, Py_ssize_t end,
         floating* out,              # OUT (n_rows, n_clusters), C order
-        floating* tile,             # TMP (n_features * MBK_TILE_ROWS,)
+        floating* tile,             # TMP (n_features * MBK_MAX_TILE_ROWS,)
 ) noexcept nogil:
+    cdef int tile_rows = centers.kernels.tile_rows
     cdef Py_ssize_t i = start, n_in_tile
     cdef Py_ssize_t n_clusters = centers.n_clusters
     while i < end:
-        n_in_tile = min(<Py_ssize_t> MBK_TILE_ROWS, end - i)
-        _gather_tile(rows, i, n_in_tile, tile)
+        n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
+        _gather_tile(rows, i, n_in_tile, tile_rows, tile)
         if floating is float:
-            mbk_distance_tile_float(tile, <const float*> centers.transposed, rows.n_features,
+            centers.kernels.distance_float(tile, <const float*> centers.transposed, rows.n_features,
                                     centers.n_padded, n_clusters, <int> n_in_tile,
                                     out + i * n_clusters)
         else:
-            mbk_distance_tile_double(tile, <const double*> centers.transposed, rows.n_features,
+            centers.kernels.distance_double(tile, <const double*> centers.transposed, rows.n_features,
                                      centers.n_padded, n_clusters, <int> n_in_tile,
                                      out + i * n_clusters)
         i += n_in_tile
@@ -666,7 +604,7 @@ def euclidean_distances(
     scratch.centers_storage = scratch.take(
         _padded_count(n_clusters, <floating*> NULL) * (n_features + 1) * sizeof(floating))
     scratch.per_thread = scratch.take(
-        n_threads * MBK_TILE_ROWS * n_features * sizeof(floating))
+        n_threads * MBK_MAX_TILE_ROWS * n_features * sizeof(floating))
     with nogil:
         _prepare_centers(&prepared, centers, <floating*> scratch.centers_storage)
         for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
@@ -674,7 +612,7 @@ def euclidean_distances(
             end = min(start + CHUNK_ROWS, rows.n_rows)
             _distance_chunk(&rows, &prepared, start, end, &out[0, 0],
                             (<floating*> scratch.per_thread)
-                            + threadid() * MBK_TILE_ROWS * n_features)
+                            + threadid() * MBK_MAX_TILE_ROWS * n_features)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,256 @@
+/* Register-blocked micro-kernels of mbk, chosen at import for the CPU (runtime dispatch).
+ *
+ * A tile is MR data rows against the centers, MR rows at a time and NV vectors of centers at
+ * a time, the MR x NV accumulators held in vector registers (the GEMM micro-kernel shape, with
+ * the argmin fused in). The rows come transposed, xt[f * MR + r], and the centers transposed
+ * and padded, ct[f * n_padded + j], so one vector load reads feature f of `lanes` consecutive
+ * centers and one broadcast reads feature f of a row.
+ *
+ * Written with GCC/Clang vector extensions: no intrinsics, so one source serves SSE2, AVX2,
+ * AVX-512 and ARM. The x86-64 variants are compiled with per-function target attributes and
+ * picked with __builtin_cpu_supports, never with -march=native, so a wheel runs everywhere.
+ *
+ * Rounding: each (row, center) dot product is accumulated feature by feature in order, in
+ * every variant, so the thread count never changes a result. The AVX2 and AVX-512 variants
+ * fuse multiply and add (FMA): on those machines a near-tie between two centers can resolve
+ * differently than on a machine without FMA. Inertia and the center update are computed
+ * elsewhere without FMA and do not depend on the variant.
+ */
+#ifndef MBK_TILES_H
+#define MBK_TILES_H
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#define MBK_MAX_TILE_ROWS 12
+
+typedef void (*mbk_nearest_float_fn)(const float *xt, const float *ct, const float *norms,
+                                     Py_ssize_t n_features, Py_ssize_t n_padded,
+                                     int *best_index, float *best_dist);
+typedef void (*mbk_nearest_double_fn)(const double *xt, const double *ct, const double *norms,
+                                      Py_ssize_t n_features, Py_ssize_t n_padded,
+                                      int *best_index, double *best_dist);
+typedef void (*mbk_distance_float_fn)(const float *xt, const float *ct, Py_ssize_t n_features,
+                                      Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows,
+                                      float *out);
+typedef void (*mbk_distance_double_fn)(const double *xt, const double *ct,
+                                       Py_ssize_t n_features, Py_ssize_t n_padded,
+                                       Py_ssize_t n_clusters, int n_rows, double *out);
+
+/* One instruction-set variant: its tile height, its padding unit, its four kernels. */
+typedef struct {
+    const char *name;
+    int tile_rows;             /* MR */
+    Py_ssize_t lanes_float;    /* n_padded is a multiple of this, for float data */
+    Py_ssize_t lanes_double;
+    mbk_nearest_float_fn nearest_float;
+    mbk_nearest_double_fn nearest_double;
+    mbk_distance_float_fn distance_float;
+    mbk_distance_double_fn distance_double;
+} mbk_variant;
+
+#if defined(__GNUC__) || defined(__clang__)
+
+/* Select a where mask is set, else b (C has no vector ?:). */
+#define MBK_SELECT(V, VI, mask, a, b) ((V)(((VI)(a) & (mask)) | ((VI)(b) & ~(mask))))
+
+/* ---- nearest center --------------------------------------------------------------------- */
+
+/* One block of NVB vectors of centers starting at center jb, for the MR rows of the tile:
+ * accumulate the dot products, then fold ||c||^2 - 2 x.c into each lane's running minimum.
+ * A lane only ever sees increasing center indices and replaces its best on a strict <, so
+ * the final lowest-index tie-break below is the same as a sequential strict-< scan. */
+#define MBK_NEAREST_BLOCK(T, V, VI, IT, MR, NVB)                                              \
+    do {                                                                                      \
+        V acc_[MR][NVB];                                                                      \
+        const T *c_ = ct + jb, *x_ = xt;                                                      \
+        for (int r_ = 0; r_ < MR; r_++)                                                       \
+            for (int v_ = 0; v_ < NVB; v_++) acc_[r_][v_] = (V){0};                           \
+        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, c_ += n_padded, x_ += MR) {            \
+            V cv_[NVB];                                                                       \
+            for (int v_ = 0; v_ < NVB; v_++) memcpy(&cv_[v_], c_ + v_ * lanes, sizeof(V));    \
+            for (int r_ = 0; r_ < MR; r_++)                                                   \
+                for (int v_ = 0; v_ < NVB; v_++) acc_[r_][v_] += x_[r_] * cv_[v_];            \
+        }                                                                                     \
+        for (int v_ = 0; v_ < NVB; v_++) {                                                    \
+            V norm_;                                                                          \
+            VI index_ = lane_index + (IT)(jb + v_ * lanes);                                   \
+            memcpy(&norm_, norms + jb + v_ * lanes, sizeof(V));                               \
+            for (int r_ = 0; r_ < MR; r_++) {                                                 \
+                V dist_ = norm_ - (T)2 * acc_[r_][v_];                                        \
+                VI closer_ = dist_ < best[r_];                                                \
+                best[r_] = MBK_SELECT(V, VI, closer_, dist_, best[r_]);                       \
+                best_at[r_] = (index_ & closer_) | (best_at[r_] & ~closer_);                  \
+            }                                                                                 \
+        }                                                                                     \
+        jb += NVB * lanes;                                                                    \
+    } while (0)
+
+#define MBK_DEFINE_NEAREST(NAME, T, IT, VBYTES, MR, NV, ATTRS)                                \
+    ATTRS static void NAME(const T *xt, const T *ct, const T *norms, Py_ssize_t n_features,   \
+                           Py_ssize_t n_padded, int *best_index, T *best_dist) {              \
+        typedef T V __attribute__((vector_size(VBYTES)));                                     \
+        typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
+        enum { lanes = VBYTES / sizeof(T) };                                                  \
+        V best[MR];                                                                           \
+        VI best_at[MR], lane_index;                                                           \
+        Py_ssize_t jb = 0;                                                                    \
+        for (int l = 0; l < lanes; l++) lane_index[l] = (IT)l;                                \
+        for (int r = 0; r < MR; r++) {                                                        \
+            for (int l = 0; l < lanes; l++) best[r][l] = (T)INFINITY;                         \
+            best_at[r] = (VI){0};                                                             \
+        }                                                                                     \
+        while (jb + NV * lanes <= n_padded) MBK_NEAREST_BLOCK(T, V, VI, IT, MR, NV);          \
+        while (jb < n_padded) MBK_NEAREST_BLOCK(T, V, VI, IT, MR, 1);                         \
+        for (int r = 0; r < MR; r++) {                                                        \
+            T dist = best[r][0];                                                              \
+            IT at = best_at[r][0];                                                            \
+            for (int l = 1; l < lanes; l++)                                                   \
+                if (best[r][l] < dist || (best[r][l] == dist && best_at[r][l] < at)) {        \
+                    dist = best[r][l];                                                        \
+                    at = best_at[r][l];                                                       \
+                }                                                                             \
+            best_dist[r] = dist;                                                              \
+            best_index[r] = (int)at;                                                          \
+        }                                                                                     \
+    }
+
+/* ---- distances to every center (transform) ------------------------------------------------ */
+
+#define MBK_DISTANCE_BLOCK(T, V, MR, NVB)                                                     \
+    do {                                                                                      \
+        V acc_[MR][NVB];                                                                      \
+        const T *c_ = ct + jb, *x_ = xt;                                                      \
+        for (int r_ = 0; r_ < MR; r_++)                                                       \
+            for (int v_ = 0; v_ < NVB; v_++) acc_[r_][v_] = (V){0};                           \
+        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, c_ += n_padded, x_ += MR) {            \
+            V cv_[NVB];                                                                       \
+            for (int v_ = 0; v_ < NVB; v_++) memcpy(&cv_[v_], c_ + v_ * lanes, sizeof(V));    \
+            for (int r_ = 0; r_ < MR; r_++)                                                   \
+                for (int v_ = 0; v_ < NVB; v_++) {                                            \
+                    V diff_ = x_[r_] - cv_[v_];                                               \
+                    acc_[r_][v_] += diff_ * diff_;                                            \
+                }                                                                             \
+        }                                                                                     \
+        for (int r_ = 0; r_ < n_rows; r_++)                                                   \
+            for (int v_ = 0; v_ < NVB; v_++)                                                  \
+                for (int l_ = 0; l_ < lanes && jb + v_ * lanes + l_ < n_clusters; l_++)       \
+                    out[r_ * n_clusters + jb + v_ * lanes + l_] = (T)sqrt(acc_[r_][v_][l_]);  \
+        jb += NVB * lanes;                                                                    \
+    } while (0)
+
+#define MBK_DEFINE_DISTANCE(NAME, T, VBYTES, MR, NV, ATTRS)                                   \
+    ATTRS static void NAME(const T *xt, const T *ct, Py_ssize_t n_features,                   \
+                           Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows, T *out) {  \
+        typedef T V __attribute__((vector_size(VBYTES)));                                     \
+        enum { lanes = VBYTES / sizeof(T) };                                                  \
+        Py_ssize_t jb = 0;                                                                    \
+        while (jb + NV * lanes <= n_padded) MBK_DISTANCE_BLOCK(T, V, MR, NV);                 \
+        while (jb < n_padded) MBK_DISTANCE_BLOCK(T, V, MR, 1);                                \
+    }
+
+#define MBK_DEFINE_VARIANT(ISA, VBYTES, MR, NV_FLOAT, NV_DOUBLE, ATTRS)                       \
+    MBK_DEFINE_NEAREST(mbk_nearest_float_##ISA, float, int, VBYTES, MR, NV_FLOAT, ATTRS)      \
+    MBK_DEFINE_NEAREST(mbk_nearest_double_##ISA, double, long long, VBYTES, MR, NV_DOUBLE,   \
+                       ATTRS)                                                                 \
+    MBK_DEFINE_DISTANCE(mbk_distance_float_##ISA, float, VBYTES, MR, NV_FLOAT, ATTRS)         \
+    MBK_DEFINE_DISTANCE(mbk_distance_double_##ISA, double, VBYTES, MR, NV_DOUBLE, ATTRS)      \
+    static const mbk_variant mbk_variant_##ISA = {                                            \
+        #ISA, MR, VBYTES / sizeof(float), VBYTES / sizeof(double),                            \
+        mbk_nearest_float_##ISA, mbk_nearest_double_##ISA,                                    \
+        mbk_distance_float_##ISA, mbk_distance_double_##ISA};
+
+/* Baseline: 16-byte vectors (SSE2 on x86-64, NEON on ARM), no FMA. */
+MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, )
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MBK_X86_DISPATCH 1
+/* Shapes measured on a Skylake-X: 6x2 fills AVX2's 16 registers, 12x2 AVX-512's 32. */
+MBK_DEFINE_VARIANT(avx2, 32, 6, 2, 2,
+                   __attribute__((target("avx2,fma"), optimize("fp-contract=fast"))))
+MBK_DEFINE_VARIANT(avx512, 64, 12, 2, 2,
+                   __attribute__((target("avx512f"), optimize("fp-contract=fast"))))
+#endif
+
+#else /* no vector extensions: plain loops, same arithmetic order */
+
+static void mbk_nearest_float_baseline(const float *xt, const float *ct, const float *norms,
+                                       Py_ssize_t n_features, Py_ssize_t n_padded,
+                                       int *best_index, float *best_dist) {
+    for (int r = 0; r < 4; r++) {
+        best_index[r] = 0;
+        best_dist[r] = (float)INFINITY;
+        for (Py_ssize_t j = 0; j < n_padded; j++) {
+            float dot = 0, dist;
+            for (Py_ssize_t f = 0; f < n_features; f++) dot += xt[f * 4 + r] * ct[f * n_padded + j];
+            dist = norms[j] - 2.0f * dot;
+            if (dist < best_dist[r]) { best_dist[r] = dist; best_index[r] = (int)j; }
+        }
+    }
+}
+static void mbk_nearest_double_baseline(const double *xt, const double *ct,
+                                        const double *norms, Py_ssize_t n_features,
+                                        Py_ssize_t n_padded, int *best_index,
+                                        double *best_dist) {
+    for (int r = 0; r < 4; r++) {
+        best_index[r] = 0;
+        best_dist[r] = (double)INFINITY;
+        for (Py_ssize_t j = 0; j < n_padded; j++) {
+            double dot = 0, dist;
+            for (Py_ssize_t f = 0; f < n_features; f++) dot += xt[f * 4 + r] * ct[f * n_padded + j];
+            dist = norms[j] - 2.0 * dot;
+            if (dist < best_dist[r]) { best_dist[r] = dist; best_index[r] = (int)j; }
+        }
+    }
+}
+static void mbk_distance_float_baseline(const float *xt, const float *ct, Py_ssize_t n_features,
+                                        Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows,
+                                        float *out) {
+    for (int r = 0; r < n_rows; r++)
+        for (Py_ssize_t j = 0; j < n_clusters; j++) {
+            float acc = 0;
+            for (Py_ssize_t f = 0; f < n_features; f++) {
+                float diff = xt[f * 4 + r] - ct[f * n_padded + j];
+                acc += diff * diff;
+            }
+            out[r * n_clusters + j] = (float)sqrt(acc);
+        }
+}
+static void mbk_distance_double_baseline(const double *xt, const double *ct,
+                                         Py_ssize_t n_features, Py_ssize_t n_padded,
+                                         Py_ssize_t n_clusters, int n_rows, double *out) {
+    for (int r = 0; r < n_rows; r++)
+        for (Py_ssize_t j = 0; j < n_clusters; j++) {
+            double acc = 0;
+            for (Py_ssize_t f = 0; f < n_features; f++) {
+                double diff = xt[f * 4 + r] - ct[f * n_padded + j];
+                acc += diff * diff;
+            }
+            out[r * n_clusters + j] = sqrt(acc);
+        }
+}
+static const mbk_variant mbk_variant_baseline = {
+    "baseline", 4, 1, 1,
+    mbk_nearest_float_baseline, mbk_nearest_double_baseline,
+    mbk_distance_float_baseline, mbk_distance_double_baseline};
+
+#endif
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+static const mbk_variant *mbk_active = &mbk_variant_baseline;
+
+/* The variants this CPU can run, best first; returns how many were written (at most 3). */
+static int mbk_supported_variants(const mbk_variant **out) {
+    int n = 0;
+#ifdef MBK_X86_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) out[n++] = &mbk_variant_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) out[n++] = &mbk_variant_avx2;
+#endif
+    out[n++] = &mbk_variant_baseline;
+    return n;
+}
+
+#endif /* MBK_TILES_H */

@@ -8,6 +8,14 @@ from _reference import distances, inertia, minibatch_update, nearest_centers
 from mbk import _core
 
 CHUNK = _core.CHUNK_SIZE
+
+
+@pytest.fixture(autouse=True, params=_core.available_isas())
+def kernel_variant(request):
+    """Run every kernel test on every instruction-set variant this CPU supports."""
+    previous = _core.use_isa(request.param)
+    yield request.param
+    _core.use_isa(previous)
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 
@@ -253,3 +261,19 @@ def test_draw_rows_equals_searchsorted(n_samples, weights):
     _core.draw_rows(cdf, sampler._guide, uniforms, rows)
     assert_array_equal(rows, cdf.searchsorted(uniforms, side="right"))
     assert w[rows].min() > 0  # a zero-weight row is never drawn
+
+
+def test_variants_agree_and_best_is_default():
+    assert _core.isa() == _core.available_isas()[0] or _core.isa() in _core.available_isas()
+    X, centers = random_problem(1000, 13, 37, np.float64, seed=3)
+    results = []
+    for name in _core.available_isas():
+        previous = _core.use_isa(name)
+        labels = np.empty(1000, dtype=np.int32)
+        _core.assign_labels(X, centers, labels, n_threads=2)
+        _core.use_isa(previous)
+        results.append(labels)
+    for labels in results[1:]:
+        assert_array_equal(labels, results[0])
+    with pytest.raises(ValueError, match="not available"):
+        _core.use_isa("no-such-isa")

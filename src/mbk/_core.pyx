@@ -294,13 +294,13 @@ cdef double _assign_chunk(
         n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
         _gather_tile(rows, i, n_in_tile, tile_rows, tile)
         if floating is float:
-            centers.kernels.nearest_float(tile, <const float*> centers.transposed,
-                                   <const float*> centers.sq_norms, n_features,
-                                   centers.n_padded, best_index, best_dist)
+            centers.kernels.nearest_float(
+                tile, <const float*> centers.transposed, <const float*> centers.sq_norms,
+                n_features, centers.n_padded, best_index, best_dist)
         else:
-            centers.kernels.nearest_double(tile, <const double*> centers.transposed,
-                                    <const double*> centers.sq_norms, n_features,
-                                    centers.n_padded, best_index, best_dist)
+            centers.kernels.nearest_double(
+                tile, <const double*> centers.transposed, <const double*> centers.sq_norms,
+                n_features, centers.n_padded, best_index, best_dist)
         for t in range(n_in_tile):
             labels[i + t] = best_index[t]
             r = _source_row(rows, i + t)
@@ -571,13 +571,13 @@ cdef void _distance_chunk(
         n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
         _gather_tile(rows, i, n_in_tile, tile_rows, tile)
         if floating is float:
-            centers.kernels.distance_float(tile, <const float*> centers.transposed, rows.n_features,
-                                    centers.n_padded, n_clusters, <int> n_in_tile,
-                                    out + i * n_clusters)
+            centers.kernels.distance_float(
+                tile, <const float*> centers.transposed, rows.n_features, centers.n_padded,
+                n_clusters, <int> n_in_tile, out + i * n_clusters)
         else:
-            centers.kernels.distance_double(tile, <const double*> centers.transposed, rows.n_features,
-                                     centers.n_padded, n_clusters, <int> n_in_tile,
-                                     out + i * n_clusters)
+            centers.kernels.distance_double(
+                tile, <const double*> centers.transposed, rows.n_features, centers.n_padded,
+                n_clusters, <int> n_in_tile, out + i * n_clusters)
         i += n_in_tile
 
 

@@ -16,6 +16,8 @@ def kernel_variant(request):
     previous = _core.use_isa(request.param)
     yield request.param
     _core.use_isa(previous)
+
+
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 
@@ -240,8 +242,8 @@ def test_draw_rows_equals_searchsorted(n_samples, weights):
     if not w.any():
         w[-1] = 1.0
     sampler = WeightedRowSampler(w)
-    cdf = sampler._cdf
-    n_buckets = len(sampler._guide) - 1
+    cdf = sampler.cdf
+    n_buckets = len(sampler.guide) - 1
     # Random draws, every bucket edge and its neighbours, every cdf value and its neighbours.
     edges = np.arange(n_buckets + 1) / n_buckets
     special = np.concatenate(
@@ -258,7 +260,7 @@ def test_draw_rows_equals_searchsorted(n_samples, weights):
     uniforms = np.concatenate([rng.random_sample(5000), special])
     uniforms = uniforms[(uniforms >= 0) & (uniforms < 1)]
     rows = np.empty(len(uniforms), dtype=np.intp)
-    _core.draw_rows(cdf, sampler._guide, uniforms, rows)
+    _core.draw_rows(cdf, sampler.guide, uniforms, rows)
     assert_array_equal(rows, cdf.searchsorted(uniforms, side="right"))
     assert w[rows].min() > 0  # a zero-weight row is never drawn
 
@@ -277,3 +279,13 @@ def test_variants_agree_and_best_is_default():
         assert_array_equal(labels, results[0])
     with pytest.raises(ValueError, match="not available"):
         _core.use_isa("no-such-isa")
+
+
+def test_bit_generator_draws_continue_random_states_stream():
+    # fit's compiled loop reads RandomState's stream through NumPy's bit-generator C API; the
+    # draws must be random_sample's and leave the stream where random_sample would.
+    ours, theirs = np.random.RandomState(123), np.random.RandomState(123)
+    ours.randint(0, 10, 7)
+    theirs.randint(0, 10, 7)
+    assert_array_equal(_core.random_sample(ours, 1000), theirs.random_sample(1000))
+    assert ours.randint(0, 2**31) == theirs.randint(0, 2**31)

@@ -473,6 +473,102 @@ cdef void _update_center(
         center_new[f] = <floating> (sums[f] * alpha)
 
 
+cdef struct StepScratch:
+    # Everything a mini-batch step needs besides its inputs, sized once for a batch shape.
+    void* centers_storage     # prepared centers (_prepare_centers)
+    double* per_thread        # per_thread_stride doubles per thread
+    Py_ssize_t per_thread_stride
+    double* per_chunk         # one partial inertia per 256-row chunk
+    Py_ssize_t* offsets       # (n_clusters + 1,) start of each cluster's rows in members
+    Py_ssize_t* members       # (n_batch,) batch positions grouped by label
+    int n_threads             # for the assignment
+    int n_update_threads      # for the update
+
+
+cdef int _step_scratch(
+        StepScratch* out, _Scratch owner, Py_ssize_t n_batch, Py_ssize_t n_clusters,
+        Py_ssize_t n_features, Py_ssize_t padded_clusters, size_t itemsize, int n_threads,
+) except -1:
+    """Allocate (owned by ``owner``) the scratch of steps on batches of n_batch rows."""
+    n_threads = max(n_threads, 1)
+    out.n_update_threads = _threads_for(n_threads, n_clusters, <double> n_batch * n_features)
+    out.n_threads = _clamp_threads(n_threads, n_batch, n_clusters, n_features)
+    # Per thread: a row tile and a row buffer for the assignment, or 2 * n_features doubles
+    # (sums, row buffer) for the update; one double per value covers both.
+    out.per_thread_stride = (MBK_MAX_TILE_ROWS + 1) * n_features
+    owner.centers_storage = owner.take(padded_clusters * (n_features + 1) * itemsize)
+    owner.per_thread = owner.take(max(out.n_threads, out.n_update_threads)
+                                  * out.per_thread_stride * sizeof(double))
+    owner.per_chunk = owner.take(((n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
+    owner.members = owner.take((n_clusters + 1 + n_batch) * sizeof(Py_ssize_t))
+    out.centers_storage = owner.centers_storage
+    out.per_thread = <double*> owner.per_thread
+    out.per_chunk = <double*> owner.per_chunk
+    out.offsets = <Py_ssize_t*> owner.members
+    out.members = out.offsets + n_clusters + 1
+    return 0
+
+
+cdef double _minibatch_step(
+        const Rows* rows,                    # IN the batch
+        const floating[:, ::1] centers_old,  # IN
+        floating[:, ::1] centers_new,        # OUT (may be centers_old)
+        double* weight_sums,                 # INOUT (n_clusters,)
+        int* labels,                         # OUT (n_batch,)
+        const StepScratch* scratch,          # TMP
+) noexcept nogil:
+    """Label the batch with centers_old, move every center; return the batch inertia."""
+    cdef Centers prepared
+    cdef Py_ssize_t n_clusters = centers_old.shape[0], n_batch = rows.n_rows
+    cdef Py_ssize_t n_features = rows.n_features, i, j
+    cdef Py_ssize_t* offsets = scratch.offsets
+    cdef Py_ssize_t* members = scratch.members
+    cdef double* sums
+    cdef double inertia
+
+    _prepare_centers(&prepared, centers_old, <floating*> scratch.centers_storage)
+    inertia = _assign_rows(rows, &prepared, labels, <floating*> scratch.per_thread,
+                           scratch.per_chunk, scratch.n_threads)
+
+    # Group batch positions by label, keeping batch order inside each group (counting sort,
+    # O(n_batch + n_clusters)): every center then reads only its own rows.
+    for j in range(n_clusters + 1):
+        offsets[j] = 0
+    for i in range(n_batch):
+        offsets[labels[i] + 1] += 1
+    for j in range(n_clusters):
+        offsets[j + 1] += offsets[j]
+    for i in range(n_batch):
+        members[offsets[labels[i]]] = i
+        offsets[labels[i]] += 1
+    for j in range(n_clusters, 0, -1):
+        offsets[j] = offsets[j - 1]
+    offsets[0] = 0
+
+    # Owner computes: the thread that owns center j does all of center j's arithmetic.
+    for j in prange(n_clusters, schedule="static", num_threads=scratch.n_update_threads):
+        sums = scratch.per_thread + threadid() * scratch.per_thread_stride
+        _update_center(rows, &centers_old[j, 0], &centers_new[j, 0], &weight_sums[j],
+                       members + offsets[j], offsets[j + 1] - offsets[j], sums,
+                       <floating*> (sums + n_features))
+    return inertia
+
+
+cdef int _check_step_shapes(
+        const floating[:, ::1] centers_old, floating[:, ::1] centers_new,
+        double[::1] weight_sums, int[::1] labels, Py_ssize_t n_batch, Py_ssize_t n_features,
+) except -1:
+    _check_centers(centers_old, n_features)
+    if (centers_new.shape[0] != centers_old.shape[0] or centers_new.shape[1] != n_features
+            or weight_sums.shape[0] != centers_old.shape[0]):
+        raise ValueError("centers_new and weight_sums must match centers_old")
+    if labels.shape[0] != n_batch:
+        raise ValueError("labels must have one entry per batch row")
+    if n_batch == 0:
+        raise ValueError("a mini-batch step needs at least one row")
+    return 0
+
+
 def minibatch_step(
         const floating[:, :] X,                              # IN
         const floating[:, ::1] centers_old,                  # IN
@@ -488,70 +584,17 @@ def minibatch_step(
     low-weight centers is the caller's job (it draws random numbers).
     """
     cdef Rows rows
-    cdef Centers prepared
-    cdef _Scratch scratch = _Scratch()
-    cdef Py_ssize_t n_clusters = centers_old.shape[0], n_features = X.shape[1]
-    cdef Py_ssize_t i, j, n_batch
-    cdef Py_ssize_t* offsets
-    cdef Py_ssize_t* members
-    cdef double* sums
-    cdef floating* buffers
+    cdef StepScratch scratch
+    cdef _Scratch owner = _Scratch()
     cdef double inertia
-    cdef int n_update_threads
-    cdef Py_ssize_t per_thread
-
     _fill_rows(&rows, X, sample_indices, sample_weight)
-    _check_centers(centers_old, n_features)
-    n_batch = rows.n_rows
-    if (centers_new.shape[0] != n_clusters or centers_new.shape[1] != n_features
-            or weight_sums.shape[0] != n_clusters):
-        raise ValueError("centers_new and weight_sums must match centers_old")
-    if labels.shape[0] != n_batch:
-        raise ValueError("labels must have one entry per batch row")
-    if n_batch == 0:
-        raise ValueError("a mini-batch step needs at least one row")
-
-    n_threads = max(n_threads, 1)
-    n_update_threads = _threads_for(n_threads, n_clusters, <double> n_batch * n_features)
-    n_threads = _clamp_threads(n_threads, n_batch, n_clusters, n_features)
-    scratch.centers_storage = scratch.take(
-        _padded_count(n_clusters, <floating*> NULL) * (n_features + 1) * sizeof(floating))
-    # Per thread: a row tile and a row buffer for the assignment, or 2 * n_features doubles
-    # (sums, row buffer) for the update; one double per value covers both.
-    per_thread = (MBK_MAX_TILE_ROWS + 1) * n_features
-    scratch.per_thread = scratch.take(max(n_threads, n_update_threads) * per_thread
-                                      * sizeof(double))
-    scratch.per_chunk = scratch.take(((n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
-    scratch.members = scratch.take((n_clusters + 1 + n_batch) * sizeof(Py_ssize_t))
-    offsets = <Py_ssize_t*> scratch.members
-    members = offsets + n_clusters + 1
-
+    _check_step_shapes(centers_old, centers_new, weight_sums, labels, rows.n_rows, X.shape[1])
+    _step_scratch(&scratch, owner, rows.n_rows, centers_old.shape[0], X.shape[1],
+                  _padded_count(centers_old.shape[0], <floating*> NULL), sizeof(floating),
+                  n_threads)
     with nogil:
-        _prepare_centers(&prepared, centers_old, <floating*> scratch.centers_storage)
-        inertia = _assign_rows(&rows, &prepared, &labels[0], <floating*> scratch.per_thread,
-                               <double*> scratch.per_chunk, n_threads)
-
-        # Group batch positions by label, keeping batch order inside each group (counting
-        # sort, O(n_batch + n_clusters)): every center then reads only its own rows.
-        for j in range(n_clusters + 1):
-            offsets[j] = 0
-        for i in range(n_batch):
-            offsets[labels[i] + 1] += 1
-        for j in range(n_clusters):
-            offsets[j + 1] += offsets[j]
-        for i in range(n_batch):
-            members[offsets[labels[i]]] = i
-            offsets[labels[i]] += 1
-        for j in range(n_clusters, 0, -1):
-            offsets[j] = offsets[j - 1]
-        offsets[0] = 0
-
-        # Owner computes: the thread that owns center j does all of center j's arithmetic.
-        for j in prange(n_clusters, schedule="static", num_threads=n_update_threads):
-            sums = (<double*> scratch.per_thread) + threadid() * per_thread
-            buffers = <floating*> (sums + n_features)
-            _update_center(&rows, &centers_old[j, 0], &centers_new[j, 0], &weight_sums[j],
-                           members + offsets[j], offsets[j + 1] - offsets[j], sums, buffers)
+        inertia = _minibatch_step(&rows, centers_old, centers_new, &weight_sums[0],
+                                  &labels[0], &scratch)
     return inertia
 
 
@@ -619,35 +662,248 @@ def euclidean_distances(
 # Weighted row sampling (inverse-cdf with a guide table)
 # ---------------------------------------------------------------------------------------------
 
+cdef inline Py_ssize_t _search(
+        const double* cdf, const Py_ssize_t* guide, Py_ssize_t n_buckets, double u,
+) noexcept nogil:
+    """First index i with cdf[i] > u (``cdf.searchsorted(u, side="right")``).
+
+    The guide table (Chen & Asau) holds, for each bucket b, the first index with
+    cdf > b / n_buckets, so a search stays within about one bucket instead of taking
+    log2(n) cache misses. A bucket index computed with rounding can be off by one either
+    way; searching from bucket b - 1 to bucket b + 2 keeps the answer exact.
+    """
+    cdef Py_ssize_t b = <Py_ssize_t> (u * n_buckets), mid
+    cdef Py_ssize_t lo = guide[max(b - 1, 0)], hi = guide[min(b + 2, n_buckets)]
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        if cdf[mid] > u:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def draw_rows(
         const double[::1] cdf,            # IN (n_samples,) non-decreasing, cdf[-1] == 1
         const Py_ssize_t[::1] guide,      # IN (n_buckets + 1,): first i with cdf[i] > b / n_buckets
         const double[::1] uniforms,       # IN draws in [0, 1)
         Py_ssize_t[::1] rows):            # OUT (len(uniforms),)
-    """rows[i] = first index with cdf > uniforms[i]: ``cdf.searchsorted(u, side="right")``.
-
-    The guide table narrows each search to about one bucket (Chen & Asau's guide-table
-    method), so a draw costs O(1) expected memory touches instead of log2(n) cache misses.
-    A bucket index computed with rounding can be off by one either way; searching from
-    bucket b - 1 to b + 2 keeps the answer exact.
-    """
-    cdef Py_ssize_t n_buckets = guide.shape[0] - 1, n_draws = uniforms.shape[0]
-    cdef Py_ssize_t i, b, lo, hi, mid
-    cdef double u
+    """rows[i] = first index with cdf > uniforms[i], by the guide-table search."""
+    cdef Py_ssize_t i, n_draws = uniforms.shape[0]
     if rows.shape[0] != n_draws:
         raise ValueError("rows must have one entry per uniform draw")
-    if n_buckets < 1 or cdf.shape[0] < 1:
+    if guide.shape[0] < 2 or cdf.shape[0] < 1:
         raise ValueError("draw_rows needs a non-empty cdf and guide table")
     with nogil:
         for i in range(n_draws):
-            u = uniforms[i]
-            b = <Py_ssize_t> (u * n_buckets)
-            lo = guide[max(b - 1, 0)]
-            hi = guide[min(b + 2, n_buckets)]
-            while lo < hi:
-                mid = lo + (hi - lo) // 2
-                if cdf[mid] > u:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            rows[i] = lo
+            rows[i] = _search(&cdf[0], &guide[0], guide.shape[0] - 1, uniforms[i])
+
+
+# ---------------------------------------------------------------------------------------------
+# The fit loop
+# ---------------------------------------------------------------------------------------------
+
+# NumPy's bit-generator interface (numpy/random/bitgen.h, a stable C ABI since NumPy 1.17):
+# drawing doubles through it continues the very stream RandomState.random_sample reads, so
+# the loop below consumes scikit-learn's random numbers in scikit-learn's order without a
+# Python call per step.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    typedef struct mbk_bitgen {
+        void *state;
+        uint64_t (*next_uint64)(void *st);
+        uint32_t (*next_uint32)(void *st);
+        double (*next_double)(void *st);
+        uint64_t (*next_raw)(void *st);
+    } mbk_bitgen;
+    """
+    ctypedef struct mbk_bitgen:
+        void* state
+        double (*next_double)(void* st) noexcept nogil
+
+from cpython.pycapsule cimport PyCapsule_GetPointer
+
+
+cdef mbk_bitgen* _bitgen_of(random_state) except NULL:
+    return <mbk_bitgen*> PyCapsule_GetPointer(random_state._bit_generator.capsule,
+                                              b"BitGenerator")
+
+
+def random_sample(random_state, Py_ssize_t n):
+    """n doubles from the bit generator (what ``random_state.random_sample(n)`` returns)."""
+    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
+    cdef Py_ssize_t i
+    out = [0.0] * n
+    with random_state._bit_generator.lock:
+        for i in range(n):
+            out[i] = bitgen.next_double(bitgen.state)
+    return out
+
+
+cdef bint _reassign_due(
+        const double[::1] counts, Py_ssize_t* n_since, Py_ssize_t batch_size,
+) noexcept nogil:
+    """scikit-learn's schedule: reassign when a center is empty or every 10 * k rows."""
+    cdef Py_ssize_t j, n_clusters = counts.shape[0]
+    n_since[0] += batch_size
+    for j in range(n_clusters):
+        if counts[j] == 0:
+            n_since[0] = 0
+            return True
+    if n_since[0] >= 10 * n_clusters:
+        n_since[0] = 0
+        return True
+    return False
+
+
+def reassign_due(const double[::1] counts, Py_ssize_t n_since, Py_ssize_t batch_size):
+    """(due, new n_since): whether this step reassigns small centers (for partial_fit)."""
+    due = _reassign_due(counts, &n_since, batch_size)
+    return due, n_since
+
+
+cdef bint _any_small(const double[::1] counts, double ratio) noexcept nogil:
+    """Whether any count is below ratio * max(counts) (a reassignment has work to do)."""
+    cdef Py_ssize_t j
+    cdef double largest = counts[0]
+    for j in range(1, counts.shape[0]):
+        largest = max(largest, counts[j])
+    for j in range(counts.shape[0]):
+        if counts[j] < ratio * largest:
+            return True
+    return False
+
+
+cdef class EarlyStopping:
+    """scikit-learn's stopping rules on the batch inertia: EWA stall, or small center moves.
+
+    The first step's inertia is ignored (it measures the initialisation). The smoothed
+    inertia is ewa <- ewa * (1 - a) + inertia * a with a = min(2 * batch / (n + 1), 1).
+    """
+    cdef public object ewa_inertia, ewa_inertia_min
+    cdef public Py_ssize_t no_improvement
+    cdef double alpha, tol
+    cdef Py_ssize_t batch_size, n_steps, max_no_improvement
+    cdef int verbose
+
+    def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_samples, Py_ssize_t n_steps,
+                 double tol, max_no_improvement, int verbose):
+        self.ewa_inertia = None
+        self.ewa_inertia_min = None
+        self.no_improvement = 0
+        self.alpha = min(batch_size * 2.0 / (n_samples + 1), 1.0)
+        self.tol = tol
+        self.batch_size = batch_size
+        self.n_steps = n_steps
+        self.max_no_improvement = -1 if max_no_improvement is None else max_no_improvement
+        self.verbose = verbose
+
+    cdef bint converged(self, Py_ssize_t step, double batch_inertia,
+                        double centers_squared_diff) except -1:
+        cdef double mean_inertia = batch_inertia / self.batch_size
+        step += 1
+        if step == 1:
+            if self.verbose:
+                print(f"Minibatch step {step}/{self.n_steps}: mean batch inertia: "
+                      f"{mean_inertia}")
+            return False
+        if self.ewa_inertia is None:
+            self.ewa_inertia = mean_inertia
+        else:
+            self.ewa_inertia = (self.ewa_inertia * (1 - self.alpha)
+                                + mean_inertia * self.alpha)
+        if self.verbose:
+            print(f"Minibatch step {step}/{self.n_steps}: mean batch inertia: "
+                  f"{mean_inertia}, ewa inertia: {self.ewa_inertia}")
+        if self.tol > 0.0 and centers_squared_diff <= self.tol:
+            if self.verbose:
+                print(f"Converged (small centers change) at step {step}/{self.n_steps}")
+            return True
+        if self.ewa_inertia_min is None or self.ewa_inertia < self.ewa_inertia_min:
+            self.no_improvement = 0
+            self.ewa_inertia_min = self.ewa_inertia
+        else:
+            self.no_improvement += 1
+        if 0 <= self.max_no_improvement <= self.no_improvement:
+            if self.verbose:
+                print("Converged (lack of improvement in inertia) at step "
+                      f"{step}/{self.n_steps}")
+            return True
+        return False
+
+
+cdef double _squared_change(const floating[:, ::1] a, const floating[:, ::1] b) noexcept nogil:
+    cdef Py_ssize_t j, f
+    cdef double total = 0, diff
+    for j in range(a.shape[0]):
+        for f in range(a.shape[1]):
+            diff = a[j, f] - b[j, f]
+            total += diff * diff
+    return total
+
+
+def fit_steps(
+        const floating[:, :] X,                  # IN training data
+        floating[:, ::1] centers_a,              # INOUT current centers
+        floating[:, ::1] centers_b,              # TMP the other buffer
+        double[::1] counts,                      # INOUT running weight per center
+        Py_ssize_t[::1] rows,                    # TMP (batch_size,) the batch's rows
+        int[::1] labels,                         # TMP (batch_size,)
+        const double[::1] cdf,                   # IN sampling distribution (WeightedRowSampler)
+        const Py_ssize_t[::1] guide,             # IN its guide table
+        random_state,                            # IN/OUT numpy.random.RandomState
+        EarlyStopping stopping,                  # INOUT
+        reassign,                                # callable(buffer_index): reassign on a buffer
+        Py_ssize_t n_steps,
+        Py_ssize_t n_since_last_reassign,
+        double reassignment_ratio,
+        bint track_center_change,
+        int n_threads):
+    """Run fit's steps until n_steps or early stopping; returns
+    (steps run, index of the buffer holding the centers (0: a, 1: b), last batch inertia,
+    n_since_last_reassign).
+
+    Each step draws its batch (random_sample(batch) on random_state's stream, searched in
+    the cdf), labels it and moves the centers from one buffer into the other. Reassigning
+    small centers draws a data-dependent number of random values: it stays in Python
+    (``reassign``), called only on steps where some center is small enough to move.
+    """
+    cdef Rows batch
+    cdef StepScratch scratch
+    cdef _Scratch owner = _Scratch()
+    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
+    cdef Py_ssize_t batch_size = rows.shape[0], n_buckets = guide.shape[0] - 1
+    cdef Py_ssize_t step = 0, i
+    cdef floating[:, ::1] current = centers_a
+    cdef floating[:, ::1] following = centers_b
+    cdef int current_index = 0
+    cdef double inertia = 0, change = 0
+    cdef bint due
+    lock = random_state._bit_generator.lock
+
+    _fill_rows(&batch, X, rows, None)
+    _check_step_shapes(centers_a, centers_b, counts, labels, batch_size, X.shape[1])
+    if cdf.shape[0] != X.shape[0] or n_buckets < 1:
+        raise ValueError("cdf must have one entry per row of X and guide at least two")
+    _step_scratch(&scratch, owner, batch_size, centers_a.shape[0], X.shape[1],
+                  _padded_count(centers_a.shape[0], <floating*> NULL), sizeof(floating),
+                  n_threads)
+    for step in range(n_steps):
+        with lock:
+            for i in range(batch_size):
+                rows[i] = _search(&cdf[0], &guide[0], n_buckets,
+                                  bitgen.next_double(bitgen.state))
+        due = _reassign_due(counts, &n_since_last_reassign, batch_size)
+        with nogil:
+            inertia = _minibatch_step(&batch, current, following, &counts[0], &labels[0],
+                                      &scratch)
+        if due and reassignment_ratio > 0 and _any_small(counts, reassignment_ratio):
+            reassign(1 - current_index)
+        if track_center_change:
+            change = _squared_change(following, current)
+        current, following = following, current
+        current_index = 1 - current_index
+        if stopping.converged(step, inertia, change):
+            break
+    return step + 1, current_index, inertia, n_since_last_reassign

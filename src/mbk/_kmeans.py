@@ -305,24 +305,14 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
     # -- the steps ---------------------------------------------------------------------------
 
-    def _random_reassign(self):
-        """Whether this step reassigns small centers: when one is empty or often enough."""
-        self._n_since_last_reassign += self._batch_size
-        if (self._counts == 0).any() or self._n_since_last_reassign >= 10 * self.n_clusters:
-            self._n_since_last_reassign = 0
-            return True
-        return False
-
-    def _step(self, X, rows, sample_weight, centers, centers_new, random_state, reassign):
-        """One mini-batch step on X[rows] (rows=None: all of X); returns the batch inertia."""
-        n_batch = X.shape[0] if rows is None else rows.shape[0]
-        labels = np.empty(n_batch, dtype=np.int32)
-        inertia = _core.minibatch_step(
-            X, centers, centers_new, self._counts, labels, rows, sample_weight, self._n_threads
+    def _step(self, X, sample_weight, centers, random_state, reassign):
+        """partial_fit's step: all rows of X, centers updated in place."""
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        _core.minibatch_step(
+            X, centers, centers, self._counts, labels, None, sample_weight, self._n_threads
         )
         if reassign and self.reassignment_ratio > 0:
-            self._reassign_small_centers(X, rows, n_batch, centers_new, random_state)
-        return inertia
+            self._reassign_small_centers(X, None, X.shape[0], centers, random_state)
 
     def _reassign_small_centers(self, X, rows, n_batch, centers, random_state):
         """Move centers with a small running weight onto random rows of the batch."""
@@ -342,40 +332,6 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         # that it is not reassigned again at once. (All reassigned: counts are left alone.)
         if n_reassigns < len(counts):
             counts[to_reassign] = np.min(counts[~to_reassign])
-
-    def _converged(self, step, n_steps, n_samples, centers_squared_diff, batch_inertia):
-        """scikit-learn's early stopping: center movement, or EWA inertia stalling."""
-        batch_inertia /= self._batch_size
-        step += 1
-        if step == 1:
-            # The first batch inertia mostly measures the initialisation: not monitored.
-            if self.verbose:
-                print(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}")
-            return False
-        if self._ewa_inertia is None:
-            self._ewa_inertia = batch_inertia
-        else:
-            alpha = min(self._batch_size * 2.0 / (n_samples + 1), 1)
-            self._ewa_inertia = self._ewa_inertia * (1 - alpha) + batch_inertia * alpha
-        if self.verbose:
-            print(
-                f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}, "
-                f"ewa inertia: {self._ewa_inertia}"
-            )
-        if self._tol > 0.0 and centers_squared_diff <= self._tol:
-            if self.verbose:
-                print(f"Converged (small centers change) at step {step}/{n_steps}")
-            return True
-        if self._ewa_inertia_min is None or self._ewa_inertia < self._ewa_inertia_min:
-            self._no_improvement = 0
-            self._ewa_inertia_min = self._ewa_inertia
-        else:
-            self._no_improvement += 1
-        if self.max_no_improvement is not None and self._no_improvement >= self.max_no_improvement:
-            if self.verbose:
-                print(f"Converged (lack of improvement in inertia) at step {step}/{n_steps}")
-            return True
-        return False
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -428,31 +384,53 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         centers_new = np.empty_like(centers)
 
         self._counts = np.zeros(self.n_clusters, dtype=np.float64)
-        self._ewa_inertia = None
-        self._ewa_inertia_min = None
-        self._no_improvement = 0
-        self._n_since_last_reassign = 0
-
         n_steps = (self.max_iter * n_samples) // self._batch_size
-        for step in range(n_steps):
-            rows = sampler.draw(random_state, self._batch_size)
-            # fit samples rows in proportion to their weight, so the step itself uses unit
-            # weights (scikit-learn >= 1.9): a weight counts once, not twice.
-            batch_inertia = self._step(
-                X, rows, None, centers, centers_new, random_state, self._random_reassign()
+        stopping = _core.EarlyStopping(
+            self._batch_size,
+            n_samples,
+            n_steps,
+            self._tol,
+            self.max_no_improvement,
+            self.verbose,
+        )
+        buffers = (centers, centers_new)
+        rows = np.empty(self._batch_size, dtype=np.intp)
+
+        def reassign(buffer_index):
+            self._reassign_small_centers(
+                X, rows, self._batch_size, buffers[buffer_index], random_state
             )
-            if self._tol > 0.0:
-                centers_squared_diff = float(np.sum((centers_new - centers) ** 2))
-            else:
-                centers_squared_diff = 0
-            centers, centers_new = centers_new, centers
-            if self._converged(step, n_steps, n_samples, centers_squared_diff, batch_inertia):
-                break
+
+        # The loop runs compiled; it draws each batch from random_state's stream in
+        # proportion to the weights, so the steps themselves use unit weights (scikit-learn
+        # >= 1.9): a weight counts once, not twice.
+        n_run, final, batch_inertia, self._n_since_last_reassign = _core.fit_steps(
+            X,
+            centers,
+            centers_new,
+            self._counts,
+            rows,
+            np.empty(self._batch_size, np.int32),
+            sampler.cdf,
+            sampler.guide,
+            random_state,
+            stopping,
+            reassign,
+            n_steps,
+            0,
+            self.reassignment_ratio,
+            self._tol > 0,
+            self._n_threads,
+        )
+        centers = buffers[final]
+        self._ewa_inertia = stopping.ewa_inertia
+        self._ewa_inertia_min = stopping.ewa_inertia_min
+        self._no_improvement = stopping.no_improvement
 
         self.cluster_centers_ = centers
         self._n_features_out = self.n_clusters
-        self.n_steps_ = step + 1
-        self.n_iter_ = int(np.ceil((step + 1) * self._batch_size / n_samples))
+        self.n_steps_ = n_run
+        self.n_iter_ = int(np.ceil(n_run * self._batch_size / n_samples))
         if self.compute_labels:
             self.labels_, self.inertia_ = _labels_inertia(
                 X, centers, sample_weight, self._n_threads
@@ -508,9 +486,10 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             self._n_features_out = self.n_clusters
 
         centers = self.cluster_centers_
-        self._step(
-            X, None, sample_weight, centers, centers, self._random_state, self._random_reassign()
+        reassign, self._n_since_last_reassign = _core.reassign_due(
+            self._counts, self._n_since_last_reassign, self._batch_size
         )
+        self._step(X, sample_weight, centers, self._random_state, reassign)
         if self.compute_labels:
             self.labels_, self.inertia_ = _labels_inertia(
                 X, centers, sample_weight, self._n_threads

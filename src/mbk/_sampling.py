@@ -35,19 +35,17 @@ class WeightedRowSampler:
         # p is computed in the data's dtype and widened to float64 afterwards, as NumPy's
         # choice receives and converts it in scikit-learn.
         probabilities = sample_weight / sample_weight.sum()
-        self._cdf = np.cumsum(probabilities, dtype=np.float64)
-        self._cdf /= self._cdf[-1]
-        n_buckets = max(1, len(self._cdf) // _ROWS_PER_BUCKET)
+        self.cdf = np.cumsum(probabilities, dtype=np.float64)
+        self.cdf /= self.cdf[-1]
+        n_buckets = max(1, len(self.cdf) // _ROWS_PER_BUCKET)
         thresholds = np.arange(n_buckets + 1, dtype=np.float64) / n_buckets
-        self._guide = self._cdf.searchsorted(thresholds, side="right").astype(np.intp)
-        self._rows = None
+        self.guide = self.cdf.searchsorted(thresholds, side="right").astype(np.intp)
 
     def draw(self, random_state, batch_size):
         """Row indices (intp) of one batch; consumes ``random_sample(batch_size)``.
 
-        The returned array is reused by the next call.
+        ``fit`` draws inside its compiled loop from the same cdf and guide table.
         """
-        if self._rows is None or len(self._rows) != batch_size:
-            self._rows = np.empty(batch_size, dtype=np.intp)
-        _core.draw_rows(self._cdf, self._guide, random_state.random_sample(batch_size), self._rows)
-        return self._rows
+        rows = np.empty(batch_size, dtype=np.intp)
+        _core.draw_rows(self.cdf, self.guide, random_state.random_sample(batch_size), rows)
+        return rows

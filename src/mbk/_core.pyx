@@ -35,6 +35,17 @@ cdef extern from *:
     const int MBK_OPENMP_ENABLED
 
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define mbk_prefetch(address) __builtin_prefetch(address)
+    #else
+    #define mbk_prefetch(address) ((void)0)
+    #endif
+    """
+    void mbk_prefetch(const void* address) noexcept nogil
+
+
 # The register-blocked micro-kernels (C with vector extensions) and their runtime dispatch.
 cdef extern from "_tiles.h":
     ctypedef void (*mbk_nearest_float_fn)(const float*, const float*, const float*, Py_ssize_t,
@@ -258,7 +269,16 @@ cdef inline void _gather_tile(
         floating* tile,         # OUT (n_features, tile_rows): the rows transposed
 ) noexcept nogil:
     cdef Py_ssize_t t, f, n_features = rows.n_features
+    cdef Py_ssize_t row_bytes = n_features * rows.col_stride * sizeof(floating), line
     cdef const floating* base
+    if rows.index != NULL:
+        # Batch rows are scattered over X: ask for the next tile's rows now, so their cache
+        # misses overlap this tile's arithmetic (the first lines of each row; the hardware
+        # prefetcher follows a row once it is being read).
+        for t in range(first + tile_rows, min(first + 2 * tile_rows, rows.n_rows)):
+            base = <const floating*> rows.data + rows.index[t] * rows.row_stride
+            for line in range(0, min(row_bytes, 256), 64):
+                mbk_prefetch(<const char*> base + line)
     for t in range(tile_rows):
         if t < n_in_tile:
             base = <const floating*> rows.data + _source_row(rows, first + t) * rows.row_stride
@@ -668,32 +688,36 @@ cdef inline Py_ssize_t _search(
     """First index i with cdf[i] > u (``cdf.searchsorted(u, side="right")``).
 
     The guide table (Chen & Asau) holds, for each bucket b, the first index with
-    cdf > b / n_buckets, so a search stays within about one bucket instead of taking
-    log2(n) cache misses. A bucket index computed with rounding can be off by one either
-    way; searching from bucket b - 1 to bucket b + 2 keeps the answer exact.
+    cdf > b / n_buckets. n_buckets is a power of two, so the bucket of u, floor(u * n_buckets),
+    is computed exactly, and the answer lies in [guide[b], guide[b + 1]]: a few entries,
+    searched without branches.
     """
-    cdef Py_ssize_t b = <Py_ssize_t> (u * n_buckets), mid
-    cdef Py_ssize_t lo = guide[max(b - 1, 0)], hi = guide[min(b + 2, n_buckets)]
-    while lo < hi:
-        mid = lo + (hi - lo) // 2
-        if cdf[mid] > u:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    cdef Py_ssize_t b = <Py_ssize_t> (u * n_buckets)
+    cdef Py_ssize_t base = guide[b], n = guide[b + 1] - base, half
+    while n > 1:
+        half = n >> 1
+        base = base + half if cdf[base + half] <= u else base
+        n -= half
+    return base + (cdf[base] <= u)
+
+
+cdef int _check_guide(const double[::1] cdf, const Py_ssize_t[::1] guide) except -1:
+    cdef Py_ssize_t n_buckets = guide.shape[0] - 1
+    if cdf.shape[0] < 1 or n_buckets < 1 or n_buckets & (n_buckets - 1):
+        raise ValueError("a non-empty cdf and a guide table of 2**m + 1 entries are needed")
+    return 0
 
 
 def draw_rows(
         const double[::1] cdf,            # IN (n_samples,) non-decreasing, cdf[-1] == 1
-        const Py_ssize_t[::1] guide,      # IN (n_buckets + 1,): first i with cdf[i] > b / n_buckets
+        const Py_ssize_t[::1] guide,      # IN (n_buckets + 1,), n_buckets a power of two
         const double[::1] uniforms,       # IN draws in [0, 1)
         Py_ssize_t[::1] rows):            # OUT (len(uniforms),)
     """rows[i] = first index with cdf > uniforms[i], by the guide-table search."""
     cdef Py_ssize_t i, n_draws = uniforms.shape[0]
     if rows.shape[0] != n_draws:
         raise ValueError("rows must have one entry per uniform draw")
-    if guide.shape[0] < 2 or cdf.shape[0] < 1:
-        raise ValueError("draw_rows needs a non-empty cdf and guide table")
+    _check_guide(cdf, guide)
     with nogil:
         for i in range(n_draws):
             rows[i] = _search(&cdf[0], &guide[0], guide.shape[0] - 1, uniforms[i])
@@ -884,8 +908,9 @@ def fit_steps(
 
     _fill_rows(&batch, X, rows, None)
     _check_step_shapes(centers_a, centers_b, counts, labels, batch_size, X.shape[1])
-    if cdf.shape[0] != X.shape[0] or n_buckets < 1:
-        raise ValueError("cdf must have one entry per row of X and guide at least two")
+    _check_guide(cdf, guide)
+    if cdf.shape[0] != X.shape[0]:
+        raise ValueError("cdf must have one entry per row of X")
     _step_scratch(&scratch, owner, batch_size, centers_a.shape[0], X.shape[1],
                   _padded_count(centers_a.shape[0], <floating*> NULL), sizeof(floating),
                   n_threads)

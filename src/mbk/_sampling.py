@@ -12,8 +12,8 @@ import numpy as np
 
 from . import _core
 
-# cdf entries per guide-table bucket: a few, so a search touches a cache line or two, while
-# the table costs a quarter of the cdf's memory.
+# cdf entries per guide-table bucket, at least: a few, so a search touches a cache line or
+# two, while the table costs at most a quarter of the cdf's memory.
 _ROWS_PER_BUCKET = 4
 
 
@@ -37,7 +37,8 @@ class WeightedRowSampler:
         probabilities = sample_weight / sample_weight.sum()
         self.cdf = np.cumsum(probabilities, dtype=np.float64)
         self.cdf /= self.cdf[-1]
-        n_buckets = max(1, len(self.cdf) // _ROWS_PER_BUCKET)
+        # A power of two: the kernel then finds a draw's bucket exactly, floor(u * n_buckets).
+        n_buckets = 1 << max(0, (len(self.cdf) // _ROWS_PER_BUCKET).bit_length() - 1)
         thresholds = np.arange(n_buckets + 1, dtype=np.float64) / n_buckets
         self.guide = self.cdf.searchsorted(thresholds, side="right").astype(np.intp)
 

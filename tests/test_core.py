@@ -289,3 +289,24 @@ def test_bit_generator_draws_continue_random_states_stream():
     theirs.randint(0, 10, 7)
     assert_array_equal(_core.random_sample(ours, 1000), theirs.random_sample(1000))
     assert ours.randint(0, 2**31) == theirs.randint(0, 2**31)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("n_candidates", [1, 3, 8, 9])
+@pytest.mark.parametrize("with_closest", [False, True], ids=["first", "later"])
+def test_kmeanspp_distances_match_the_expansion(dtype, n_candidates, with_closest):
+    X, _ = random_problem(2 * CHUNK + 9, 7, 1, dtype, seed=n_candidates)
+    rng = np.random.RandomState(0)
+    candidates = rng.randint(0, len(X), n_candidates).astype(np.intp)
+    X64 = X.astype(np.float64)
+    x_norms = (X64**2).sum(axis=1)
+    c_norms = x_norms[candidates]
+    closest = rng.uniform(0, 30, len(X)).astype(dtype) if with_closest else None
+    out = np.empty((n_candidates, len(X)), dtype=dtype)
+    _core.kmeanspp_distances(X, x_norms, candidates, c_norms, closest, out, 2)
+    expected = ((-2 * (X64[candidates] @ X64.T)) + c_norms[:, None]) + x_norms[None, :]
+    expected = np.maximum(expected.astype(dtype), 0)
+    if closest is not None:
+        expected = np.minimum(closest, expected)
+    assert_allclose(out, expected, rtol=RTOL[dtype], atol=1e-9)
+    assert (out[np.arange(n_candidates), candidates] <= 1e-9 * x_norms.max()).all()

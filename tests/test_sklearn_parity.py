@@ -80,6 +80,17 @@ def test_kmeans_plusplus_picks_the_same_seeds(dtype, n_clusters, weights):
     assert ours.dtype == dtype
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_kmeans_plusplus_same_seeds_on_larger_data(dtype):
+    # Several 256-row chunks, padded candidate tiles, many seeds: the compiled distances
+    # must keep every draw on scikit-learn's path.
+    X, _ = make_blobs(3000, 16, 60, dtype=dtype, seed=12)
+    ours, our_indices = mbk.kmeans_plusplus(X, 100, random_state=3)
+    theirs, their_indices = sklearn_kmeans_plusplus(X, 100, random_state=3)
+    assert_array_equal(our_indices, their_indices)
+    assert_array_equal(ours, theirs)
+
+
 FIT_CASES = {
     "defaults": {},
     "random-init": {"init": "random"},

@@ -56,6 +56,8 @@ cdef extern from "_tiles.h":
                                            Py_ssize_t, int, float*) noexcept nogil
     ctypedef void (*mbk_distance_double_fn)(const double*, const double*, Py_ssize_t,
                                             Py_ssize_t, Py_ssize_t, int, double*) noexcept nogil
+    ctypedef void (*mbk_dots_double_fn)(const double*, const double*, Py_ssize_t, Py_ssize_t,
+                                        double*) noexcept nogil
     ctypedef struct mbk_variant:
         const char* name
         int tile_rows
@@ -65,6 +67,7 @@ cdef extern from "_tiles.h":
         mbk_nearest_double_fn nearest_double
         mbk_distance_float_fn distance_float
         mbk_distance_double_fn distance_double
+        mbk_dots_double_fn dots_double
     const int MBK_MAX_TILE_ROWS
     const mbk_variant* mbk_active
     int mbk_supported_variants(const mbk_variant** out) noexcept nogil
@@ -261,32 +264,49 @@ cdef int _prepare_centers(
     return 0
 
 
+ctypedef fused tile_t:
+    # the type a tile is computed in: the data's, or double for k-means++'s distances
+    float
+    double
+
+
 cdef inline void _gather_tile(
         const Rows* rows,
+        const floating* data,   # rows.data, typed
         Py_ssize_t first,       # batch position of the tile's first row
         Py_ssize_t n_in_tile,   # rows present, <= tile_rows; the rest are zero-filled
         int tile_rows,
-        floating* tile,         # OUT (n_features, tile_rows): the rows transposed
+        tile_t* tile,           # OUT (n_features, tile_rows): the rows transposed
 ) noexcept nogil:
-    cdef Py_ssize_t t, f, n_features = rows.n_features
-    cdef Py_ssize_t row_bytes = n_features * rows.col_stride * sizeof(floating), line
+    # Strides and pointers live in locals: stores into the tile could otherwise alias the
+    # Rows struct, and the compiler would reload it on every element.
+    cdef Py_ssize_t t, f, n_features = rows.n_features, line
+    cdef Py_ssize_t row_stride = rows.row_stride, col_stride = rows.col_stride
+    cdef const Py_ssize_t* index = rows.index
+    cdef Py_ssize_t row_bytes = n_features * col_stride * sizeof(floating)
     cdef const floating* base
-    if rows.index != NULL:
+    cdef tile_t* column
+    if index != NULL:
         # Batch rows are scattered over X: ask for the next tile's rows now, so their cache
         # misses overlap this tile's arithmetic (the first lines of each row; the hardware
         # prefetcher follows a row once it is being read).
         for t in range(first + tile_rows, min(first + 2 * tile_rows, rows.n_rows)):
-            base = <const floating*> rows.data + rows.index[t] * rows.row_stride
+            base = data + index[t] * row_stride
             for line in range(0, min(row_bytes, 256), 64):
                 mbk_prefetch(<const char*> base + line)
     for t in range(tile_rows):
+        column = tile + t
         if t < n_in_tile:
-            base = <const floating*> rows.data + _source_row(rows, first + t) * rows.row_stride
-            for f in range(n_features):
-                tile[f * tile_rows + t] = base[f * rows.col_stride]
+            base = data + (index[first + t] if index != NULL else first + t) * row_stride
+            if col_stride == 1:
+                for f in range(n_features):
+                    column[f * tile_rows] = base[f]
+            else:
+                for f in range(n_features):
+                    column[f * tile_rows] = base[f * col_stride]
         else:
             for f in range(n_features):
-                tile[f * tile_rows + t] = 0
+                column[f * tile_rows] = 0
 
 
 cdef double _assign_chunk(
@@ -312,7 +332,7 @@ cdef double _assign_chunk(
     cdef double inertia = 0
     while i < end:
         n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
-        _gather_tile(rows, i, n_in_tile, tile_rows, tile)
+        _gather_tile(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile)
         if floating is float:
             centers.kernels.nearest_float(
                 tile, <const float*> centers.transposed, <const float*> centers.sq_norms,
@@ -632,7 +652,7 @@ cdef void _distance_chunk(
     cdef Py_ssize_t n_clusters = centers.n_clusters
     while i < end:
         n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
-        _gather_tile(rows, i, n_in_tile, tile_rows, tile)
+        _gather_tile(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile)
         if floating is float:
             centers.kernels.distance_float(
                 tile, <const float*> centers.transposed, rows.n_features, centers.n_padded,
@@ -676,6 +696,106 @@ def euclidean_distances(
             _distance_chunk(&rows, &prepared, start, end, &out[0, 0],
                             (<floating*> scratch.per_thread)
                             + threadid() * MBK_MAX_TILE_ROWS * n_features)
+
+
+# ---------------------------------------------------------------------------------------------
+# k-means++ candidate distances
+# ---------------------------------------------------------------------------------------------
+
+cdef void _candidate_chunk(
+        const Rows* rows, Py_ssize_t start, Py_ssize_t end, const mbk_variant* kernels,
+        const double* candidates_t,        # IN (n_features, n_padded) candidates, transposed
+        Py_ssize_t n_candidates, Py_ssize_t n_padded,
+        const double* candidate_sq_norms,  # IN (n_candidates,)
+        const double* x_sq_norms,          # IN (n_rows,)
+        const floating* closest,           # IN (n_rows,) or NULL
+        floating* out,                     # OUT (n_candidates, n_rows)
+        double* tile,                      # TMP (n_features * MBK_MAX_TILE_ROWS,)
+        double* dots,                      # TMP (MBK_MAX_TILE_ROWS * n_padded,)
+) noexcept nogil:
+    cdef int tile_rows = kernels.tile_rows
+    cdef Py_ssize_t i = start, t, cand, n_in_tile, n_rows = rows.n_rows
+    cdef double value
+    cdef floating distance
+    while i < end:
+        n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
+        _gather_tile(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile)
+        kernels.dots_double(tile, candidates_t, rows.n_features, n_padded, dots)
+        for t in range(n_in_tile):
+            for cand in range(n_candidates):
+                # scikit-learn's order: (-2 c.x + ||c||^2) + ||x||^2, rounded to the data's
+                # type, clipped at 0, then the minimum with the current closest distance.
+                value = -2 * dots[t * n_padded + cand]
+                value = value + candidate_sq_norms[cand]
+                value = value + x_sq_norms[i + t]
+                distance = <floating> value
+                if distance < 0:
+                    distance = 0
+                if closest != NULL and closest[i + t] < distance:
+                    distance = closest[i + t]
+                out[cand * n_rows + i + t] = distance
+        i += n_in_tile
+
+
+def kmeanspp_distances(
+        const floating[:, :] X,                 # IN (n_samples, n_features)
+        const double[::1] x_sq_norms,           # IN (n_samples,) in float64
+        const Py_ssize_t[::1] candidates,       # IN (n_candidates,) rows of X
+        const double[::1] candidate_sq_norms,   # IN (n_candidates,) in float64
+        closest,                                # IN floating[::1] (n_samples,) or None
+        floating[:, ::1] out,                   # OUT (n_candidates, n_samples)
+        int n_threads=1):
+    """Squared distances from candidate seeds to every row, as scikit-learn's k-means++.
+
+    ``out[cand, i] = min(closest[i], max(0, (-2 c_l.x_i + ||c_l||^2) + ||x_i||^2))`` with the
+    arithmetic in float64 (float32 data is widened, as scikit-learn does) and the result
+    rounded to X's dtype. Only the dot products are computed differently (a register tile
+    instead of BLAS), so the distances agree with scikit-learn's to the last bit or so, and
+    the seeds drawn from them are the same.
+    """
+    cdef Rows rows
+    cdef _Scratch owner = _Scratch()
+    cdef const mbk_variant* kernels = mbk_active
+    cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
+    cdef Py_ssize_t n_candidates = candidates.shape[0], cand, f, chunk, start, end, n_chunks
+    cdef Py_ssize_t n_padded = ((n_candidates + kernels.lanes_double - 1)
+                                // kernels.lanes_double * kernels.lanes_double)
+    cdef Py_ssize_t per_thread = MBK_MAX_TILE_ROWS * (n_features + n_padded)
+    cdef double* candidates_t
+    cdef double* tile
+    cdef const floating[::1] closest_view
+    cdef const floating* closest_ptr = NULL
+    cdef const Py_ssize_t[::1] all_rows = None
+    _fill_rows(&rows, X, all_rows, None)
+    if x_sq_norms.shape[0] != n_samples or candidate_sq_norms.shape[0] != n_candidates:
+        raise ValueError("one squared norm per row and per candidate is needed")
+    if out.shape[0] != n_candidates or out.shape[1] != n_samples or n_candidates < 1:
+        raise ValueError("out must have shape (n_candidates, n_samples), n_candidates >= 1")
+    for cand in range(n_candidates):
+        if not 0 <= candidates[cand] < n_samples:
+            raise ValueError("candidate rows must be rows of X")
+    if closest is not None:
+        closest_view = closest
+        if closest_view.shape[0] != n_samples:
+            raise ValueError("closest must have one entry per row of X")
+        closest_ptr = &closest_view[0]
+    n_threads = _clamp_threads(n_threads, n_samples, n_candidates, n_features)
+    n_chunks = (n_samples + CHUNK_ROWS - 1) // CHUNK_ROWS
+    owner.centers_storage = owner.take(n_features * n_padded * sizeof(double))
+    owner.per_thread = owner.take(n_threads * per_thread * sizeof(double))
+    candidates_t = <double*> owner.centers_storage
+    with nogil:
+        for f in range(n_features):
+            for cand in range(n_padded):
+                candidates_t[f * n_padded + cand] = (
+                    X[candidates[cand], f] if cand < n_candidates else 0)
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
+            start = chunk * CHUNK_ROWS
+            end = min(start + CHUNK_ROWS, n_samples)
+            tile = (<double*> owner.per_thread) + threadid() * per_thread
+            _candidate_chunk(&rows, start, end, kernels, candidates_t, n_candidates, n_padded,
+                             &candidate_sq_norms[0], &x_sq_norms[0], closest_ptr,
+                             &out[0, 0], tile, tile + MBK_MAX_TILE_ROWS * n_features)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -284,7 +284,9 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         if given_centers is not None:
             return given_centers
         if self.init == "k-means++":
-            centers, _ = kmeans_plusplus_seeds(X, self.n_clusters, sample_weight, random_state)
+            centers, _ = kmeans_plusplus_seeds(
+                X, self.n_clusters, sample_weight, random_state, n_threads=self._n_threads
+            )
             return centers
         if self.init == "random":
             seeds = random_state.choice(

@@ -7,51 +7,65 @@ the random draws come in the same order, so the same ``random_state`` picks the 
 
 import numpy as np
 
-from ._validation import as_float_array, check_random_state, check_sample_weight
+from . import _core
+from ._validation import (
+    as_float_array,
+    check_random_state,
+    check_sample_weight,
+    resolve_n_threads,
+)
 
 
 def _row_sq_norms(X):
     return np.einsum("ij,ij->i", X, X)
 
 
-def _sq_distances(A, X, X_sq_norms):
-    """Squared distances from each row of A (few rows) to each row of X, clipped at 0.
-
-    ||a||^2 - 2 a.x + ||x||^2 in float64; float32 data is upcast first and its norms are
-    recomputed in float64 (the float32 norms would lose the small distances).
-    """
-    if X.dtype == np.float32:
-        A64 = A.astype(np.float64)
-        X64 = X.astype(np.float64)
-        distances = -2 * (A64 @ X64.T)
-        distances += _row_sq_norms(A64)[:, None]
-        distances += _row_sq_norms(X64)[None, :]
-        distances = distances.astype(np.float32, copy=False)
-    else:
-        distances = -2 * (A @ X.T)
-        distances += _row_sq_norms(A)[:, None]
-        distances += X_sq_norms[None, :]
-    np.maximum(distances, 0, out=distances)
-    return distances
+def _sq_norms64(X):
+    """Row norms in float64 as scikit-learn's distance code computes them (float32 is widened
+    first); in row blocks, so a large float32 X is never widened whole."""
+    if X.dtype == np.float64:
+        return _row_sq_norms(X)
+    norms = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], _NORM_ROWS):
+        norms[start : start + _NORM_ROWS] = _row_sq_norms(
+            X[start : start + _NORM_ROWS].astype(np.float64)
+        )
+    return norms
 
 
-def kmeans_plusplus_seeds(X, n_clusters, sample_weight, random_state, n_local_trials=None):
+_NORM_ROWS = 65536
+
+
+def kmeans_plusplus_seeds(
+    X, n_clusters, sample_weight, random_state, n_local_trials=None, n_threads=None
+):
     """Seeds from validated data: returns (centers, indices). No input checks here.
 
     sample_weight is an array of X's dtype (not None); random_state a RandomState.
+    The squared distances to candidates come from the compiled kernel; the sums and
+    searches that choose among them are NumPy's, as in scikit-learn.
     """
     n_samples = X.shape[0]
     if n_local_trials is None:
         # Arthur & Vassilvitskii's suggestion, as scikit-learn uses it: 2 + floor(ln k).
         n_local_trials = 2 + int(np.log(n_clusters))
-    X_sq_norms = None if X.dtype == np.float32 else _row_sq_norms(X)
+    n_threads = resolve_n_threads(n_threads)
+    x_sq_norms = _sq_norms64(X)
     centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
     indices = np.full(n_clusters, -1, dtype=np.intp)
+
+    def candidate_distances(candidates, closest):
+        out = np.empty((len(candidates), n_samples), dtype=X.dtype)
+        candidate_norms = _sq_norms64(X[candidates])
+        _core.kmeanspp_distances(
+            X, x_sq_norms, candidates, candidate_norms, closest, out, n_threads
+        )
+        return out
 
     first = random_state.choice(n_samples, p=sample_weight / sample_weight.sum())
     centers[0] = X[first]
     indices[0] = first
-    closest_sq = _sq_distances(X[first][np.newaxis], X, X_sq_norms)  # (1, n_samples)
+    closest_sq = candidate_distances(np.array([first], dtype=np.intp), None)  # (1, n_samples)
     potential = closest_sq @ sample_weight  # (1,)
 
     for c in range(1, n_clusters):
@@ -60,8 +74,7 @@ def kmeans_plusplus_seeds(X, n_clusters, sample_weight, random_state, n_local_tr
         candidates = np.searchsorted(np.cumsum(sample_weight * closest_sq), targets)
         np.clip(candidates, None, n_samples - 1, out=candidates)
         # ... and keep the one that lowers the potential most (first one on ties).
-        candidate_sq = _sq_distances(X[candidates], X, X_sq_norms)
-        np.minimum(closest_sq, candidate_sq, out=candidate_sq)
+        candidate_sq = candidate_distances(candidates.astype(np.intp), closest_sq.ravel())
         candidate_potentials = candidate_sq @ sample_weight.reshape(-1, 1)
         best = np.argmin(candidate_potentials)
         potential = candidate_potentials[best]

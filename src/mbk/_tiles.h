@@ -37,6 +37,10 @@ typedef void (*mbk_distance_float_fn)(const float *xt, const float *ct, Py_ssize
 typedef void (*mbk_distance_double_fn)(const double *xt, const double *ct,
                                        Py_ssize_t n_features, Py_ssize_t n_padded,
                                        Py_ssize_t n_clusters, int n_rows, double *out);
+/* Plain dot products of a tile's rows with every (padded) column, in double:
+ * out[r * n_padded + j] = sum_f xt[f * MR + r] * ct[f * n_padded + j]. */
+typedef void (*mbk_dots_double_fn)(const double *xt, const double *ct, Py_ssize_t n_features,
+                                   Py_ssize_t n_padded, double *out);
 
 /* One instruction-set variant: its tile height, its padding unit, its four kernels. */
 typedef struct {
@@ -48,6 +52,7 @@ typedef struct {
     mbk_nearest_double_fn nearest_double;
     mbk_distance_float_fn distance_float;
     mbk_distance_double_fn distance_double;
+    mbk_dots_double_fn dots_double;
 } mbk_variant;
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -150,16 +155,47 @@ typedef struct {
         while (jb < n_padded) MBK_DISTANCE_BLOCK(T, V, MR, 1);                                \
     }
 
+/* ---- dot products (k-means++ candidates) ----------------------------------------------- */
+
+#define MBK_DOTS_BLOCK(T, V, MR, NVB)                                                         \
+    do {                                                                                      \
+        V acc_[MR][NVB];                                                                      \
+        const T *c_ = ct + jb, *x_ = xt;                                                      \
+        for (int r_ = 0; r_ < MR; r_++)                                                       \
+            for (int v_ = 0; v_ < NVB; v_++) acc_[r_][v_] = (V){0};                           \
+        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, c_ += n_padded, x_ += MR) {            \
+            V cv_[NVB];                                                                       \
+            for (int v_ = 0; v_ < NVB; v_++) memcpy(&cv_[v_], c_ + v_ * lanes, sizeof(V));    \
+            for (int r_ = 0; r_ < MR; r_++)                                                   \
+                for (int v_ = 0; v_ < NVB; v_++) acc_[r_][v_] += x_[r_] * cv_[v_];            \
+        }                                                                                     \
+        for (int r_ = 0; r_ < MR; r_++)                                                       \
+            for (int v_ = 0; v_ < NVB; v_++)                                                  \
+                memcpy(out + r_ * n_padded + jb + v_ * lanes, &acc_[r_][v_], sizeof(V));      \
+        jb += NVB * lanes;                                                                    \
+    } while (0)
+
+#define MBK_DEFINE_DOTS(NAME, T, VBYTES, MR, NV, ATTRS)                                       \
+    ATTRS static void NAME(const T *xt, const T *ct, Py_ssize_t n_features,                   \
+                           Py_ssize_t n_padded, T *out) {                                     \
+        typedef T V __attribute__((vector_size(VBYTES)));                                     \
+        enum { lanes = VBYTES / sizeof(T) };                                                  \
+        Py_ssize_t jb = 0;                                                                    \
+        while (jb + NV * lanes <= n_padded) MBK_DOTS_BLOCK(T, V, MR, NV);                     \
+        while (jb < n_padded) MBK_DOTS_BLOCK(T, V, MR, 1);                                    \
+    }
+
 #define MBK_DEFINE_VARIANT(ISA, VBYTES, MR, NV_FLOAT, NV_DOUBLE, ATTRS)                       \
     MBK_DEFINE_NEAREST(mbk_nearest_float_##ISA, float, int, VBYTES, MR, NV_FLOAT, ATTRS)      \
     MBK_DEFINE_NEAREST(mbk_nearest_double_##ISA, double, long long, VBYTES, MR, NV_DOUBLE,   \
                        ATTRS)                                                                 \
     MBK_DEFINE_DISTANCE(mbk_distance_float_##ISA, float, VBYTES, MR, NV_FLOAT, ATTRS)         \
     MBK_DEFINE_DISTANCE(mbk_distance_double_##ISA, double, VBYTES, MR, NV_DOUBLE, ATTRS)      \
+    MBK_DEFINE_DOTS(mbk_dots_double_##ISA, double, VBYTES, MR, NV_DOUBLE, ATTRS)              \
     static const mbk_variant mbk_variant_##ISA = {                                            \
         #ISA, MR, VBYTES / sizeof(float), VBYTES / sizeof(double),                            \
         mbk_nearest_float_##ISA, mbk_nearest_double_##ISA,                                    \
-        mbk_distance_float_##ISA, mbk_distance_double_##ISA};
+        mbk_distance_float_##ISA, mbk_distance_double_##ISA, mbk_dots_double_##ISA};
 
 /* Baseline: 16-byte vectors (SSE2 on x86-64, NEON on ARM), no FMA. */
 MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, )
@@ -230,10 +266,19 @@ static void mbk_distance_double_baseline(const double *xt, const double *ct,
             out[r * n_clusters + j] = sqrt(acc);
         }
 }
+static void mbk_dots_double_baseline(const double *xt, const double *ct, Py_ssize_t n_features,
+                                     Py_ssize_t n_padded, double *out) {
+    for (int r = 0; r < 4; r++)
+        for (Py_ssize_t j = 0; j < n_padded; j++) {
+            double acc = 0;
+            for (Py_ssize_t f = 0; f < n_features; f++) acc += xt[f * 4 + r] * ct[f * n_padded + j];
+            out[r * n_padded + j] = acc;
+        }
+}
 static const mbk_variant mbk_variant_baseline = {
     "baseline", 4, 1, 1,
     mbk_nearest_float_baseline, mbk_nearest_double_baseline,
-    mbk_distance_float_baseline, mbk_distance_double_baseline};
+    mbk_distance_float_baseline, mbk_distance_double_baseline, mbk_dots_double_baseline};
 
 #endif
 

@@ -241,7 +241,7 @@ def test_draw_rows_equals_searchsorted(n_samples, weights):
     }[weights]
     if not w.any():
         w[-1] = 1.0
-    sampler = WeightedRowSampler(w)
+    sampler = WeightedRowSampler(w, len(w), w.dtype)
     cdf = sampler.cdf
     n_buckets = len(sampler.guide) - 1
     # Random draws, every bucket edge and its neighbours, every cdf value and its neighbours.

@@ -54,15 +54,21 @@ def fit_both(X, sample_weight=None, **params):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("weights", [False, True], ids=["unweighted", "weighted"])
-def test_sampler_draws_numpys_choice_indices(dtype, weights):
+@pytest.mark.parametrize("weights", ["unit", "zeros-inside", "random"])
+@pytest.mark.parametrize("n_samples", [3000, 200_000], ids=["small", "several-blocks"])
+def test_sampler_draws_numpys_choice_indices(dtype, weights, n_samples):
     rng = np.random.RandomState(0)
-    w = rng.uniform(0, 5, 3000).astype(dtype) if weights else np.ones(3000, dtype)
-    w[::7] = 0  # rows with zero weight are never drawn
+    w = rng.uniform(0, 5, n_samples).astype(dtype) if weights == "random" else None
+    if weights == "zeros-inside":
+        w = np.ones(n_samples, dtype)
+        w[::7] = 0  # rows with zero weight are never drawn
     ours, theirs = np.random.RandomState(42), np.random.RandomState(42)
-    sampler = WeightedRowSampler(w)
+    sampler = WeightedRowSampler(w, n_samples, np.dtype(dtype))
+    p = (np.ones(n_samples, dtype) if w is None else w) / (
+        np.ones(n_samples, dtype) if w is None else w
+    ).sum()
     for _ in range(5):
-        expected = theirs.choice(3000, 256, p=w / w.sum(), replace=True)
+        expected = theirs.choice(n_samples, 256, p=p, replace=True)
         assert_array_equal(sampler.draw(ours, 256), expected)
     assert ours.random_sample() == theirs.random_sample()  # streams still in step
 

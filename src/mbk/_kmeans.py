@@ -275,12 +275,18 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
     # -- initialisation --------------------------------------------------------------------------
 
     def _init_centroids(self, X, sample_weight, random_state, given_centers):
-        """One set of initial centers, on a random subsample of init_size rows."""
+        """One set of initial centers, on a random subsample of init_size rows.
+
+        sample_weight may be None (unit weights).
+        """
         n_samples = X.shape[0]
         if self._init_size < n_samples:
             subsample = random_state.randint(0, n_samples, self._init_size)
             X = X[subsample]
-            sample_weight = sample_weight[subsample]
+            if sample_weight is not None:
+                sample_weight = sample_weight[subsample]
+        if sample_weight is None:
+            sample_weight = np.ones(X.shape[0], dtype=X.dtype)
         if given_centers is not None:
             return given_centers
         if self.init == "k-means++":
@@ -363,9 +369,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         self._settings_for(X)
         random_state = check_random_state(self.random_state)
         sample_weight = check_sample_weight(sample_weight, n_samples, X.dtype)
-        weights = sample_weight if sample_weight is not None else np.ones(n_samples, X.dtype)
         given_centers = self._given_centers(X)
-        sampler = WeightedRowSampler(weights)
+        sampler = WeightedRowSampler(sample_weight, n_samples, X.dtype)
         self._tol = self.tol * _mean_variance(X) if self.tol > 0 else 0.0
 
         # Initialisation: n_init candidate sets, judged on one validation batch.
@@ -374,7 +379,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         for init_index in range(self._n_init):
             if self.verbose:
                 print(f"Init {init_index + 1}/{self._n_init} with method {self.init}")
-            candidate = self._init_centroids(X, weights, random_state, given_centers)
+            candidate = self._init_centroids(X, sample_weight, random_state, given_centers)
             _, inertia = _labels_inertia(
                 X, candidate, sample_weight, self._n_threads, rows=validation_rows
             )
@@ -442,7 +447,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             ewa = self._ewa_inertia
             if ewa is None:
                 ewa = batch_inertia / self._batch_size
-            self.inertia_ = ewa * float(weights.sum())
+            total_weight = n_samples if sample_weight is None else sample_weight.sum()
+            self.inertia_ = ewa * float(total_weight)
         return self
 
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -477,9 +483,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             self._random_state = check_random_state(self.random_state)
         if not has_centers:
             self._settings_for(X)
-            weights = sample_weight if sample_weight is not None else np.ones(len(X), X.dtype)
             self.cluster_centers_ = self._init_centroids(
-                X, weights, self._random_state, self._given_centers(X)
+                X, sample_weight, self._random_state, self._given_centers(X)
             )
             self.cluster_centers_ = np.array(self.cluster_centers_, order="C", copy=True)
             self._counts = np.zeros(self.n_clusters, dtype=np.float64)

@@ -17,28 +17,53 @@ from . import _core
 _ROWS_PER_BUCKET = 4
 
 
+# Rows per block while the cdf is built: bounds the temporaries to a few hundred KiB.
+_BLOCK_ROWS = 65536
+
+
 class WeightedRowSampler:
-    """Draws batches of row indices with probability proportional to ``sample_weight``.
+    """Draws batches of row indices with probability proportional to the row weights.
 
     Parameters
     ----------
-    sample_weight : ndarray of shape (n_samples,)
-        Non-negative weights in X's dtype, not all zero.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Non-negative weights in X's dtype, not all zero; None for unit weights.
+    n_samples : int
+        Number of rows.
+    dtype : numpy dtype
+        X's dtype, in which scikit-learn computes the probabilities.
     """
 
-    def __init__(self, sample_weight):
-        if (sample_weight < 0).any():
+    def __init__(self, sample_weight, n_samples, dtype):
+        if sample_weight is not None and (sample_weight < 0).any():
             raise ValueError(
                 "fit draws mini-batches in proportion to sample_weight, so weights must be "
                 "non-negative; use partial_fit to apply negative weights."
             )
-        # p is computed in the data's dtype and widened to float64 afterwards, as NumPy's
-        # choice receives and converts it in scikit-learn.
-        probabilities = sample_weight / sample_weight.sum()
-        self.cdf = np.cumsum(probabilities, dtype=np.float64)
+        # scikit-learn's p = w / w.sum() is computed in the data's dtype and widened to
+        # float64 by NumPy's choice, then cumsum(p) / cumsum(p)[-1]. The cumulative sum runs
+        # block by block, carrying the running total in, which adds in the same order as
+        # one np.cumsum; unit weights never exist as an array.
+        if sample_weight is None:
+            total = _sum_of_ones(n_samples, dtype)
+        else:
+            total = sample_weight.sum()
+        self.cdf = np.empty(n_samples)
+        carry = 0.0
+        for start in range(0, n_samples, _BLOCK_ROWS):
+            stop = min(start + _BLOCK_ROWS, n_samples)
+            block = np.empty(stop - start + 1)
+            block[0] = carry
+            if sample_weight is None:
+                block[1:] = dtype.type(1) / total
+            else:
+                block[1:] = sample_weight[start:stop] / total
+            np.cumsum(block, out=block)
+            self.cdf[start:stop] = block[1:]
+            carry = block[-1]
         self.cdf /= self.cdf[-1]
         # A power of two: the kernel then finds a draw's bucket exactly, floor(u * n_buckets).
-        n_buckets = 1 << max(0, (len(self.cdf) // _ROWS_PER_BUCKET).bit_length() - 1)
+        n_buckets = 1 << max(0, (n_samples // _ROWS_PER_BUCKET).bit_length() - 1)
         thresholds = np.arange(n_buckets + 1, dtype=np.float64) / n_buckets
         self.guide = self.cdf.searchsorted(thresholds, side="right").astype(np.intp)
 
@@ -50,3 +75,10 @@ class WeightedRowSampler:
         rows = np.empty(batch_size, dtype=np.intp)
         _core.draw_rows(self.cdf, self.guide, random_state.random_sample(batch_size), rows)
         return rows
+
+
+def _sum_of_ones(n_samples, dtype):
+    """np.ones(n_samples, dtype).sum() without the array: exact below 2**24 (float32)."""
+    if dtype == np.float64 or n_samples <= 2**24:
+        return dtype.type(n_samples)
+    return np.ones(n_samples, dtype=dtype).sum()

@@ -159,3 +159,20 @@ def test_duplicated_points_give_finite_centers():
     model = mbk.MiniBatchKMeans(n_clusters=3, random_state=0, init="random").fit(X)
     assert np.isfinite(model.cluster_centers_).all()
     assert model.inertia_ == 0.0
+
+
+@pytest.mark.parametrize("user_policy", [None, "ACTIVE"], ids=["unset", "user-set"])
+def test_openmp_threads_sleep_when_idle_unless_the_user_chose(user_policy):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_policy:
+        env["OMP_WAIT_POLICY"] = user_policy
+    code = "import os, mbk; print(os.environ['OMP_WAIT_POLICY'], mbk.kernel_variant())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == (user_policy or "PASSIVE")
+    assert out[1] in ("avx512", "avx2", "baseline")

@@ -11,6 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._compat import NotFittedError  # noqa: E402
 from ._core import OPENMP_ENABLED  # noqa: E402
+from ._core import isa as kernel_variant  # noqa: E402
 from ._kmeans import MiniBatchKMeans  # noqa: E402
 from ._kmeans_plusplus import kmeans_plusplus  # noqa: E402
 from ._validation import InvalidParameterError  # noqa: E402
@@ -23,5 +24,6 @@ __all__ = [
     "NotFittedError",
     "OPENMP_ENABLED",
     "__version__",
+    "kernel_variant",
     "kmeans_plusplus",
 ]

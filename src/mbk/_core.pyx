@@ -81,7 +81,8 @@ def available_isas():
 
 
 def isa():
-    """The kernel variant in use."""
+    """Name of the kernel variant in use: "avx512", "avx2" or "baseline" (chosen at import
+    as the best this CPU supports)."""
     return mbk_active.name.decode()
 
 

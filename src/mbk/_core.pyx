@@ -63,6 +63,8 @@ cdef extern from "_tiles.h":
         int tile_rows
         Py_ssize_t lanes_float
         Py_ssize_t lanes_double
+        Py_ssize_t block_float
+        Py_ssize_t block_double
         mbk_nearest_float_fn nearest_float
         mbk_nearest_double_fn nearest_double
         mbk_distance_float_fn distance_float
@@ -71,6 +73,7 @@ cdef extern from "_tiles.h":
     const int MBK_MAX_TILE_ROWS
     const mbk_variant* mbk_active
     int mbk_supported_variants(const mbk_variant** out) noexcept nogil
+    const mbk_variant* mbk_variant_for(Py_ssize_t n_columns, int is_double) noexcept nogil
 
 
 def available_isas():
@@ -81,9 +84,14 @@ def available_isas():
 
 
 def isa():
-    """Name of the kernel variant in use: "avx512", "avx2" or "baseline" (chosen at import
-    as the best this CPU supports)."""
+    """Name of the widest kernel variant in use: "avx512", "avx2" or "baseline" (chosen at
+    import as the best this CPU supports; problems with few centers use a narrower one)."""
     return mbk_active.name.decode()
+
+
+def isa_for(Py_ssize_t n_clusters, dtype):
+    """The variant that runs for n_clusters centers of the given dtype."""
+    return mbk_variant_for(n_clusters, dtype == "float64").name.decode()
 
 
 def use_isa(name):
@@ -227,10 +235,15 @@ cdef struct Centers:
     const mbk_variant* kernels  # the variant for the whole call, chosen when prepared
 
 
+cdef inline const mbk_variant* _variant_for(
+        Py_ssize_t n_clusters, const floating* witness) noexcept nogil:
+    return mbk_variant_for(n_clusters, floating is double)
+
+
 cdef inline Py_ssize_t _padded_count(Py_ssize_t n_clusters, const floating* witness) noexcept nogil:
-    """n_clusters rounded up to a whole number of vector lanes of the kernel's type."""
-    cdef Py_ssize_t lanes = (mbk_active.lanes_float if floating is float
-                             else mbk_active.lanes_double)
+    """n_clusters rounded up to a whole number of vector lanes of its kernel variant."""
+    cdef const mbk_variant* kernels = _variant_for(n_clusters, witness)
+    cdef Py_ssize_t lanes = kernels.lanes_float if floating is float else kernels.lanes_double
     return (n_clusters + lanes - 1) // lanes * lanes
 
 
@@ -261,7 +274,7 @@ cdef int _prepare_centers(
     prepared.sq_norms = sq_norms
     prepared.n_clusters = n_clusters
     prepared.n_padded = n_padded
-    prepared.kernels = mbk_active
+    prepared.kernels = _variant_for(n_clusters, storage)
     return 0
 
 
@@ -756,7 +769,7 @@ def kmeanspp_distances(
     """
     cdef Rows rows
     cdef _Scratch owner = _Scratch()
-    cdef const mbk_variant* kernels = mbk_active
+    cdef const mbk_variant* kernels = mbk_variant_for(candidates.shape[0], True)
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
     cdef Py_ssize_t n_candidates = candidates.shape[0], cand, f, chunk, start, end, n_chunks
     cdef Py_ssize_t n_padded = ((n_candidates + kernels.lanes_double - 1)

@@ -48,6 +48,8 @@ typedef struct {
     int tile_rows;             /* MR */
     Py_ssize_t lanes_float;    /* n_padded is a multiple of this, for float data */
     Py_ssize_t lanes_double;
+    Py_ssize_t block_float;    /* centers per register block: lanes x vectors per block */
+    Py_ssize_t block_double;
     mbk_nearest_float_fn nearest_float;
     mbk_nearest_double_fn nearest_double;
     mbk_distance_float_fn distance_float;
@@ -194,6 +196,7 @@ typedef struct {
     MBK_DEFINE_DOTS(mbk_dots_double_##ISA, double, VBYTES, MR, NV_DOUBLE, ATTRS)              \
     static const mbk_variant mbk_variant_##ISA = {                                            \
         #ISA, MR, VBYTES / sizeof(float), VBYTES / sizeof(double),                            \
+        NV_FLOAT * (VBYTES / sizeof(float)), NV_DOUBLE * (VBYTES / sizeof(double)),           \
         mbk_nearest_float_##ISA, mbk_nearest_double_##ISA,                                    \
         mbk_distance_float_##ISA, mbk_distance_double_##ISA, mbk_dots_double_##ISA};
 
@@ -276,7 +279,7 @@ static void mbk_dots_double_baseline(const double *xt, const double *ct, Py_ssiz
         }
 }
 static const mbk_variant mbk_variant_baseline = {
-    "baseline", 4, 1, 1,
+    "baseline", 4, 1, 1, 1, 1,
     mbk_nearest_float_baseline, mbk_nearest_double_baseline,
     mbk_distance_float_baseline, mbk_distance_double_baseline, mbk_dots_double_baseline};
 
@@ -296,6 +299,25 @@ static int mbk_supported_variants(const mbk_variant **out) {
 #endif
     out[n++] = &mbk_variant_baseline;
     return n;
+}
+
+/* The variant for a problem with n_columns centers (or candidates): the widest one, no wider
+ * than mbk_active, whose register block is not wider than n_columns. Padding six centers to a
+ * 32-center block would mostly multiply zeros, and the per-row argmin over wide vectors costs
+ * more than the arithmetic it saves. The choice depends on the problem's shape and the CPU
+ * only, never on the thread count. */
+static const mbk_variant *mbk_variant_for(Py_ssize_t n_columns, int is_double) {
+    static const mbk_variant *variants[4];
+    static int n_variants = 0;
+    int i, start = 0;
+    if (n_variants == 0) n_variants = mbk_supported_variants(variants);
+    for (i = 0; i < n_variants; i++)
+        if (variants[i] == mbk_active) start = i;
+    for (i = start; i < n_variants; i++) {
+        Py_ssize_t block = is_double ? variants[i]->block_double : variants[i]->block_float;
+        if (block <= n_columns) return variants[i];
+    }
+    return variants[n_variants - 1];
 }
 
 #endif /* MBK_TILES_H */

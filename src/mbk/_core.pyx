@@ -46,6 +46,25 @@ cdef extern from *:
     void mbk_prefetch(const void* address) noexcept nogil
 
 
+# NumPy's bit-generator interface (numpy/random/bitgen.h, a stable C ABI since NumPy 1.17):
+# drawing doubles through it continues the very stream RandomState.random_sample reads, so
+# the loop below consumes scikit-learn's random numbers in scikit-learn's order without a
+# Python call per step.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    typedef struct mbk_bitgen {
+        void *state;
+        uint64_t (*next_uint64)(void *st);
+        uint32_t (*next_uint32)(void *st);
+        double (*next_double)(void *st);
+        uint64_t (*next_raw)(void *st);
+    } mbk_bitgen;
+    """
+    ctypedef struct mbk_bitgen:
+        void* state
+        double (*next_double)(void* st) noexcept nogil
+
 # The register-blocked micro-kernels (C with vector extensions) and their runtime dispatch.
 cdef extern from "_tiles.h":
     ctypedef void (*mbk_nearest_float_fn)(const float*, const float*, const float*, Py_ssize_t,
@@ -114,6 +133,9 @@ use_isa(available_isas()[0])
 # split, and therefore every rounding, is the same whatever the number of threads.
 cdef enum:
     CHUNK_ROWS = 256
+    # How far ahead of the tile being computed scattered batch rows are requested: enough
+    # rows for a memory latency's worth of arithmetic on small problems.
+    PREFETCH_ROWS = 48
 
 OPENMP_ENABLED = bool(MBK_OPENMP_ENABLED)
 CHUNK_SIZE = CHUNK_ROWS
@@ -300,14 +322,23 @@ cdef inline void _gather_tile(
     cdef Py_ssize_t row_bytes = n_features * col_stride * sizeof(floating)
     cdef const floating* base
     cdef tile_t* column
+    cdef Py_ssize_t ahead
     if index != NULL:
-        # Batch rows are scattered over X: ask for the next tile's rows now, so their cache
-        # misses overlap this tile's arithmetic (the first lines of each row; the hardware
-        # prefetcher follows a row once it is being read).
-        for t in range(first + tile_rows, min(first + 2 * tile_rows, rows.n_rows)):
+        # Batch rows are scattered over X: ask for the rows PREFETCH_ROWS ahead now, so many
+        # cache misses are in flight while this tile computes (the first lines of each row;
+        # the hardware prefetcher follows a row once it is being read). A chunk's first tile
+        # also asks for the rows before that distance.
+        ahead = first - PREFETCH_ROWS if first % CHUNK_ROWS == 0 else first
+        for t in range(max(ahead, first) + PREFETCH_ROWS,
+                       min(first + tile_rows + PREFETCH_ROWS, rows.n_rows)):
             base = data + index[t] * row_stride
             for line in range(0, min(row_bytes, 256), 64):
                 mbk_prefetch(<const char*> base + line)
+        if first % CHUNK_ROWS == 0:
+            for t in range(first, min(first + PREFETCH_ROWS, rows.n_rows)):
+                base = data + index[t] * row_stride
+                for line in range(0, min(row_bytes, 256), 64):
+                    mbk_prefetch(<const char*> base + line)
     for t in range(tile_rows):
         column = tile + t
         if t < n_in_tile:
@@ -396,12 +427,14 @@ cdef class _Scratch:
     cdef void* per_thread
     cdef void* per_chunk
     cdef void* members
+    cdef void* extra
 
     def __dealloc__(self):
         free(self.centers_storage)
         free(self.per_thread)
         free(self.per_chunk)
         free(self.members)
+        free(self.extra)
 
     cdef void* take(self, size_t n_bytes) except NULL:
         cdef void* block = malloc(n_bytes if n_bytes > 0 else 1)
@@ -835,6 +868,30 @@ cdef inline Py_ssize_t _search(
     return base + (cdf[base] <= u)
 
 
+cdef void _draw_batch(
+        mbk_bitgen* bitgen,
+        const double* cdf, const Py_ssize_t* guide, Py_ssize_t n_buckets,
+        Py_ssize_t* rows,       # OUT (n_draws,)
+        double* uniforms,       # TMP (n_draws,)
+        Py_ssize_t n_draws,
+) noexcept nogil:
+    """rows[i] = _search(next uniform draw), in passes that keep many misses in flight.
+
+    The draws must come one after the other from the stream; the searches need not. On a
+    large X the cdf and guide table do not fit in cache, so the guide entries of every draw
+    are requested first, then the cdf entries they point to, then the searches run.
+    """
+    cdef Py_ssize_t i, b
+    for i in range(n_draws):
+        uniforms[i] = bitgen.next_double(bitgen.state)
+        mbk_prefetch(&guide[<Py_ssize_t> (uniforms[i] * n_buckets)])
+    for i in range(n_draws):
+        b = <Py_ssize_t> (uniforms[i] * n_buckets)
+        mbk_prefetch(&cdf[guide[b]])
+    for i in range(n_draws):
+        rows[i] = _search(cdf, guide, n_buckets, uniforms[i])
+
+
 cdef int _check_guide(const double[::1] cdf, const Py_ssize_t[::1] guide) except -1:
     cdef Py_ssize_t n_buckets = guide.shape[0] - 1
     if cdf.shape[0] < 1 or n_buckets < 1 or n_buckets & (n_buckets - 1):
@@ -860,25 +917,6 @@ def draw_rows(
 # ---------------------------------------------------------------------------------------------
 # The fit loop
 # ---------------------------------------------------------------------------------------------
-
-# NumPy's bit-generator interface (numpy/random/bitgen.h, a stable C ABI since NumPy 1.17):
-# drawing doubles through it continues the very stream RandomState.random_sample reads, so
-# the loop below consumes scikit-learn's random numbers in scikit-learn's order without a
-# Python call per step.
-cdef extern from *:
-    """
-    #include <stdint.h>
-    typedef struct mbk_bitgen {
-        void *state;
-        uint64_t (*next_uint64)(void *st);
-        uint32_t (*next_uint32)(void *st);
-        double (*next_double)(void *st);
-        uint64_t (*next_raw)(void *st);
-    } mbk_bitgen;
-    """
-    ctypedef struct mbk_bitgen:
-        void* state
-        double (*next_double)(void* st) noexcept nogil
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
@@ -1032,7 +1070,8 @@ def fit_steps(
     cdef _Scratch owner = _Scratch()
     cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
     cdef Py_ssize_t batch_size = rows.shape[0], n_buckets = guide.shape[0] - 1
-    cdef Py_ssize_t step = 0, i
+    cdef Py_ssize_t step = 0
+    cdef double* uniforms
     cdef floating[:, ::1] current = centers_a
     cdef floating[:, ::1] following = centers_b
     cdef int current_index = 0
@@ -1048,11 +1087,12 @@ def fit_steps(
     _step_scratch(&scratch, owner, batch_size, centers_a.shape[0], X.shape[1],
                   _padded_count(centers_a.shape[0], <floating*> NULL), sizeof(floating),
                   n_threads)
+    owner.extra = owner.take(batch_size * sizeof(double))
+    uniforms = <double*> owner.extra
     for step in range(n_steps):
         with lock:
-            for i in range(batch_size):
-                rows[i] = _search(&cdf[0], &guide[0], n_buckets,
-                                  bitgen.next_double(bitgen.state))
+            _draw_batch(bitgen, &cdf[0], &guide[0], n_buckets, &rows[0], uniforms,
+                        batch_size)
         due = _reassign_due(counts, &n_since_last_reassign, batch_size)
         with nogil:
             inertia = _minibatch_step(&batch, current, following, &counts[0], &labels[0],

@@ -110,14 +110,18 @@ typedef struct {
         }                                                                                     \
         while (jb + NV * lanes <= n_padded) MBK_NEAREST_BLOCK(T, V, VI, IT, MR, NV);          \
         while (jb < n_padded) MBK_NEAREST_BLOCK(T, V, VI, IT, MR, 1);                         \
+        /* Across lanes: the smallest distance, the lowest index among equals. Written    \
+         * without branches: which lane wins is data-dependent and would mispredict. */      \
         for (int r = 0; r < MR; r++) {                                                        \
             T dist = best[r][0];                                                              \
             IT at = best_at[r][0];                                                            \
-            for (int l = 1; l < lanes; l++)                                                   \
-                if (best[r][l] < dist || (best[r][l] == dist && best_at[r][l] < at)) {        \
-                    dist = best[r][l];                                                        \
-                    at = best_at[r][l];                                                       \
-                }                                                                             \
+            for (int l = 1; l < lanes; l++) {                                                 \
+                T lane_dist = best[r][l];                                                     \
+                IT lane_at = best_at[r][l];                                                   \
+                int better = (lane_dist < dist) | ((lane_dist == dist) & (lane_at < at));     \
+                dist = better ? lane_dist : dist;                                             \
+                at = better ? lane_at : at;                                                   \
+            }                                                                                 \
             best_dist[r] = dist;                                                              \
             best_index[r] = (int)at;                                                          \
         }                                                                                     \

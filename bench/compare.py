@@ -1,88 +1,154 @@
-"""mbk against scikit-learn, measured in the same run on the same data.
+"""mbk against scikit-learn (and faiss, when installed), measured in the same run on the same data.
 
-    python bench/compare.py            # every workload
-    python bench/compare.py --quick    # smaller data, for a smoke run
-    python bench/compare.py --only W4
+    python bench/compare.py                    # every workload and section (several minutes)
+    python bench/compare.py --quick            # a tenth of the rows everywhere: a smoke run
+    python bench/compare.py --only W1 W4       # some workloads; W1 includes W1-f64
+    python bench/compare.py --repeat 5 --skip-memory --skip-contention
 
-For each workload it prints the time per step of ``fit`` and of ``partial_fit`` for
-scikit-learn and mbk and their ratio, plus the time of a default ``fit``. Steps are timed with
-an explicit init array (so seeding is not counted), ``compute_labels=False`` and early stopping
-off; a step of ``fit`` includes drawing its batch. Each figure is the best of ``--repeat`` runs.
+Workloads are Gaussian blobs around k true centers (``bench/benchmarks/common.py``, which the
+asv suite uses too) and the California housing table (W4, which ``--quick`` leaves whole).
+Everything runs on 2 threads: mbk with ``n_threads=2``, scikit-learn within
+``threadpool_limits(2, user_api="openmp")``. Each figure is the best of ``--repeat`` runs.
+
+The table, per workload:
+
+- fit, per step: ``fit`` with an explicit init array (seeding not counted), reassignment on
+  (default ratio), ``compute_labels=False`` and early stopping off, divided by its steps:
+  about 200, and at least one pass over the data. A step includes drawing its batch; fit's
+  once-per-fit work (input checks, the sampling table) is spread over the steps. W5 also
+  runs as many steps on 100,000 rows of the same kind: the step-time ratio between the two
+  sizes shows whether a step does O(n_samples) work (scikit-learn does: it rebuilds the
+  sampling distribution every step). Without such work the ratio still exceeds 1: batch
+  rows scattered over a larger array miss the caches and the TLB more often.
+- partial_fit, per call: 50 calls on consecutive batches after a first seeding call.
+- default fit: default settings (k-means++ seeding, early stopping, labels), run once; "st"
+  is its number of steps (scikit-learn's/mbk's when they differ: in float32, mbk's float64
+  running counts round differently from scikit-learn's float32 ones, which can move the
+  early stop).
+- GEMM: numpy ``A @ B.T`` with A of shape (batch, d) and B of shape (k, d) in the data's
+  dtype, BLAS limited to the same 2 threads, best of 20: the matrix product that assigning a
+  batch needs, at BLAS speed. mbk/GEMM is how far mbk's whole step is from it.
+- faiss, mbk/faiss (float32 only, when ``import faiss`` works): ``IndexFlatL2.search`` of one
+  batch against the k centers. faiss has no mini-batch update, so this is the assignment only.
+
+Then: predict throughput over all rows (W1, W3); k-means++ seeding on W3's init subsample
+(12,288 rows, k=1024) and whether both pick the same rows; ``partial_fit`` per-call time on a
+256 x 32 batch, k=64 (W1's kind); peak memory of ``fit`` for C, Fortran, read-only and
+np.memmap input (W1's data); thread scaling, 1 vs 2 threads (W1, W3); and contention: the
+step time while one other CPU-bound process spins, over the quiet time (W1, W3).
+
+Memory is measured in a fresh subprocess per case. It makes the data (the np.memmap case
+maps a file written by this process and reads it through once, so its pages are resident),
+runs one small warm-up fit (lazy imports, thread pools), resets the kernel's peak-RSS mark
+(writes 5 to /proc/self/clear_refs), reads VmRSS, runs ``fit`` (default settings with an init
+array) and reads VmHWM. Peak growth = VmHWM - VmRSS: the kernel's own high-water mark, so no
+short-lived copy is missed, and since the data and code are already resident, what grows is
+anonymous memory allocated by fit. glibc's malloc is told to unmap every block over 64 KiB
+when it is freed (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_), so memory freed before
+the measurement cannot be silently reused by it. Without clear_refs, a thread samples
+RssAnon every millisecond instead (the output says which method ran); that can miss peaks
+shorter than its period.
+
 This machine is shared: read ratios, not absolute times, and run it twice.
 """
 
 import argparse
+import contextlib
+import functools
 import os
 import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-import mbk
-
+# scikit-learn and faiss are imported before mbk, which sets GOMP_SPINCOUNT (unless a wait
+# policy is set) for the OpenMP runtimes that load after it: each library keeps its default.
 try:
+    import sklearn
     from sklearn.cluster import MiniBatchKMeans as SklearnMiniBatchKMeans
+    from sklearn.cluster import kmeans_plusplus as sklearn_kmeans_plusplus
 except ImportError as error:  # pragma: no cover
     raise SystemExit("bench/compare.py needs scikit-learn: pip install '.[bench]'") from error
 
-HOUSING_CSV = os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "data", "california_housing.csv"
-)
+try:
+    import faiss
+except ImportError:
+    faiss = None
+
+import mbk
+from benchmarks.common import blobs, housing
+
+N_THREADS = 2
+IMPLEMENTATIONS = {"sklearn": SklearnMiniBatchKMeans, "mbk": mbk.MiniBatchKMeans}
 
 
-@dataclass
+# -- workloads --------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)  # hashable by identity: load() caches per workload
 class Workload:
     name: str
-    description: str
     n_clusters: int
     batch_size: int
+    small_rows: int | None = None  # also time fit steps on this many rows of the same kind
 
-
-def blobs(n_samples, n_features, n_centers, dtype, seed=0):
-    """Gaussian blobs around n_centers random centers, generated in blocks (low peak memory)."""
-    rng = np.random.RandomState(seed)
-    centers = rng.uniform(-10, 10, size=(n_centers, n_features))
-    X = np.empty((n_samples, n_features), dtype=dtype)
-    for start in range(0, n_samples, 100_000):
-        stop = min(start + 100_000, n_samples)
-        which = rng.randint(0, n_centers, stop - start)
-        X[start:stop] = centers[which] + rng.normal(size=(stop - start, n_features))
-    return X
+    def describe(self, X):
+        return f"{self.kind} {X.shape[0]:,} x {X.shape[1]} {X.dtype.name}"
 
 
 class Blobs(Workload):
-    def __init__(self, name, n_samples, n_features, n_clusters, batch_size, dtype):
-        super().__init__(
-            name,
-            f"blobs {n_samples:,} x {n_features} {np.dtype(dtype).name}",
-            n_clusters,
-            batch_size,
-        )
-        self.shape = (n_samples, n_features)
-        self.dtype = dtype
+    kind = "blobs"
 
-    def data(self, quick):
-        n_samples = self.shape[0] // 10 if quick else self.shape[0]
-        return blobs(n_samples, self.shape[1], self.n_clusters, self.dtype)
+    def __init__(self, name, n_samples, n_features, n_clusters, batch_size, dtype, **kwargs):
+        super().__init__(name, n_clusters, batch_size, **kwargs)
+        self.shape = (n_samples, n_features)
+        self.dtype = np.dtype(dtype)
+
+    def data(self, quick, n_samples=None, order="C"):
+        n_samples = n_samples or self.shape[0]
+        n_samples = n_samples // 10 if quick else n_samples
+        return blobs(n_samples, self.shape[1], self.n_clusters, self.dtype, order=order)
 
 
 class Housing(Workload):
+    kind = "California housing"
+
     def __init__(self):
-        super().__init__("W4", "California housing 20,640 x 3 float64", 6, 1024)
+        super().__init__("W4", 6, 1024)
 
     def data(self, quick):
-        import pandas as pd
-
-        frame = pd.read_csv(HOUSING_CSV)
-        return frame[["median_income", "latitude", "longitude"]].to_numpy(dtype=np.float64)
+        return housing(np.float64)
 
 
 WORKLOADS = [
     Blobs("W1", 1_000_000, 32, 64, 4096, np.float32),
     Blobs("W1-f64", 1_000_000, 32, 64, 4096, np.float64),
+    Blobs("W2", 200_000, 784, 100, 1024, np.float32),
+    Blobs("W3", 1_000_000, 64, 1024, 4096, np.float32),
     Housing(),
+    Blobs("W5", 5_000_000, 16, 16, 8192, np.float32, small_rows=100_000),
 ]
+
+
+@functools.lru_cache(maxsize=2)
+def load(workload, quick):
+    """The workload's data; the last two stay cached (the sections after the table reuse
+    W1 and W3)."""
+    return workload.data(quick)
+
+
+def selected(workload, only):
+    return not only or workload.name in only or workload.name.split("-")[0] in only
+
+
+# -- measurements -----------------------------------------------------------------------------
 
 
 def best_time(function, repeat):
@@ -94,93 +160,502 @@ def best_time(function, repeat):
     return best
 
 
-def fit_step_time(cls, X, workload, repeat):
-    init = X[: workload.n_clusters].copy()
-    n_steps = max(1, min(200, X.shape[0] // workload.batch_size * 3))
-    # max_iter counts passes; pick the number of passes that gives about n_steps steps.
-    max_iter = max(1, n_steps * workload.batch_size // X.shape[0])
-    estimator = cls(
+def make_estimator(cls, n_threads, **params):
+    """mbk gets n_threads; scikit-learn follows the threadpool limit set around the call."""
+    if cls is mbk.MiniBatchKMeans:
+        params["n_threads"] = n_threads
+    return cls(**params)
+
+
+def step_estimator(cls, X, workload, n_threads, **params):
+    """Explicit init (X's first k rows), seed 0: the setting every step measurement uses."""
+    return make_estimator(
+        cls,
+        n_threads,
         n_clusters=workload.n_clusters,
-        init=init,
+        init=X[: workload.n_clusters].copy(),
         batch_size=workload.batch_size,
+        random_state=0,
+        **params,
+    )
+
+
+def fit_step_time(cls, X, workload, repeat, n_threads=N_THREADS, n_steps=200):
+    """Seconds per step of fit with early stopping off, and the number of steps run."""
+    # max_iter counts passes; pick the number of passes that gives about n_steps steps.
+    max_iter = max(1, round(n_steps * workload.batch_size / X.shape[0]))
+    estimator = step_estimator(
+        cls,
+        X,
+        workload,
+        n_threads,
         max_iter=max_iter,
         max_no_improvement=None,
         compute_labels=False,
-        random_state=0,
     )
-    seconds = best_time(lambda: estimator.fit(X), repeat)
-    return seconds / estimator.n_steps_
+    with threadpool_limits(n_threads, user_api="openmp"):
+        seconds = best_time(lambda: estimator.fit(X), repeat)
+    return seconds / estimator.n_steps_, estimator.n_steps_
 
 
-def partial_fit_step_time(cls, X, workload, repeat, n_calls=50):
-    init = X[: workload.n_clusters].copy()
+def partial_fit_step_time(cls, X, workload, repeat, n_threads=N_THREADS, n_calls=50):
+    """Seconds per partial_fit call on consecutive batches, after a first (seeding) call."""
     batches = [
         X[i * workload.batch_size : (i + 1) * workload.batch_size]
-        for i in range(min(n_calls, X.shape[0] // workload.batch_size))
+        for i in range(min(n_calls + 1, X.shape[0] // workload.batch_size))
     ]
 
-    def run():
-        estimator = cls(
-            n_clusters=workload.n_clusters,
-            init=init,
-            batch_size=workload.batch_size,
-            compute_labels=False,
-            random_state=0,
-        )
-        for batch in batches:
+    def timed_calls():
+        estimator = step_estimator(cls, X, workload, n_threads, compute_labels=False)
+        estimator.partial_fit(batches[0])
+        start = time.perf_counter()
+        for batch in batches[1:]:
+            estimator.partial_fit(batch)
+        return time.perf_counter() - start
+
+    with threadpool_limits(n_threads, user_api="openmp"):
+        seconds = min(timed_calls() for _ in range(repeat))
+    return seconds / (len(batches) - 1)
+
+
+def default_fit_time(cls, X, workload, repeat, n_threads=N_THREADS):
+    """Seconds of a fit with default settings, and its number of steps."""
+    estimator = make_estimator(
+        cls,
+        n_threads,
+        n_clusters=workload.n_clusters,
+        batch_size=workload.batch_size,
+        random_state=0,
+    )
+    with threadpool_limits(n_threads, user_api="openmp"):
+        seconds = best_time(lambda: estimator.fit(X), repeat)
+    return seconds, estimator.n_steps_
+
+
+def gemm_time(workload, n_features, dtype, n_threads=N_THREADS, repeat=20):
+    """Best time of numpy's (batch x d) @ (d x k) in dtype, BLAS on n_threads threads."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((workload.batch_size, n_features)).astype(dtype)
+    B = rng.standard_normal((workload.n_clusters, n_features)).astype(dtype)
+    with threadpool_limits(n_threads, user_api="blas"):
+        A @ B.T  # warm-up: BLAS thread start
+        return best_time(lambda: A @ B.T, repeat)
+
+
+def faiss_index(centers, n_threads=N_THREADS):
+    faiss.omp_set_num_threads(n_threads)
+    index = faiss.IndexFlatL2(centers.shape[1])
+    index.add(np.ascontiguousarray(centers, dtype=np.float32))
+    return index
+
+
+def faiss_assign_time(X, workload, n_threads=N_THREADS, repeat=20):
+    """Best time of faiss's exact nearest-center search for one batch (float32 only)."""
+    if faiss is None or X.dtype != np.float32:
+        return None
+    index = faiss_index(X[: workload.n_clusters], n_threads)
+    batch = np.ascontiguousarray(X[-workload.batch_size :])
+    index.search(batch, 1)
+    return best_time(lambda: index.search(batch, 1), repeat)
+
+
+def predict_time(cls, X, workload, repeat, n_threads=N_THREADS):
+    """Best time of predict over all of X, centers from one partial_fit step."""
+    estimator = step_estimator(cls, X, workload, n_threads, compute_labels=False)
+    with threadpool_limits(n_threads, user_api="openmp"):
+        estimator.partial_fit(X[: workload.batch_size])
+        return best_time(lambda: estimator.predict(X), repeat)
+
+
+def faiss_predict_time(X, workload, repeat, n_threads=N_THREADS):
+    if faiss is None:
+        return None
+    index = faiss_index(X[: workload.n_clusters], n_threads)
+    return best_time(lambda: index.search(X, 1), repeat)
+
+
+def kmeans_plusplus_time(function, X, n_clusters, repeat, n_threads=N_THREADS):
+    """Best time of a k-means++ function (BLAS and OpenMP limited), and the rows it picked."""
+    with threadpool_limits(n_threads):
+        seconds = best_time(lambda: function(X, n_clusters, random_state=0), repeat)
+        _, indices = function(X, n_clusters, random_state=0)
+    return seconds, indices
+
+
+def partial_fit_call_time(cls, batch, n_clusters, repeat, compute_labels, n_calls=200):
+    """Seconds per partial_fit call on one small batch, Python included."""
+    estimator = make_estimator(
+        cls,
+        N_THREADS,
+        n_clusters=n_clusters,
+        init=batch[:n_clusters].copy(),
+        batch_size=len(batch),
+        random_state=0,
+        compute_labels=compute_labels,
+    )
+
+    def calls():
+        for _ in range(n_calls):
             estimator.partial_fit(batch)
 
-    return best_time(run, repeat) / len(batches)
+    with threadpool_limits(N_THREADS, user_api="openmp"):
+        estimator.partial_fit(batch)
+        return best_time(calls, repeat) / n_calls
 
 
-def default_fit_time(cls, X, workload, repeat):
-    estimator = cls(n_clusters=workload.n_clusters, batch_size=workload.batch_size, random_state=0)
-    return best_time(lambda: estimator.fit(X), repeat), estimator.n_steps_
+@contextlib.contextmanager
+def cpu_hog():
+    """One other CPU-bound process (a Python busy loop) for the duration of the block."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start and reach its loop
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a tenth of the rows")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", nargs="*", help="workload names to run")
-    args = parser.parse_args()
+# -- memory (each case in a fresh subprocess) ---------------------------------------------------
 
+
+def proc_status_kib(field):
+    with open("/proc/self/status") as status:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.MULTILINE).group(1))
+
+
+def peak_growth(function):
+    """(bytes, method): peak growth of resident memory while function runs."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # reset VmHWM to the current VmRSS (Linux >= 4.0)
+    except OSError:
+        return sampled_anon_growth(function), "RssAnon sampled every 1 ms"
+    before = proc_status_kib("VmRSS")
+    function()
+    return (proc_status_kib("VmHWM") - before) * 1024, "VmHWM - VmRSS"
+
+
+def sampled_anon_growth(function, period=0.001):
+    before = peak = proc_status_kib("RssAnon")
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, proc_status_kib("RssAnon"))
+            time.sleep(period)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        function()
+    finally:
+        done.set()
+        sampler.join()
+    return (max(peak, proc_status_kib("RssAnon")) - before) * 1024
+
+
+# glibc malloc in the child: blocks over 64 KiB always mmapped and unmapped on free, and the
+# heap trimmed, so freed memory is given back and cannot hide later allocations (by default
+# the mmap threshold grows to the largest block freed so far, and a later allocation can
+# reuse resident memory that an earlier one left behind).
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072"}
+
+LAYOUTS = {
+    "C": "C-ordered",
+    "F": "Fortran-ordered",
+    "read-only": "read-only",
+    "memmap": "np.memmap",
+}
+
+
+def memory_case(implementation, layout, quick, path):
+    """Child process: print the peak growth during fit for one implementation and layout."""
+    workload = WORKLOADS[0]  # W1
+    if layout == "memmap":
+        X = np.load(path, mmap_mode="r")
+        for start in range(0, X.shape[0], 65536):  # make its pages resident
+            X[start : start + 65536].sum()
+    else:
+        X = workload.data(quick, order="F" if layout == "F" else "C")
+        X.flags.writeable = layout != "read-only"
+
+    def fit(rows):
+        estimator = step_estimator(IMPLEMENTATIONS[implementation], X, workload, N_THREADS)
+        estimator.fit(X[:rows])
+
+    with threadpool_limits(N_THREADS, user_api="openmp"):
+        fit(20 * workload.batch_size)  # warm-up: lazy imports, OpenMP threads, BLAS buffers
+        growth, method = peak_growth(lambda: fit(X.shape[0]))
+    print("peak-growth", growth, method)
+
+
+def fit_memory_growth(implementation, layout, quick, path):
+    """(bytes, method) from a fresh `python compare.py --memory-case ...` process."""
+    command = [sys.executable, __file__, "--memory-case", implementation, layout, path]
+    output = subprocess.run(
+        command + (["--quick"] if quick else []),
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **MALLOC_ENV},
+    ).stdout
+    # The last line; anything before it is build chatter from an editable install.
+    _, growth, method = output.splitlines()[-1].split(maxsplit=2)
+    return int(growth), method
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def ms(seconds):
+    return f"{seconds * 1e3:8.3f}ms"
+
+
+def ratio(numerator, denominator):
+    if numerator is None or denominator is None:
+        return "-"
+    return f"{numerator / denominator:.1f}x"
+
+
+def section(title):
+    print()
+    print(f"# {title}")
+
+
+def print_header():
     print(
         f"# mbk {mbk.__version__} (OpenMP: {mbk.OPENMP_ENABLED}) vs scikit-learn "
-        f"{__import__('sklearn').__version__}; numpy {np.__version__}"
+        f"{sklearn.__version__}"
+        + (f" and faiss {faiss.__version__}" if faiss is not None else "")
+        + f"; numpy {np.__version__}; {N_THREADS} threads"
     )
+    variant = getattr(mbk, "kernel_variant", None)  # newer mbk: the CPU kernel in use
+    if variant is not None:
+        print(f"# mbk kernel variant: {variant()}")
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"{time.strftime('%Y-%m-%d %H:%M')}"
     )
-    header = (
-        f"{'workload':8} {'data':40} {'k':>5} {'batch':>6} | {'measure':18} "
-        f"{'sklearn':>10} {'mbk':>10} {'speed-up':>9}"
+
+
+def table_rows(workload, X, args):
+    """(measure, sklearn, mbk, speed-up, GEMM, mbk/GEMM, faiss, mbk/faiss) cells."""
+    sk_class, our_class = IMPLEMENTATIONS["sklearn"], IMPLEMENTATIONS["mbk"]
+    gemm = gemm_time(workload, X.shape[1], X.dtype)
+    faiss_seconds = faiss_assign_time(X, workload)
+    faiss_cells = (ms(faiss_seconds) if faiss_seconds else "-",)
+
+    def step_row(measure, sk, ours):
+        return (
+            (measure, ms(sk), ms(ours), ratio(sk, ours), ms(gemm), ratio(ours, gemm))
+            + faiss_cells
+            + (ratio(ours, faiss_seconds),)
+        )
+
+    sk, n_steps = fit_step_time(sk_class, X, workload, args.repeat)
+    ours, _ = fit_step_time(our_class, X, workload, args.repeat)
+    rows = [step_row("fit, per step", sk, ours)]
+    if workload.small_rows:
+        X_small = workload.data(args.quick, n_samples=workload.small_rows)
+        sk_small, _ = fit_step_time(sk_class, X_small, workload, args.repeat, n_steps=n_steps)
+        ours_small, _ = fit_step_time(our_class, X_small, workload, args.repeat, n_steps=n_steps)
+        rows.append(step_row(f"  same, {X_small.shape[0]:,} rows", sk_small, ours_small))
+        rows.append(
+            (f"  {X.shape[0]:,}/{X_small.shape[0]:,}", ratio(sk, sk_small), ratio(ours, ours_small))
+            + ("",) * 5
+        )
+    sk = partial_fit_step_time(sk_class, X, workload, args.repeat)
+    ours = partial_fit_step_time(our_class, X, workload, args.repeat)
+    rows.append(step_row("partial_fit, per call", sk, ours))
+    sk, sk_steps = default_fit_time(sk_class, X, workload, 1)
+    ours, our_steps = default_fit_time(our_class, X, workload, 1)
+    steps = f"{our_steps}" if our_steps == sk_steps else f"{sk_steps}/{our_steps}"
+    rows.append(
+        (f"default fit ({steps} st)", f"{sk:9.3f}s", f"{ours:9.3f}s", ratio(sk, ours)) + ("",) * 4
+    )
+    return rows
+
+
+def print_table(workloads, args):
+    columns = ["sklearn", "mbk", "speed-up", "GEMM", "mbk/GEMM"]
+    if faiss is not None:
+        columns += ["faiss", "mbk/faiss"]
+    header = f"{'workload':8} {'data':38} {'k':>5} {'batch':>6} | {'measure':22} " + " ".join(
+        f"{column:>10}" for column in columns
     )
     print(header)
     print("-" * len(header))
-    for workload in WORKLOADS:
-        if args.only and workload.name not in args.only:
-            continue
-        X = workload.data(args.quick)
+    for workload in workloads:
+        X = load(workload, args.quick)
         label = (
-            f"{workload.name:8} {workload.description:40} {workload.n_clusters:5} "
+            f"{workload.name:8} {workload.describe(X):38} {workload.n_clusters:5} "
             f"{workload.batch_size:6}"
         )
-        rows = []
-        for measure, timer in [
-            ("fit, per step", fit_step_time),
-            ("partial_fit, per call", partial_fit_step_time),
-        ]:
-            sk = timer(SklearnMiniBatchKMeans, X, workload, args.repeat)
-            ours = timer(mbk.MiniBatchKMeans, X, workload, args.repeat)
-            rows.append((measure, f"{sk * 1e3:8.3f}ms", f"{ours * 1e3:8.3f}ms", sk / ours))
-        sk, sk_steps = default_fit_time(SklearnMiniBatchKMeans, X, workload, 1)
-        ours, our_steps = default_fit_time(mbk.MiniBatchKMeans, X, workload, 1)
-        rows.append((f"default fit ({our_steps} st)", f"{sk:9.3f}s", f"{ours:9.3f}s", sk / ours))
-        for measure, sk_text, our_text, ratio in rows:
-            print(f"{label} | {measure:18} {sk_text:>10} {our_text:>10} {ratio:8.1f}x")
+        for row in table_rows(workload, X, args):
+            print(f"{label} | {row[0]:22} " + " ".join(f"{cell:>10}" for cell in row[1:6]), end="")
+            print(" " + " ".join(f"{cell:>10}" for cell in row[6:]) if faiss is not None else "")
             label = " " * len(label)
+
+
+def print_predict(workloads, args):
+    section(
+        f"predict over all rows, {N_THREADS} threads: M rows/s (higher is better; "
+        "mbk/faiss is a time ratio, as in the table)"
+    )
+    columns = ["sklearn", "mbk", "speed-up"]
+    if faiss is not None:
+        columns += ["faiss", "mbk/faiss"]
+    print(f"{'workload':8} {'data':38} {'k':>5} | " + " ".join(f"{c:>10}" for c in columns))
+    for workload in workloads:
+        X = load(workload, args.quick)
+        rate = {
+            name: X.shape[0] / predict_time(cls, X, workload, args.repeat) / 1e6
+            for name, cls in IMPLEMENTATIONS.items()
+        }
+        cells = [
+            f"{rate['sklearn']:.2f}",
+            f"{rate['mbk']:.2f}",
+            ratio(rate["mbk"], rate["sklearn"]),
+        ]
+        if faiss is not None:
+            rate["faiss"] = X.shape[0] / faiss_predict_time(X, workload, args.repeat) / 1e6
+            cells += [f"{rate['faiss']:.2f}", ratio(rate["faiss"], rate["mbk"])]
+        print(
+            f"{workload.name:8} {workload.describe(X):38} {workload.n_clusters:5} | "
+            + " ".join(f"{cell:>10}" for cell in cells)
+        )
+
+
+def print_kmeans_plusplus(workload, args):
+    X = load(workload, args.quick)
+    n_rows = 3 * workload.batch_size // (10 if args.quick else 1)
+    # fit's init subsample: init_size = 3 * batch_size rows drawn with replacement.
+    X_init = X[np.random.RandomState(0).randint(0, X.shape[0], n_rows)]
+    section(
+        f"k-means++ seeding on {workload.name}'s init subsample: {n_rows:,} x {X.shape[1]} "
+        f"{X.dtype.name}, k={workload.n_clusters}, {N_THREADS} threads"
+    )
+    sk, sk_indices = kmeans_plusplus_time(
+        sklearn_kmeans_plusplus, X_init, workload.n_clusters, args.repeat
+    )
+    ours, our_indices = kmeans_plusplus_time(
+        mbk.kmeans_plusplus, X_init, workload.n_clusters, args.repeat
+    )
+    same = "yes" if np.array_equal(sk_indices, our_indices) else "NO"
+    print(f"sklearn {sk:.3f}s   mbk {ours:.3f}s   speed-up {ratio(sk, ours)}   same seeds: {same}")
+
+
+def print_partial_fit_overhead(workload, args):
+    X = load(workload, args.quick)
+    batch = X[:256]
+    section(
+        f"partial_fit on one 256 x {X.shape[1]} {X.dtype.name} batch, k={workload.n_clusters}, "
+        f"{N_THREADS} threads: microseconds per call, Python included"
+    )
+    print(f"{'':24} {'sklearn':>10} {'mbk':>10} {'speed-up':>10}")
+    for compute_labels in (False, True):
+        sk, ours = (
+            partial_fit_call_time(cls, batch, workload.n_clusters, args.repeat, compute_labels)
+            for cls in IMPLEMENTATIONS.values()
+        )
+        print(
+            f"{f'compute_labels={compute_labels}':24} {sk * 1e6:10.1f} {ours * 1e6:10.1f} "
+            f"{ratio(sk, ours):>10}"
+        )
+
+
+def print_memory(workload, args):
+    X = load(workload, args.quick)
+    section(
+        f"peak memory growth during fit (default settings, init array), {workload.name}: "
+        f"{X.shape[0]:,} x {X.shape[1]} {X.dtype.name} = {X.nbytes / 2**20:.0f} MiB, "
+        "fresh process per case"
+    )
+    print(f"{'input':16} {'sklearn':>10} {'mbk':>10}")
+    methods = set()
+    with tempfile.TemporaryDirectory(prefix="mbk-compare-") as tmpdir:
+        path = os.path.join(tmpdir, "X.npy")
+        np.save(path, X)
+        for layout, name in LAYOUTS.items():
+            cells = []
+            for implementation in IMPLEMENTATIONS:
+                growth, method = fit_memory_growth(implementation, layout, args.quick, path)
+                methods.add(method)
+                cells.append(f"{growth / 2**20:7.1f}MiB")
+            print(f"{name:16} " + " ".join(f"{cell:>10}" for cell in cells))
+    print(f"(measured as {', '.join(sorted(methods))})")
+
+
+def print_thread_scaling(workloads, args):
+    section("thread scaling: fit step time on 1 and 2 threads")
+    print(
+        f"{'workload':8} | {'sklearn 1t':>10} {'2t':>10} {'speed-up':>10} | "
+        f"{'mbk 1t':>10} {'2t':>10} {'speed-up':>10}"
+    )
+    for workload in workloads:
+        X = load(workload, args.quick)
+        cells = []
+        for cls in IMPLEMENTATIONS.values():
+            one, _ = fit_step_time(cls, X, workload, args.repeat, n_threads=1)
+            two, _ = fit_step_time(cls, X, workload, args.repeat, n_threads=2)
+            cells.append(f"{ms(one):>10} {ms(two):>10} {ratio(one, two):>10}")
+        print(f"{workload.name:8} | " + " | ".join(cells))
+
+
+def print_contention(workloads, args):
+    section(
+        f"contention: fit step time on {N_THREADS} threads, quiet and with one other "
+        "CPU-bound process running"
+    )
+    print(
+        f"{'workload':8} | {'sklearn':>10} {'busy':>10} {'slowdown':>10} | "
+        f"{'mbk':>10} {'busy':>10} {'slowdown':>10}"
+    )
+    for workload in workloads:
+        X = load(workload, args.quick)
+        cells = []
+        for cls in IMPLEMENTATIONS.values():
+            quiet, _ = fit_step_time(cls, X, workload, args.repeat)
+            with cpu_hog():
+                busy, _ = fit_step_time(cls, X, workload, args.repeat)
+            cells.append(f"{ms(quiet):>10} {ms(busy):>10} {ratio(busy, quiet):>10}")
+        print(f"{workload.name:8} | " + " | ".join(cells))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the rows")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--only", nargs="*", help="workload names to run (W1 ... W5)")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-contention", action="store_true")
+    parser.add_argument("--memory-case", nargs=3, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    if args.memory_case:
+        memory_case(*args.memory_case[:2], args.quick, args.memory_case[2])
+        return
+    print_header()
+    workloads = [workload for workload in WORKLOADS if selected(workload, args.only)]
+    print_table(workloads, args)
+    named = {workload.name: workload for workload in workloads}
+    w1_w3 = [named[name] for name in ("W1", "W3") if name in named]
+    if w1_w3:
+        print_predict(w1_w3, args)
+    if "W3" in named:
+        print_kmeans_plusplus(named["W3"], args)
+    if "W1" in named:
+        print_partial_fit_overhead(named["W1"], args)
+        if not args.skip_memory:
+            print_memory(named["W1"], args)
+    if w1_w3:
+        print_thread_scaling(w1_w3, args)
+        if not args.skip_contention:
+            print_contention(w1_w3, args)
 
 
 if __name__ == "__main__":

@@ -161,19 +161,25 @@ def test_duplicated_points_give_finite_centers():
     assert model.inertia_ == 0.0
 
 
-@pytest.mark.parametrize("user_policy", [None, "ACTIVE"], ids=["unset", "user-set"])
-def test_openmp_threads_sleep_when_idle_unless_the_user_chose(user_policy):
+@pytest.mark.parametrize(
+    "user_setting, expected",
+    [({}, "10000"), ({"GOMP_SPINCOUNT": "5"}, "5"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "unset")],
+    ids=["unset", "user-spincount", "user-policy"],
+)
+def test_openmp_threads_spin_briefly_unless_the_user_chose(user_setting, expected):
     import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if user_policy:
-        env["OMP_WAIT_POLICY"] = user_policy
-    code = "import os, mbk; print('policy', os.environ['OMP_WAIT_POLICY'], mbk.kernel_variant())"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(user_setting)
+    code = (
+        "import os, mbk; "
+        "print('policy', os.environ.get('GOMP_SPINCOUNT', 'unset'), mbk.kernel_variant())"
+    )
     stdout = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout
     out = next(line for line in stdout.splitlines() if line.startswith("policy")).split()[1:]
-    assert out[0] == (user_policy or "PASSIVE")
+    assert out[0] == expected
     assert out[1] in ("avx512", "avx2", "baseline")

@@ -127,6 +127,7 @@ def use_isa(name):
 
 
 use_isa(available_isas()[0])
+isa_for(1, "float32")  # fills mbk_variant_for's table now, before any thread can race on it
 
 
 # Rows per parallel work item. Fixed (not derived from the thread count) so that the work

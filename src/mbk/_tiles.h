@@ -64,6 +64,25 @@ typedef struct {
 
 /* ---- nearest center --------------------------------------------------------------------- */
 
+/* Fold the first 2 * HALF bytes of (dist, at) in halves: lane l keeps the better of lanes l
+ * and l + HALF / sizeof(T) (smaller distance, or equal distance and lower index). */
+#define MBK_FOLD_HALVES(T, IT, HALF, dist, at)                                                \
+    do {                                                                                      \
+        typedef T H_ __attribute__((vector_size(HALF)));                                      \
+        typedef IT HI_ __attribute__((vector_size(HALF)));                                    \
+        H_ low_, high_;                                                                       \
+        HI_ low_at_, high_at_, take_;                                                         \
+        memcpy(&low_, (dist), HALF);                                                          \
+        memcpy(&high_, (const char *)(dist) + (HALF), HALF);                                  \
+        memcpy(&low_at_, (at), HALF);                                                         \
+        memcpy(&high_at_, (const char *)(at) + (HALF), HALF);                                 \
+        take_ = (high_ < low_) | ((high_ == low_) & (high_at_ < low_at_));                    \
+        low_ = MBK_SELECT(H_, HI_, take_, high_, low_);                                       \
+        low_at_ = (high_at_ & take_) | (low_at_ & ~take_);                                    \
+        memcpy((dist), &low_, HALF);                                                          \
+        memcpy((at), &low_at_, HALF);                                                         \
+    } while (0)
+
 /* One block of NVB vectors of centers starting at center jb, for the MR rows of the tile:
  * accumulate the dot products, then fold ||c||^2 - 2 x.c into each lane's running minimum.
  * A lane only ever sees increasing center indices and replaces its best on a strict <, so
@@ -110,14 +129,22 @@ typedef struct {
         }                                                                                     \
         while (jb + NV * lanes <= n_padded) MBK_NEAREST_BLOCK(T, V, VI, IT, MR, NV);          \
         while (jb < n_padded) MBK_NEAREST_BLOCK(T, V, VI, IT, MR, 1);                         \
-        /* Across lanes: the smallest distance, the lowest index among equals. Written    \
-         * without branches: which lane wins is data-dependent and would mispredict. */      \
+        /* Across lanes: the smallest distance, the lowest index among equals. Wide vectors \
+         * are first folded in halves (vector compare and select), then the last 16 bytes   \
+         * are scanned without branches: which lane wins is data-dependent and a branch     \
+         * would mispredict. */                                                              \
         for (int r = 0; r < MR; r++) {                                                        \
-            T dist = best[r][0];                                                              \
-            IT at = best_at[r][0];                                                            \
-            for (int l = 1; l < lanes; l++) {                                                 \
-                T lane_dist = best[r][l];                                                     \
-                IT lane_at = best_at[r][l];                                                   \
+            T fold_dist[lanes];                                                               \
+            IT fold_at[lanes];                                                                \
+            memcpy(fold_dist, &best[r], sizeof(V));                                           \
+            memcpy(fold_at, &best_at[r], sizeof(V));                                          \
+            if (VBYTES >= 64) MBK_FOLD_HALVES(T, IT, 32, fold_dist, fold_at);                 \
+            if (VBYTES >= 32) MBK_FOLD_HALVES(T, IT, 16, fold_dist, fold_at);                 \
+            T dist = fold_dist[0];                                                            \
+            IT at = fold_at[0];                                                               \
+            for (int l = 1; l < (int)(16 / sizeof(T)); l++) {                                 \
+                T lane_dist = fold_dist[l];                                                   \
+                IT lane_at = fold_at[l];                                                      \
                 int better = (lane_dist < dist) | ((lane_dist == dist) & (lane_at < at));     \
                 dist = better ? lane_dist : dist;                                             \
                 at = better ? lane_at : at;                                                   \

@@ -62,6 +62,30 @@ typedef struct {
 /* Select a where mask is set, else b (C has no vector ?:). */
 #define MBK_SELECT(V, VI, mask, a, b) ((V)(((VI)(a) & (mask)) | ((VI)(b) & ~(mask))))
 
+/* ---- the shared inner loop ---------------------------------------------------------------- */
+
+/* acc[r][v] (MR rows x NVB vectors of centers from center jb) accumulates ADD(acc, x, c) over
+ * the features in order: the register-blocked loop every tile kernel runs. */
+#define MBK_ACCUMULATE(T, V, MR, NVB, ADD, acc)                                               \
+    do {                                                                                      \
+        const T *c_ = ct + jb, *x_ = xt;                                                      \
+        for (int r_ = 0; r_ < MR; r_++)                                                       \
+            for (int v_ = 0; v_ < NVB; v_++) acc[r_][v_] = (V){0};                            \
+        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, c_ += n_padded, x_ += MR) {            \
+            V cv_[NVB];                                                                       \
+            for (int v_ = 0; v_ < NVB; v_++) memcpy(&cv_[v_], c_ + v_ * lanes, sizeof(V));    \
+            for (int r_ = 0; r_ < MR; r_++)                                                   \
+                for (int v_ = 0; v_ < NVB; v_++) ADD(V, acc[r_][v_], x_[r_], cv_[v_]);        \
+        }                                                                                     \
+    } while (0)
+
+#define MBK_ADD_PRODUCT(V, acc, x, c) ((acc) += (x) * (c))
+#define MBK_ADD_SQUARED_DIFFERENCE(V, acc, x, c)                                              \
+    do {                                                                                      \
+        V diff_ = (x) - (c);                                                                  \
+        (acc) += diff_ * diff_;                                                               \
+    } while (0)
+
 /* ---- nearest center --------------------------------------------------------------------- */
 
 /* Fold the first 2 * HALF bytes of (dist, at) in halves: lane l keeps the better of lanes l
@@ -90,15 +114,7 @@ typedef struct {
 #define MBK_NEAREST_BLOCK(T, V, VI, IT, MR, NVB)                                              \
     do {                                                                                      \
         V acc_[MR][NVB];                                                                      \
-        const T *c_ = ct + jb, *x_ = xt;                                                      \
-        for (int r_ = 0; r_ < MR; r_++)                                                       \
-            for (int v_ = 0; v_ < NVB; v_++) acc_[r_][v_] = (V){0};                           \
-        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, c_ += n_padded, x_ += MR) {            \
-            V cv_[NVB];                                                                       \
-            for (int v_ = 0; v_ < NVB; v_++) memcpy(&cv_[v_], c_ + v_ * lanes, sizeof(V));    \
-            for (int r_ = 0; r_ < MR; r_++)                                                   \
-                for (int v_ = 0; v_ < NVB; v_++) acc_[r_][v_] += x_[r_] * cv_[v_];            \
-        }                                                                                     \
+        MBK_ACCUMULATE(T, V, MR, NVB, MBK_ADD_PRODUCT, acc_);                                 \
         for (int v_ = 0; v_ < NVB; v_++) {                                                    \
             V norm_;                                                                          \
             VI index_ = lane_index + (IT)(jb + v_ * lanes);                                   \
@@ -159,18 +175,7 @@ typedef struct {
 #define MBK_DISTANCE_BLOCK(T, V, MR, NVB)                                                     \
     do {                                                                                      \
         V acc_[MR][NVB];                                                                      \
-        const T *c_ = ct + jb, *x_ = xt;                                                      \
-        for (int r_ = 0; r_ < MR; r_++)                                                       \
-            for (int v_ = 0; v_ < NVB; v_++) acc_[r_][v_] = (V){0};                           \
-        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, c_ += n_padded, x_ += MR) {            \
-            V cv_[NVB];                                                                       \
-            for (int v_ = 0; v_ < NVB; v_++) memcpy(&cv_[v_], c_ + v_ * lanes, sizeof(V));    \
-            for (int r_ = 0; r_ < MR; r_++)                                                   \
-                for (int v_ = 0; v_ < NVB; v_++) {                                            \
-                    V diff_ = x_[r_] - cv_[v_];                                               \
-                    acc_[r_][v_] += diff_ * diff_;                                            \
-                }                                                                             \
-        }                                                                                     \
+        MBK_ACCUMULATE(T, V, MR, NVB, MBK_ADD_SQUARED_DIFFERENCE, acc_);                      \
         for (int r_ = 0; r_ < n_rows; r_++)                                                   \
             for (int v_ = 0; v_ < NVB; v_++)                                                  \
                 for (int l_ = 0; l_ < lanes && jb + v_ * lanes + l_ < n_clusters; l_++)       \
@@ -193,15 +198,7 @@ typedef struct {
 #define MBK_DOTS_BLOCK(T, V, MR, NVB)                                                         \
     do {                                                                                      \
         V acc_[MR][NVB];                                                                      \
-        const T *c_ = ct + jb, *x_ = xt;                                                      \
-        for (int r_ = 0; r_ < MR; r_++)                                                       \
-            for (int v_ = 0; v_ < NVB; v_++) acc_[r_][v_] = (V){0};                           \
-        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, c_ += n_padded, x_ += MR) {            \
-            V cv_[NVB];                                                                       \
-            for (int v_ = 0; v_ < NVB; v_++) memcpy(&cv_[v_], c_ + v_ * lanes, sizeof(V));    \
-            for (int r_ = 0; r_ < MR; r_++)                                                   \
-                for (int v_ = 0; v_ < NVB; v_++) acc_[r_][v_] += x_[r_] * cv_[v_];            \
-        }                                                                                     \
+        MBK_ACCUMULATE(T, V, MR, NVB, MBK_ADD_PRODUCT, acc_);                                 \
         for (int r_ = 0; r_ < MR; r_++)                                                       \
             for (int v_ = 0; v_ < NVB; v_++)                                                  \
                 memcpy(out + r_ * n_padded + jb + v_ * lanes, &acc_[r_][v_], sizeof(V));      \

@@ -67,16 +67,19 @@ cdef extern from *:
 
 # The register-blocked micro-kernels (C with vector extensions) and their runtime dispatch.
 cdef extern from "_tiles.h":
-    ctypedef void (*mbk_nearest_float_fn)(const float*, const float*, const float*, Py_ssize_t,
-                                          Py_ssize_t, int*, float*) noexcept nogil
-    ctypedef void (*mbk_nearest_double_fn)(const double*, const double*, const double*,
-                                           Py_ssize_t, Py_ssize_t, int*, double*) noexcept nogil
-    ctypedef void (*mbk_distance_float_fn)(const float*, const float*, Py_ssize_t, Py_ssize_t,
-                                           Py_ssize_t, int, float*) noexcept nogil
-    ctypedef void (*mbk_distance_double_fn)(const double*, const double*, Py_ssize_t,
-                                            Py_ssize_t, Py_ssize_t, int, double*) noexcept nogil
-    ctypedef void (*mbk_dots_double_fn)(const double*, const double*, Py_ssize_t, Py_ssize_t,
-                                        double*) noexcept nogil
+    # Every kernel reads the tile's rows at x + r * x_stride (see _tile_rows).
+    ctypedef void (*mbk_nearest_float_fn)(const float*, Py_ssize_t, const float*, const float*,
+                                          Py_ssize_t, Py_ssize_t, int*, float*) noexcept nogil
+    ctypedef void (*mbk_nearest_double_fn)(const double*, Py_ssize_t, const double*,
+                                           const double*, Py_ssize_t, Py_ssize_t, int*,
+                                           double*) noexcept nogil
+    ctypedef void (*mbk_distance_float_fn)(const float*, Py_ssize_t, const float*, Py_ssize_t,
+                                           Py_ssize_t, Py_ssize_t, int, float*) noexcept nogil
+    ctypedef void (*mbk_distance_double_fn)(const double*, Py_ssize_t, const double*,
+                                            Py_ssize_t, Py_ssize_t, Py_ssize_t, int,
+                                            double*) noexcept nogil
+    ctypedef void (*mbk_dots_double_fn)(const double*, Py_ssize_t, const double*, Py_ssize_t,
+                                        Py_ssize_t, double*) noexcept nogil
     ctypedef struct mbk_variant:
         const char* name
         int tile_rows
@@ -307,23 +310,29 @@ ctypedef fused tile_t:
     double
 
 
-cdef inline void _gather_tile(
+cdef inline const tile_t* _tile_rows(
         const Rows* rows,
         const floating* data,   # rows.data, typed
         Py_ssize_t first,       # batch position of the tile's first row
-        Py_ssize_t n_in_tile,   # rows present, <= tile_rows; the rest are zero-filled
+        Py_ssize_t n_in_tile,   # rows present, <= tile_rows
         int tile_rows,
-        tile_t* tile,           # OUT (n_features, tile_rows): the rows transposed
+        tile_t* buffer,         # TMP (tile_rows, n_features)
+        Py_ssize_t* stride,     # OUT: the returned tile's row stride, in elements
 ) noexcept nogil:
-    # Strides and pointers live in locals: stores into the tile could otherwise alias the
+    """The tile's rows for a kernel: row r at result + r * stride.
+
+    X itself when the rows are consecutive, with contiguous columns and of the kernel's type
+    (a C-ordered batch is read in place); otherwise the rows copied into ``buffer``, rows
+    past n_in_tile zero-filled.
+    """
+    # Strides and pointers live in locals: stores into the buffer could otherwise alias the
     # Rows struct, and the compiler would reload it on every element.
-    cdef Py_ssize_t t, f, n_features = rows.n_features, line
+    cdef Py_ssize_t t, f, n_features = rows.n_features, line, ahead
     cdef Py_ssize_t row_stride = rows.row_stride, col_stride = rows.col_stride
     cdef const Py_ssize_t* index = rows.index
     cdef Py_ssize_t row_bytes = n_features * col_stride * sizeof(floating)
     cdef const floating* base
-    cdef tile_t* column
-    cdef Py_ssize_t ahead
+    cdef tile_t* row
     if index != NULL:
         # Batch rows are scattered over X: ask for the rows PREFETCH_ROWS ahead now, so many
         # cache misses are in flight while this tile computes (the first lines of each row;
@@ -340,19 +349,25 @@ cdef inline void _gather_tile(
                 base = data + index[t] * row_stride
                 for line in range(0, min(row_bytes, 256), 64):
                     mbk_prefetch(<const char*> base + line)
+    if (tile_t is float and floating is float) or (tile_t is double and floating is double):
+        if index == NULL and col_stride == 1 and n_in_tile == tile_rows:
+            stride[0] = row_stride
+            return <const tile_t*> (data + first * row_stride)
+    stride[0] = n_features
     for t in range(tile_rows):
-        column = tile + t
+        row = buffer + t * n_features
         if t < n_in_tile:
             base = data + (index[first + t] if index != NULL else first + t) * row_stride
             if col_stride == 1:
                 for f in range(n_features):
-                    column[f * tile_rows] = base[f]
+                    row[f] = base[f]
             else:
                 for f in range(n_features):
-                    column[f * tile_rows] = base[f * col_stride]
+                    row[f] = base[f * col_stride]
         else:
             for f in range(n_features):
-                column[f * tile_rows] = 0
+                row[f] = 0
+    return buffer
 
 
 cdef double _assign_chunk(
@@ -374,19 +389,24 @@ cdef double _assign_chunk(
     cdef int best_index[MBK_MAX_TILE_ROWS]
     cdef floating best_dist[MBK_MAX_TILE_ROWS]
     cdef int tile_rows = centers.kernels.tile_rows
+    cdef const floating* x
+    cdef Py_ssize_t x_stride
     cdef Py_ssize_t i = start, t, r, n_in_tile
     cdef double inertia = 0
     while i < end:
         n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
-        _gather_tile(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile)
+        x = _tile_rows(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile,
+                       &x_stride)
         if floating is float:
             centers.kernels.nearest_float(
-                tile, <const float*> centers.transposed, <const float*> centers.sq_norms,
-                n_features, centers.n_padded, best_index, best_dist)
+                x, x_stride, <const float*> centers.transposed,
+                <const float*> centers.sq_norms, n_features, centers.n_padded, best_index,
+                best_dist)
         else:
             centers.kernels.nearest_double(
-                tile, <const double*> centers.transposed, <const double*> centers.sq_norms,
-                n_features, centers.n_padded, best_index, best_dist)
+                x, x_stride, <const double*> centers.transposed,
+                <const double*> centers.sq_norms, n_features, centers.n_padded, best_index,
+                best_dist)
         for t in range(n_in_tile):
             labels[i + t] = best_index[t]
             r = _source_row(rows, i + t)
@@ -696,19 +716,21 @@ cdef void _distance_chunk(
         floating* tile,             # TMP (n_features * MBK_MAX_TILE_ROWS,)
 ) noexcept nogil:
     cdef int tile_rows = centers.kernels.tile_rows
-    cdef Py_ssize_t i = start, n_in_tile
+    cdef Py_ssize_t i = start, n_in_tile, x_stride
     cdef Py_ssize_t n_clusters = centers.n_clusters
+    cdef const floating* x
     while i < end:
         n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
-        _gather_tile(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile)
+        x = _tile_rows(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile,
+                       &x_stride)
         if floating is float:
             centers.kernels.distance_float(
-                tile, <const float*> centers.transposed, rows.n_features, centers.n_padded,
-                n_clusters, <int> n_in_tile, out + i * n_clusters)
+                x, x_stride, <const float*> centers.transposed, rows.n_features,
+                centers.n_padded, n_clusters, <int> n_in_tile, out + i * n_clusters)
         else:
             centers.kernels.distance_double(
-                tile, <const double*> centers.transposed, rows.n_features, centers.n_padded,
-                n_clusters, <int> n_in_tile, out + i * n_clusters)
+                x, x_stride, <const double*> centers.transposed, rows.n_features,
+                centers.n_padded, n_clusters, <int> n_in_tile, out + i * n_clusters)
         i += n_in_tile
 
 
@@ -762,13 +784,15 @@ cdef void _candidate_chunk(
         double* dots,                      # TMP (MBK_MAX_TILE_ROWS * n_padded,)
 ) noexcept nogil:
     cdef int tile_rows = kernels.tile_rows
-    cdef Py_ssize_t i = start, t, cand, n_in_tile, n_rows = rows.n_rows
+    cdef Py_ssize_t i = start, t, cand, n_in_tile, n_rows = rows.n_rows, x_stride
+    cdef const double* x
     cdef double value
     cdef floating distance
     while i < end:
         n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
-        _gather_tile(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile)
-        kernels.dots_double(tile, candidates_t, rows.n_features, n_padded, dots)
+        x = _tile_rows(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile,
+                       &x_stride)
+        kernels.dots_double(x, x_stride, candidates_t, rows.n_features, n_padded, dots)
         for t in range(n_in_tile):
             for cand in range(n_candidates):
                 # scikit-learn's order: (-2 c.x + ||c||^2) + ||x||^2, rounded to the data's

@@ -2,9 +2,10 @@
  *
  * A tile is MR data rows against the centers, MR rows at a time and NV vectors of centers at
  * a time, the MR x NV accumulators held in vector registers (the GEMM micro-kernel shape, with
- * the argmin fused in). The rows come transposed, xt[f * MR + r], and the centers transposed
- * and padded, ct[f * n_padded + j], so one vector load reads feature f of `lanes` consecutive
- * centers and one broadcast reads feature f of a row.
+ * the argmin fused in). The rows come as they are, row r at x + r * x_stride (a contiguous
+ * batch is read in place; the caller copies scattered rows into a small buffer first), and
+ * the centers transposed and padded, ct[f * n_padded + j], so one vector load reads feature
+ * f of `lanes` consecutive centers and one broadcast reads feature f of a row.
  *
  * Written with GCC/Clang vector extensions: no intrinsics, so one source serves SSE2, AVX2,
  * AVX-512 and ARM. The x86-64 variants are compiled with per-function target attributes and
@@ -25,21 +26,21 @@
 
 #define MBK_MAX_TILE_ROWS 12
 
-typedef void (*mbk_nearest_float_fn)(const float *xt, const float *ct, const float *norms,
+typedef void (*mbk_nearest_float_fn)(const float *x, Py_ssize_t x_stride, const float *ct, const float *norms,
                                      Py_ssize_t n_features, Py_ssize_t n_padded,
                                      int *best_index, float *best_dist);
-typedef void (*mbk_nearest_double_fn)(const double *xt, const double *ct, const double *norms,
+typedef void (*mbk_nearest_double_fn)(const double *x, Py_ssize_t x_stride, const double *ct, const double *norms,
                                       Py_ssize_t n_features, Py_ssize_t n_padded,
                                       int *best_index, double *best_dist);
-typedef void (*mbk_distance_float_fn)(const float *xt, const float *ct, Py_ssize_t n_features,
+typedef void (*mbk_distance_float_fn)(const float *x, Py_ssize_t x_stride, const float *ct, Py_ssize_t n_features,
                                       Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows,
                                       float *out);
-typedef void (*mbk_distance_double_fn)(const double *xt, const double *ct,
+typedef void (*mbk_distance_double_fn)(const double *x, Py_ssize_t x_stride, const double *ct,
                                        Py_ssize_t n_features, Py_ssize_t n_padded,
                                        Py_ssize_t n_clusters, int n_rows, double *out);
 /* Plain dot products of a tile's rows with every (padded) column, in double:
- * out[r * n_padded + j] = sum_f xt[f * MR + r] * ct[f * n_padded + j]. */
-typedef void (*mbk_dots_double_fn)(const double *xt, const double *ct, Py_ssize_t n_features,
+ * out[r * n_padded + j] = sum_f x[r * x_stride + f] * ct[f * n_padded + j]. */
+typedef void (*mbk_dots_double_fn)(const double *x, Py_ssize_t x_stride, const double *ct, Py_ssize_t n_features,
                                    Py_ssize_t n_padded, double *out);
 
 /* One instruction-set variant: its tile height, its padding unit, its four kernels. */
@@ -68,14 +69,15 @@ typedef struct {
  * the features in order: the register-blocked loop every tile kernel runs. */
 #define MBK_ACCUMULATE(T, V, MR, NVB, ADD, acc)                                               \
     do {                                                                                      \
-        const T *c_ = ct + jb, *x_ = xt;                                                      \
+        const T *c_ = ct + jb, *x_ = x;                                                       \
         for (int r_ = 0; r_ < MR; r_++)                                                       \
             for (int v_ = 0; v_ < NVB; v_++) acc[r_][v_] = (V){0};                            \
-        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, c_ += n_padded, x_ += MR) {            \
+        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, c_ += n_padded, x_++) {               \
             V cv_[NVB];                                                                       \
             for (int v_ = 0; v_ < NVB; v_++) memcpy(&cv_[v_], c_ + v_ * lanes, sizeof(V));    \
             for (int r_ = 0; r_ < MR; r_++)                                                   \
-                for (int v_ = 0; v_ < NVB; v_++) ADD(V, acc[r_][v_], x_[r_], cv_[v_]);        \
+                for (int v_ = 0; v_ < NVB; v_++)                                              \
+                    ADD(V, acc[r_][v_], x_[r_ * x_stride], cv_[v_]);                          \
         }                                                                                     \
     } while (0)
 
@@ -130,7 +132,8 @@ typedef struct {
     } while (0)
 
 #define MBK_DEFINE_NEAREST(NAME, T, IT, VBYTES, MR, NV, ATTRS)                                \
-    ATTRS static void NAME(const T *xt, const T *ct, const T *norms, Py_ssize_t n_features,   \
+    ATTRS static void NAME(const T *x, Py_ssize_t x_stride, const T *ct, const T *norms,      \
+                           Py_ssize_t n_features,                                             \
                            Py_ssize_t n_padded, int *best_index, T *best_dist) {              \
         typedef T V __attribute__((vector_size(VBYTES)));                                     \
         typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
@@ -184,7 +187,8 @@ typedef struct {
     } while (0)
 
 #define MBK_DEFINE_DISTANCE(NAME, T, VBYTES, MR, NV, ATTRS)                                   \
-    ATTRS static void NAME(const T *xt, const T *ct, Py_ssize_t n_features,                   \
+    ATTRS static void NAME(const T *x, Py_ssize_t x_stride, const T *ct,                      \
+                           Py_ssize_t n_features,                                             \
                            Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows, T *out) {  \
         typedef T V __attribute__((vector_size(VBYTES)));                                     \
         enum { lanes = VBYTES / sizeof(T) };                                                  \
@@ -206,7 +210,8 @@ typedef struct {
     } while (0)
 
 #define MBK_DEFINE_DOTS(NAME, T, VBYTES, MR, NV, ATTRS)                                       \
-    ATTRS static void NAME(const T *xt, const T *ct, Py_ssize_t n_features,                   \
+    ATTRS static void NAME(const T *x, Py_ssize_t x_stride, const T *ct,                      \
+                           Py_ssize_t n_features,                                             \
                            Py_ssize_t n_padded, T *out) {                                     \
         typedef T V __attribute__((vector_size(VBYTES)));                                     \
         enum { lanes = VBYTES / sizeof(T) };                                                  \
@@ -242,7 +247,7 @@ MBK_DEFINE_VARIANT(avx512, 64, 12, 2, 2,
 
 #else /* no vector extensions: plain loops, same arithmetic order */
 
-static void mbk_nearest_float_baseline(const float *xt, const float *ct, const float *norms,
+static void mbk_nearest_float_baseline(const float *x, Py_ssize_t x_stride, const float *ct, const float *norms,
                                        Py_ssize_t n_features, Py_ssize_t n_padded,
                                        int *best_index, float *best_dist) {
     for (int r = 0; r < 4; r++) {
@@ -250,13 +255,13 @@ static void mbk_nearest_float_baseline(const float *xt, const float *ct, const f
         best_dist[r] = (float)INFINITY;
         for (Py_ssize_t j = 0; j < n_padded; j++) {
             float dot = 0, dist;
-            for (Py_ssize_t f = 0; f < n_features; f++) dot += xt[f * 4 + r] * ct[f * n_padded + j];
+            for (Py_ssize_t f = 0; f < n_features; f++) dot += x[r * x_stride + f] * ct[f * n_padded + j];
             dist = norms[j] - 2.0f * dot;
             if (dist < best_dist[r]) { best_dist[r] = dist; best_index[r] = (int)j; }
         }
     }
 }
-static void mbk_nearest_double_baseline(const double *xt, const double *ct,
+static void mbk_nearest_double_baseline(const double *x, Py_ssize_t x_stride, const double *ct,
                                         const double *norms, Py_ssize_t n_features,
                                         Py_ssize_t n_padded, int *best_index,
                                         double *best_dist) {
@@ -265,44 +270,44 @@ static void mbk_nearest_double_baseline(const double *xt, const double *ct,
         best_dist[r] = (double)INFINITY;
         for (Py_ssize_t j = 0; j < n_padded; j++) {
             double dot = 0, dist;
-            for (Py_ssize_t f = 0; f < n_features; f++) dot += xt[f * 4 + r] * ct[f * n_padded + j];
+            for (Py_ssize_t f = 0; f < n_features; f++) dot += x[r * x_stride + f] * ct[f * n_padded + j];
             dist = norms[j] - 2.0 * dot;
             if (dist < best_dist[r]) { best_dist[r] = dist; best_index[r] = (int)j; }
         }
     }
 }
-static void mbk_distance_float_baseline(const float *xt, const float *ct, Py_ssize_t n_features,
+static void mbk_distance_float_baseline(const float *x, Py_ssize_t x_stride, const float *ct, Py_ssize_t n_features,
                                         Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows,
                                         float *out) {
     for (int r = 0; r < n_rows; r++)
         for (Py_ssize_t j = 0; j < n_clusters; j++) {
             float acc = 0;
             for (Py_ssize_t f = 0; f < n_features; f++) {
-                float diff = xt[f * 4 + r] - ct[f * n_padded + j];
+                float diff = x[r * x_stride + f] - ct[f * n_padded + j];
                 acc += diff * diff;
             }
             out[r * n_clusters + j] = (float)sqrt(acc);
         }
 }
-static void mbk_distance_double_baseline(const double *xt, const double *ct,
+static void mbk_distance_double_baseline(const double *x, Py_ssize_t x_stride, const double *ct,
                                          Py_ssize_t n_features, Py_ssize_t n_padded,
                                          Py_ssize_t n_clusters, int n_rows, double *out) {
     for (int r = 0; r < n_rows; r++)
         for (Py_ssize_t j = 0; j < n_clusters; j++) {
             double acc = 0;
             for (Py_ssize_t f = 0; f < n_features; f++) {
-                double diff = xt[f * 4 + r] - ct[f * n_padded + j];
+                double diff = x[r * x_stride + f] - ct[f * n_padded + j];
                 acc += diff * diff;
             }
             out[r * n_clusters + j] = sqrt(acc);
         }
 }
-static void mbk_dots_double_baseline(const double *xt, const double *ct, Py_ssize_t n_features,
+static void mbk_dots_double_baseline(const double *x, Py_ssize_t x_stride, const double *ct, Py_ssize_t n_features,
                                      Py_ssize_t n_padded, double *out) {
     for (int r = 0; r < 4; r++)
         for (Py_ssize_t j = 0; j < n_padded; j++) {
             double acc = 0;
-            for (Py_ssize_t f = 0; f < n_features; f++) acc += xt[f * 4 + r] * ct[f * n_padded + j];
+            for (Py_ssize_t f = 0; f < n_features; f++) acc += x[r * x_stride + f] * ct[f * n_padded + j];
             out[r * n_padded + j] = acc;
         }
 }

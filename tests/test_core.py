@@ -310,3 +310,13 @@ def test_kmeanspp_distances_match_the_expansion(dtype, n_candidates, with_closes
         expected = np.minimum(closest, expected)
     assert_allclose(out, expected, rtol=RTOL[dtype], atol=1e-9)
     assert (out[np.arange(n_candidates), candidates] <= 1e-9 * x_norms.max()).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_labels_without_inertia_are_the_same_labels(dtype):
+    X, centers = random_problem(3 * CHUNK + 5, 9, 20, dtype, seed=4)
+    with_inertia = np.empty(len(X), dtype=np.int32)
+    without = np.empty(len(X), dtype=np.int32)
+    assert _core.assign_labels(X, centers, with_inertia, n_threads=2) > 0
+    assert _core.assign_labels(X, centers, without, None, None, 2, False) == 0.0
+    assert_array_equal(without, with_inertia)

@@ -16,6 +16,7 @@ def assign_labels(
     sample_indices: NDArray[np.intp] | None = None,
     sample_weight: NDArray[_Float] | None = None,
     n_threads: int = 1,
+    compute_inertia: bool = True,
 ) -> float: ...
 def minibatch_step(
     X: NDArray[_Float],

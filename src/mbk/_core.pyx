@@ -377,9 +377,10 @@ cdef double _assign_chunk(
         Py_ssize_t end,
         int* labels,                  # OUT (n_rows,)
         floating* tile,               # TMP (n_features * MBK_MAX_TILE_ROWS,)
-        floating* row_buffer,         # TMP (n_features,)
+        bint with_inertia,
 ) noexcept nogil:
-    """Label rows [start, end) with their nearest center; return their weighted inertia.
+    """Label rows [start, end) with their nearest center; return their weighted inertia
+    (0 without ``with_inertia``: predict needs only the labels).
 
     The nearest center minimises ||c||^2 - 2 x.c (||x||^2 is common to all centers); ties go
     to the lowest index (strict <). The inertia uses direct differences to that center.
@@ -391,7 +392,7 @@ cdef double _assign_chunk(
     cdef int tile_rows = centers.kernels.tile_rows
     cdef const floating* x
     cdef Py_ssize_t x_stride
-    cdef Py_ssize_t i = start, t, r, n_in_tile
+    cdef Py_ssize_t i = start, t, n_in_tile
     cdef double inertia = 0
     while i < end:
         n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
@@ -409,10 +410,10 @@ cdef double _assign_chunk(
                 best_dist)
         for t in range(n_in_tile):
             labels[i + t] = best_index[t]
-            r = _source_row(rows, i + t)
-            inertia += _sq_euclidean(
-                _row_ptr(rows, r, row_buffer), center_rows + best_index[t] * n_features,
-                n_features) * _weight(<const floating*> rows.weights, r)
+            if with_inertia:
+                inertia += _sq_euclidean(
+                    x + t * x_stride, center_rows + best_index[t] * n_features, n_features
+                ) * _weight(<const floating*> rows.weights, _source_row(rows, i + t))
         i += n_in_tile
     return inertia
 
@@ -424,6 +425,7 @@ cdef double _assign_rows(
         floating* scratch,       # TMP n_threads * (n_clusters + n_features)
         double* chunk_inertia,   # TMP (n_chunks,)
         int n_threads,
+        bint with_inertia=True,
 ) noexcept nogil:
     cdef Py_ssize_t n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
     cdef Py_ssize_t per_thread = (MBK_MAX_TILE_ROWS + 1) * rows.n_features
@@ -435,7 +437,7 @@ cdef double _assign_rows(
         end = min(start + CHUNK_ROWS, rows.n_rows)
         tile = scratch + threadid() * per_thread
         chunk_inertia[chunk] = _assign_chunk(
-            rows, centers, start, end, labels, tile, tile + MBK_MAX_TILE_ROWS * rows.n_features)
+            rows, centers, start, end, labels, tile, with_inertia)
     # Serial, in chunk order: the same sum for any thread count.
     for chunk in range(n_chunks):
         inertia += chunk_inertia[chunk]
@@ -502,11 +504,12 @@ def assign_labels(
         int[::1] labels,                                     # OUT
         const Py_ssize_t[::1] sample_indices=None,           # IN rows of X to use; None = all
         sample_weight=None,             # IN floating[::1] per row of X; None = unit
-        int n_threads=1):
+        int n_threads=1,
+        bint compute_inertia=True):
     """Write each row's nearest center to ``labels`` and return the weighted inertia.
 
     Returns the sum over rows of ``w * ||x - c_label||^2`` as a Python float (accumulated in
-    float64 per chunk of 256 rows, chunks added in order).
+    float64 per chunk of 256 rows, chunks added in order); 0.0 without ``compute_inertia``.
     """
     cdef Rows rows
     cdef Centers prepared
@@ -530,7 +533,7 @@ def assign_labels(
     with nogil:
         _prepare_centers(&prepared, centers, <floating*> scratch.centers_storage)
         inertia = _assign_rows(&rows, &prepared, &labels[0], <floating*> scratch.per_thread,
-                               <double*> scratch.per_chunk, n_threads)
+                               <double*> scratch.per_chunk, n_threads, compute_inertia)
     return inertia
 
 

@@ -61,10 +61,12 @@ def _check_real(name, value, minimum):
         raise InvalidParameterError(f"{name} must be finite and >= {minimum}; got {value}.")
 
 
-def _labels_inertia(X, centers, sample_weight, n_threads, rows=None):
+def _labels_inertia(X, centers, sample_weight, n_threads, rows=None, compute_inertia=True):
     """Nearest center of each row of X (or of X[rows]) and the weighted inertia."""
     labels = np.empty(X.shape[0] if rows is None else rows.shape[0], dtype=np.int32)
-    inertia = _core.assign_labels(X, centers, labels, rows, sample_weight, n_threads)
+    inertia = _core.assign_labels(
+        X, centers, labels, rows, sample_weight, n_threads, compute_inertia
+    )
     return labels, inertia
 
 
@@ -532,7 +534,10 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             The nearest center (lowest index on ties).
         """
         X = self._validate_new_data(X)
-        return _labels_inertia(X, self.cluster_centers_, None, self._threads())[0]
+        labels, _ = _labels_inertia(
+            X, self.cluster_centers_, None, self._threads(), compute_inertia=False
+        )
+        return labels
 
     def transform(self, X):
         """Euclidean distance from each row of X to each center.

@@ -166,6 +166,54 @@ cdef struct Rows:
     Py_ssize_t n_features
 
 
+cdef inline Py_ssize_t _search(
+        const double* cdf, const Py_ssize_t* guide, Py_ssize_t n_buckets, double u,
+) noexcept nogil:
+    """First index i with cdf[i] > u (``cdf.searchsorted(u, side="right")``).
+
+    The guide table (Chen & Asau) holds, for each bucket b, the first index with
+    cdf > b / n_buckets. n_buckets is a power of two, so the bucket of u, floor(u * n_buckets),
+    is computed exactly, and the answer lies in [guide[b], guide[b + 1]]: a few entries,
+    searched without branches.
+    """
+    cdef Py_ssize_t b = <Py_ssize_t> (u * n_buckets)
+    cdef Py_ssize_t base = guide[b], n = guide[b + 1] - base, half
+    while n > 1:
+        half = n >> 1
+        base = base + half if cdf[base + half] <= u else base
+        n -= half
+    return base + (cdf[base] <= u)
+
+
+cdef struct Sampling:
+    # A batch still to be drawn: row i of the batch is the first index with cdf > uniforms[i].
+    # The uniforms come from the random stream in order (serially); the searches run inside
+    # the parallel assignment, each thread searching the chunks it is about to assign.
+    const double* cdf
+    const Py_ssize_t* guide
+    Py_ssize_t n_buckets
+    const double* uniforms
+    Py_ssize_t* rows          # OUT: the batch's rows (the Rows.index being assigned)
+
+
+cdef void _search_rows(const Sampling* sampling, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    """Fill sampling.rows[start:end], in passes that keep many cache misses in flight.
+
+    On a large X the cdf and guide table do not fit in cache: the guide entries of every
+    draw are requested first, then the cdf entries they point to, then the searches run.
+    """
+    cdef const double* cdf = sampling.cdf
+    cdef const Py_ssize_t* guide = sampling.guide
+    cdef const double* uniforms = sampling.uniforms
+    cdef Py_ssize_t n_buckets = sampling.n_buckets, i
+    for i in range(start, end):
+        mbk_prefetch(&guide[<Py_ssize_t> (uniforms[i] * n_buckets)])
+    for i in range(start, end):
+        mbk_prefetch(&cdf[guide[<Py_ssize_t> (uniforms[i] * n_buckets)]])
+    for i in range(start, end):
+        sampling.rows[i] = _search(cdf, guide, n_buckets, uniforms[i])
+
+
 cdef inline Py_ssize_t _source_row(const Rows* rows, Py_ssize_t i) noexcept nogil:
     return rows.index[i] if rows.index != NULL else i
 
@@ -328,6 +376,7 @@ cdef inline const tile_t* _tile_rows(
     # Strides and pointers live in locals: stores into the buffer could otherwise alias the
     # Rows struct, and the compiler would reload it on every element.
     cdef Py_ssize_t t, f, n_features = rows.n_features, line, ahead
+    cdef Py_ssize_t chunk_end = min((first // CHUNK_ROWS + 1) * CHUNK_ROWS, rows.n_rows)
     cdef Py_ssize_t row_stride = rows.row_stride, col_stride = rows.col_stride
     cdef const Py_ssize_t* index = rows.index
     cdef Py_ssize_t row_bytes = n_features * col_stride * sizeof(floating)
@@ -337,15 +386,16 @@ cdef inline const tile_t* _tile_rows(
         # Batch rows are scattered over X: ask for the rows PREFETCH_ROWS ahead now, so many
         # cache misses are in flight while this tile computes (the first lines of each row;
         # the hardware prefetcher follows a row once it is being read). A chunk's first tile
-        # also asks for the rows before that distance.
+        # also asks for the rows before that distance. Only this chunk's rows: the next
+        # chunk's may not be drawn yet.
         ahead = first - PREFETCH_ROWS if first % CHUNK_ROWS == 0 else first
         for t in range(max(ahead, first) + PREFETCH_ROWS,
-                       min(first + tile_rows + PREFETCH_ROWS, rows.n_rows)):
+                       min(first + tile_rows + PREFETCH_ROWS, chunk_end)):
             base = data + index[t] * row_stride
             for line in range(0, min(row_bytes, 256), 64):
                 mbk_prefetch(<const char*> base + line)
         if first % CHUNK_ROWS == 0:
-            for t in range(first, min(first + PREFETCH_ROWS, rows.n_rows)):
+            for t in range(first, min(first + PREFETCH_ROWS, chunk_end)):
                 base = data + index[t] * row_stride
                 for line in range(0, min(row_bytes, 256), 64):
                     mbk_prefetch(<const char*> base + line)
@@ -425,6 +475,7 @@ cdef double _assign_rows(
         floating* scratch,       # TMP n_threads * (n_clusters + n_features)
         double* chunk_inertia,   # TMP (n_chunks,)
         int n_threads,
+        const Sampling* sampling=NULL,  # a batch to draw first, chunk by chunk; or NULL
         bint with_inertia=True,
 ) noexcept nogil:
     cdef Py_ssize_t n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
@@ -436,6 +487,8 @@ cdef double _assign_rows(
         start = chunk * CHUNK_ROWS
         end = min(start + CHUNK_ROWS, rows.n_rows)
         tile = scratch + threadid() * per_thread
+        if sampling != NULL:
+            _search_rows(sampling, start, end)
         chunk_inertia[chunk] = _assign_chunk(
             rows, centers, start, end, labels, tile, with_inertia)
     # Serial, in chunk order: the same sum for any thread count.
@@ -533,7 +586,7 @@ def assign_labels(
     with nogil:
         _prepare_centers(&prepared, centers, <floating*> scratch.centers_storage)
         inertia = _assign_rows(&rows, &prepared, &labels[0], <floating*> scratch.per_thread,
-                               <double*> scratch.per_chunk, n_threads, compute_inertia)
+                               <double*> scratch.per_chunk, n_threads, NULL, compute_inertia)
     return inertia
 
 
@@ -627,6 +680,7 @@ cdef double _minibatch_step(
         double* weight_sums,                 # INOUT (n_clusters,)
         int* labels,                         # OUT (n_batch,)
         const StepScratch* scratch,          # TMP
+        const Sampling* sampling=NULL,       # the batch's rows still to be drawn, or NULL
 ) noexcept nogil:
     """Label the batch with centers_old, move every center; return the batch inertia."""
     cdef Centers prepared
@@ -639,7 +693,7 @@ cdef double _minibatch_step(
 
     _prepare_centers(&prepared, centers_old, <floating*> scratch.centers_storage)
     inertia = _assign_rows(rows, &prepared, labels, <floating*> scratch.per_thread,
-                           scratch.per_chunk, scratch.n_threads)
+                           scratch.per_chunk, scratch.n_threads, sampling)
 
     # Group batch positions by label, keeping batch order inside each group (counting sort,
     # O(n_batch + n_clusters)): every center then reads only its own rows.
@@ -877,49 +931,6 @@ def kmeanspp_distances(
 # Weighted row sampling (inverse-cdf with a guide table)
 # ---------------------------------------------------------------------------------------------
 
-cdef inline Py_ssize_t _search(
-        const double* cdf, const Py_ssize_t* guide, Py_ssize_t n_buckets, double u,
-) noexcept nogil:
-    """First index i with cdf[i] > u (``cdf.searchsorted(u, side="right")``).
-
-    The guide table (Chen & Asau) holds, for each bucket b, the first index with
-    cdf > b / n_buckets. n_buckets is a power of two, so the bucket of u, floor(u * n_buckets),
-    is computed exactly, and the answer lies in [guide[b], guide[b + 1]]: a few entries,
-    searched without branches.
-    """
-    cdef Py_ssize_t b = <Py_ssize_t> (u * n_buckets)
-    cdef Py_ssize_t base = guide[b], n = guide[b + 1] - base, half
-    while n > 1:
-        half = n >> 1
-        base = base + half if cdf[base + half] <= u else base
-        n -= half
-    return base + (cdf[base] <= u)
-
-
-cdef void _draw_batch(
-        mbk_bitgen* bitgen,
-        const double* cdf, const Py_ssize_t* guide, Py_ssize_t n_buckets,
-        Py_ssize_t* rows,       # OUT (n_draws,)
-        double* uniforms,       # TMP (n_draws,)
-        Py_ssize_t n_draws,
-) noexcept nogil:
-    """rows[i] = _search(next uniform draw), in passes that keep many misses in flight.
-
-    The draws must come one after the other from the stream; the searches need not. On a
-    large X the cdf and guide table do not fit in cache, so the guide entries of every draw
-    are requested first, then the cdf entries they point to, then the searches run.
-    """
-    cdef Py_ssize_t i, b
-    for i in range(n_draws):
-        uniforms[i] = bitgen.next_double(bitgen.state)
-        mbk_prefetch(&guide[<Py_ssize_t> (uniforms[i] * n_buckets)])
-    for i in range(n_draws):
-        b = <Py_ssize_t> (uniforms[i] * n_buckets)
-        mbk_prefetch(&cdf[guide[b]])
-    for i in range(n_draws):
-        rows[i] = _search(cdf, guide, n_buckets, uniforms[i])
-
-
 cdef int _check_guide(const double[::1] cdf, const Py_ssize_t[::1] guide) except -1:
     cdef Py_ssize_t n_buckets = guide.shape[0] - 1
     if cdf.shape[0] < 1 or n_buckets < 1 or n_buckets & (n_buckets - 1):
@@ -1098,8 +1109,9 @@ def fit_steps(
     cdef _Scratch owner = _Scratch()
     cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
     cdef Py_ssize_t batch_size = rows.shape[0], n_buckets = guide.shape[0] - 1
-    cdef Py_ssize_t step = 0
+    cdef Py_ssize_t step = 0, i
     cdef double* uniforms
+    cdef Sampling sampling
     cdef floating[:, ::1] current = centers_a
     cdef floating[:, ::1] following = centers_b
     cdef int current_index = 0
@@ -1117,14 +1129,23 @@ def fit_steps(
                   n_threads)
     owner.extra = owner.take(batch_size * sizeof(double))
     uniforms = <double*> owner.extra
+    sampling.cdf = &cdf[0]
+    sampling.guide = &guide[0]
+    sampling.n_buckets = n_buckets
+    sampling.uniforms = uniforms
+    sampling.rows = &rows[0]
     for step in range(n_steps):
         with lock:
-            _draw_batch(bitgen, &cdf[0], &guide[0], n_buckets, &rows[0], uniforms,
-                        batch_size)
+            for i in range(batch_size):
+                uniforms[i] = bitgen.next_double(bitgen.state)
         due = _reassign_due(counts, &n_since_last_reassign, batch_size)
         with nogil:
+            # With several threads, each searches the rows of the chunks it assigns; alone,
+            # one pass over the whole batch keeps more cache misses in flight.
+            if scratch.n_threads == 1:
+                _search_rows(&sampling, 0, batch_size)
             inertia = _minibatch_step(&batch, current, following, &counts[0], &labels[0],
-                                      &scratch)
+                                      &scratch, &sampling if scratch.n_threads > 1 else NULL)
         if due and reassignment_ratio > 0 and _any_small(counts, reassignment_ratio):
             reassign(1 - current_index)
         if track_center_change:

@@ -245,77 +245,8 @@ MBK_DEFINE_VARIANT(avx512, 64, 12, 2, 2,
                    __attribute__((target("avx512f"), optimize("fp-contract=fast"))))
 #endif
 
-#else /* no vector extensions: plain loops, same arithmetic order */
-
-static void mbk_nearest_float_baseline(const float *x, Py_ssize_t x_stride, const float *ct, const float *norms,
-                                       Py_ssize_t n_features, Py_ssize_t n_padded,
-                                       int *best_index, float *best_dist) {
-    for (int r = 0; r < 4; r++) {
-        best_index[r] = 0;
-        best_dist[r] = (float)INFINITY;
-        for (Py_ssize_t j = 0; j < n_padded; j++) {
-            float dot = 0, dist;
-            for (Py_ssize_t f = 0; f < n_features; f++) dot += x[r * x_stride + f] * ct[f * n_padded + j];
-            dist = norms[j] - 2.0f * dot;
-            if (dist < best_dist[r]) { best_dist[r] = dist; best_index[r] = (int)j; }
-        }
-    }
-}
-static void mbk_nearest_double_baseline(const double *x, Py_ssize_t x_stride, const double *ct,
-                                        const double *norms, Py_ssize_t n_features,
-                                        Py_ssize_t n_padded, int *best_index,
-                                        double *best_dist) {
-    for (int r = 0; r < 4; r++) {
-        best_index[r] = 0;
-        best_dist[r] = (double)INFINITY;
-        for (Py_ssize_t j = 0; j < n_padded; j++) {
-            double dot = 0, dist;
-            for (Py_ssize_t f = 0; f < n_features; f++) dot += x[r * x_stride + f] * ct[f * n_padded + j];
-            dist = norms[j] - 2.0 * dot;
-            if (dist < best_dist[r]) { best_dist[r] = dist; best_index[r] = (int)j; }
-        }
-    }
-}
-static void mbk_distance_float_baseline(const float *x, Py_ssize_t x_stride, const float *ct, Py_ssize_t n_features,
-                                        Py_ssize_t n_padded, Py_ssize_t n_clusters, int n_rows,
-                                        float *out) {
-    for (int r = 0; r < n_rows; r++)
-        for (Py_ssize_t j = 0; j < n_clusters; j++) {
-            float acc = 0;
-            for (Py_ssize_t f = 0; f < n_features; f++) {
-                float diff = x[r * x_stride + f] - ct[f * n_padded + j];
-                acc += diff * diff;
-            }
-            out[r * n_clusters + j] = (float)sqrt(acc);
-        }
-}
-static void mbk_distance_double_baseline(const double *x, Py_ssize_t x_stride, const double *ct,
-                                         Py_ssize_t n_features, Py_ssize_t n_padded,
-                                         Py_ssize_t n_clusters, int n_rows, double *out) {
-    for (int r = 0; r < n_rows; r++)
-        for (Py_ssize_t j = 0; j < n_clusters; j++) {
-            double acc = 0;
-            for (Py_ssize_t f = 0; f < n_features; f++) {
-                double diff = x[r * x_stride + f] - ct[f * n_padded + j];
-                acc += diff * diff;
-            }
-            out[r * n_clusters + j] = sqrt(acc);
-        }
-}
-static void mbk_dots_double_baseline(const double *x, Py_ssize_t x_stride, const double *ct, Py_ssize_t n_features,
-                                     Py_ssize_t n_padded, double *out) {
-    for (int r = 0; r < 4; r++)
-        for (Py_ssize_t j = 0; j < n_padded; j++) {
-            double acc = 0;
-            for (Py_ssize_t f = 0; f < n_features; f++) acc += x[r * x_stride + f] * ct[f * n_padded + j];
-            out[r * n_padded + j] = acc;
-        }
-}
-static const mbk_variant mbk_variant_baseline = {
-    "baseline", 4, 1, 1, 1, 1,
-    mbk_nearest_float_baseline, mbk_nearest_double_baseline,
-    mbk_distance_float_baseline, mbk_distance_double_baseline, mbk_dots_double_baseline};
-
+#else
+#error "mbk's kernels are written with GCC/Clang vector extensions: build with GCC or Clang"
 #endif
 
 /* ---- dispatch ----------------------------------------------------------------------------- */

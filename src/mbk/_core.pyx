@@ -468,18 +468,23 @@ cdef double _assign_chunk(
     return inertia
 
 
+cdef inline Py_ssize_t _tile_scratch(Py_ssize_t n_features) noexcept nogil:
+    """Values of per-thread scratch the tile loops need: one tile of copied rows."""
+    return MBK_MAX_TILE_ROWS * n_features
+
+
 cdef double _assign_rows(
         const Rows* rows,
         const Centers* centers,
         int* labels,
-        floating* scratch,       # TMP n_threads * (n_clusters + n_features)
+        floating* scratch,       # TMP n_threads * _tile_scratch(n_features)
         double* chunk_inertia,   # TMP (n_chunks,)
         int n_threads,
         const Sampling* sampling=NULL,  # a batch to draw first, chunk by chunk; or NULL
         bint with_inertia=True,
 ) noexcept nogil:
     cdef Py_ssize_t n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
-    cdef Py_ssize_t per_thread = (MBK_MAX_TILE_ROWS + 1) * rows.n_features
+    cdef Py_ssize_t per_thread = _tile_scratch(rows.n_features)
     cdef Py_ssize_t chunk, start, end
     cdef floating* tile
     cdef double inertia = 0
@@ -579,8 +584,7 @@ def assign_labels(
     n_threads = _clamp_threads(n_threads, rows.n_rows, n_clusters, n_features)
     scratch.centers_storage = scratch.take(
         _padded_count(n_clusters, <floating*> NULL) * (n_features + 1) * sizeof(floating))
-    scratch.per_thread = scratch.take(
-        n_threads * (MBK_MAX_TILE_ROWS + 1) * n_features * sizeof(floating))
+    scratch.per_thread = scratch.take(n_threads * _tile_scratch(n_features) * sizeof(floating))
     scratch.per_chunk = scratch.take(
         ((rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
     with nogil:
@@ -657,9 +661,9 @@ cdef int _step_scratch(
     n_threads = max(n_threads, 1)
     out.n_update_threads = _threads_for(n_threads, n_clusters, <double> n_batch * n_features)
     out.n_threads = _clamp_threads(n_threads, n_batch, n_clusters, n_features)
-    # Per thread: a row tile and a row buffer for the assignment, or 2 * n_features doubles
-    # (sums, row buffer) for the update; one double per value covers both.
-    out.per_thread_stride = (MBK_MAX_TILE_ROWS + 1) * n_features
+    # Per thread: a row tile for the assignment, or 2 * n_features doubles (sums, row buffer)
+    # for the update; one double per value covers both.
+    out.per_thread_stride = max(_tile_scratch(n_features), 2 * n_features)
     owner.centers_storage = owner.take(padded_clusters * (n_features + 1) * itemsize)
     owner.per_thread = owner.take(max(out.n_threads, out.n_update_threads)
                                   * out.per_thread_stride * sizeof(double))
@@ -813,8 +817,7 @@ def euclidean_distances(
     n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
     scratch.centers_storage = scratch.take(
         _padded_count(n_clusters, <floating*> NULL) * (n_features + 1) * sizeof(floating))
-    scratch.per_thread = scratch.take(
-        n_threads * MBK_MAX_TILE_ROWS * n_features * sizeof(floating))
+    scratch.per_thread = scratch.take(n_threads * _tile_scratch(n_features) * sizeof(floating))
     with nogil:
         _prepare_centers(&prepared, centers, <floating*> scratch.centers_storage)
         for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
@@ -822,7 +825,7 @@ def euclidean_distances(
             end = min(start + CHUNK_ROWS, rows.n_rows)
             _distance_chunk(&rows, &prepared, start, end, &out[0, 0],
                             (<floating*> scratch.per_thread)
-                            + threadid() * MBK_MAX_TILE_ROWS * n_features)
+                            + threadid() * _tile_scratch(n_features))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -889,7 +892,7 @@ def kmeanspp_distances(
     cdef Py_ssize_t n_candidates = candidates.shape[0], cand, f, chunk, start, end, n_chunks
     cdef Py_ssize_t n_padded = ((n_candidates + kernels.lanes_double - 1)
                                 // kernels.lanes_double * kernels.lanes_double)
-    cdef Py_ssize_t per_thread = MBK_MAX_TILE_ROWS * (n_features + n_padded)
+    cdef Py_ssize_t per_thread = _tile_scratch(n_features) + MBK_MAX_TILE_ROWS * n_padded
     cdef double* candidates_t
     cdef double* tile
     cdef const floating[::1] closest_view
@@ -924,7 +927,7 @@ def kmeanspp_distances(
             tile = (<double*> owner.per_thread) + threadid() * per_thread
             _candidate_chunk(&rows, start, end, kernels, candidates_t, n_candidates, n_padded,
                              &candidate_sq_norms[0], &x_sq_norms[0], closest_ptr,
-                             &out[0, 0], tile, tile + MBK_MAX_TILE_ROWS * n_features)
+                             &out[0, 0], tile, tile + _tile_scratch(n_features))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -75,7 +75,8 @@ def test_ties_go_to_the_lowest_index():
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("n_batch", [1, CHUNK - 1, CHUNK + 1, 2 * CHUNK + 5])
-@pytest.mark.parametrize("n_features", [1, 5, 8])
+# 17 and 70 features: vector remainders, and more features than one register pass holds
+@pytest.mark.parametrize("n_features", [1, 5, 8, 17, 70])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unit", "weighted"])
 def test_minibatch_step_matches_reference(dtype, n_batch, n_features, weighted):
     n_clusters = 6
@@ -158,7 +159,9 @@ def layouts(X):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("layout", ["fortran", "strided", "readonly", "negative-strides"])
 def test_layouts_give_identical_results(dtype, layout):
-    X, centers = random_problem(3 * CHUNK + 11, 6, 5, dtype)
+    # 19 features: a vector remainder in every variant's center update
+    X, centers = random_problem(3 * CHUNK + 11, 19, 5, dtype)
+    weights = np.random.RandomState(1).uniform(0.5, 2, len(X)).astype(dtype)
     other = layouts(X)[layout]
     assert not np.shares_memory(other, X) or layout == "negative-strides"
 
@@ -172,7 +175,10 @@ def test_layouts_give_identical_results(dtype, layout):
         rows = np.arange(0, len(data), 3, dtype=np.intp)
         step_labels = np.empty(len(rows), dtype=np.int32)
         step = _core.minibatch_step(data, centers, new, sums, step_labels, rows, None, 2)
-        return labels, total, out, new, sums, step
+        weighted = np.empty_like(centers)
+        weighted_sums = np.ones(5)
+        _core.minibatch_step(data, centers, weighted, weighted_sums, step_labels, rows, weights, 2)
+        return labels, total, out, new, sums, step, weighted, weighted_sums
 
     for expected, got in zip(run(X), run(other), strict=True):
         assert_array_equal(got, expected)
@@ -212,6 +218,30 @@ def test_kernels_are_bitwise_identical_for_any_thread_count(dtype):
     for other in results[1:]:
         for expected, got in zip(results[0], other, strict=True):
             assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_center_update_is_bitwise_identical_on_every_variant(dtype, kernel_variant):
+    # The update never fuses multiply and add, so every variant must give the scalar loop's
+    # bits (the Fortran-ordered copy takes the scalar loop). Rows far apart from each other
+    # relative to the noise, so the labels cannot depend on the variant either.
+    rng = np.random.RandomState(3)
+    centers = (rng.normal(size=(7, 70)) * 100).astype(dtype)
+    X = (centers[rng.randint(0, 7, 2 * CHUNK + 9)] + rng.normal(size=(2 * CHUNK + 9, 70))).astype(
+        dtype
+    )
+    weights = rng.uniform(0.5, 2, len(X)).astype(dtype)
+    rows = rng.randint(0, len(X), CHUNK + 40).astype(np.intp)
+
+    def step(data):
+        new = np.empty_like(centers)
+        sums = np.arange(7, dtype=np.float64)
+        labels = np.empty(len(rows), dtype=np.int32)
+        _core.minibatch_step(data, centers, new, sums, labels, rows, weights, 2)
+        return new, sums
+
+    for expected, got in zip(step(np.asfortranarray(X)), step(X), strict=True):
+        assert_array_equal(got, expected)
 
 
 def test_kernel_argument_checks():

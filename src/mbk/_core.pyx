@@ -80,6 +80,12 @@ cdef extern from "_tiles.h":
                                             double*) noexcept nogil
     ctypedef void (*mbk_dots_double_fn)(const double*, Py_ssize_t, const double*, Py_ssize_t,
                                         Py_ssize_t, double*) noexcept nogil
+    ctypedef void (*mbk_add_rows_float_fn)(const float*, Py_ssize_t, const Py_ssize_t*,
+                                           const Py_ssize_t*, Py_ssize_t, const float*,
+                                           Py_ssize_t, double*) noexcept nogil
+    ctypedef void (*mbk_add_rows_double_fn)(const double*, Py_ssize_t, const Py_ssize_t*,
+                                            const Py_ssize_t*, Py_ssize_t, const double*,
+                                            Py_ssize_t, double*) noexcept nogil
     ctypedef struct mbk_variant:
         const char* name
         int tile_rows
@@ -92,6 +98,8 @@ cdef extern from "_tiles.h":
         mbk_distance_float_fn distance_float
         mbk_distance_double_fn distance_double
         mbk_dots_double_fn dots_double
+        mbk_add_rows_float_fn add_rows_float
+        mbk_add_rows_double_fn add_rows_double
     const int MBK_MAX_TILE_ROWS
     const mbk_variant* mbk_active
     int mbk_supported_variants(const mbk_variant** out) noexcept nogil
@@ -628,12 +636,23 @@ cdef void _update_center(
         return
     for f in range(n_features):
         sums[f] = center_old[f] * count
-    for q in range(n_members):
-        r = _source_row(rows, members[q])
-        x = _row_ptr(rows, r, row_buffer)
-        w = _weight(<const floating*> rows.weights, r)
-        for f in range(n_features):
-            sums[f] += x[f] * w
+    if rows.col_stride == 1:
+        # Rows with contiguous features: the vector kernel, same bits (see add_rows).
+        if floating is float:
+            mbk_active.add_rows_float(
+                <const float*> rows.data, rows.row_stride, rows.index, members, n_members,
+                <const float*> rows.weights, n_features, sums)
+        else:
+            mbk_active.add_rows_double(
+                <const double*> rows.data, rows.row_stride, rows.index, members, n_members,
+                <const double*> rows.weights, n_features, sums)
+    else:
+        for q in range(n_members):
+            r = _source_row(rows, members[q])
+            x = _row_ptr(rows, r, row_buffer)
+            w = _weight(<const floating*> rows.weights, r)
+            for f in range(n_features):
+                sums[f] += x[f] * w
     count = count + batch_weight
     weight_sum[0] = count
     alpha = 1 / count

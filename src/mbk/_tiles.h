@@ -14,8 +14,8 @@
  * Rounding: each (row, center) dot product is accumulated feature by feature in order, in
  * every variant, so the thread count never changes a result. The AVX2 and AVX-512 variants
  * fuse multiply and add (FMA): on those machines a near-tie between two centers can resolve
- * differently than on a machine without FMA. Inertia and the center update are computed
- * elsewhere without FMA and do not depend on the variant.
+ * differently than on a machine without FMA. Inertia (computed elsewhere) and the center
+ * update's sums (add_rows, below) use no FMA and do not depend on the variant.
  */
 #ifndef MBK_TILES_H
 #define MBK_TILES_H
@@ -42,8 +42,17 @@ typedef void (*mbk_distance_double_fn)(const double *x, Py_ssize_t x_stride, con
  * out[r * n_padded + j] = sum_f x[r * x_stride + f] * ct[f * n_padded + j]. */
 typedef void (*mbk_dots_double_fn)(const double *x, Py_ssize_t x_stride, const double *ct, Py_ssize_t n_features,
                                    Py_ssize_t n_padded, double *out);
+/* The center update's sums, in double, rows added one after another in the order given:
+ * sums[f] += x[f] * w for each listed row x = data + row * row_stride (row = index[members[q]],
+ * or members[q] without index), w = weights[row] (no product without weights: x * 1 == x). */
+typedef void (*mbk_add_rows_float_fn)(const float *data, Py_ssize_t row_stride, const Py_ssize_t *index,
+                                      const Py_ssize_t *members, Py_ssize_t n_members,
+                                      const float *weights, Py_ssize_t n_features, double *sums);
+typedef void (*mbk_add_rows_double_fn)(const double *data, Py_ssize_t row_stride, const Py_ssize_t *index,
+                                       const Py_ssize_t *members, Py_ssize_t n_members,
+                                       const double *weights, Py_ssize_t n_features, double *sums);
 
-/* One instruction-set variant: its tile height, its padding unit, its four kernels. */
+/* One instruction-set variant: its tile height, its padding unit, its kernels. */
 typedef struct {
     const char *name;
     int tile_rows;             /* MR */
@@ -56,6 +65,8 @@ typedef struct {
     mbk_distance_float_fn distance_float;
     mbk_distance_double_fn distance_double;
     mbk_dots_double_fn dots_double;
+    mbk_add_rows_float_fn add_rows_float;
+    mbk_add_rows_double_fn add_rows_double;
 } mbk_variant;
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -220,29 +231,79 @@ typedef struct {
         while (jb < n_padded) MBK_DOTS_BLOCK(T, V, MR, 1);                                    \
     }
 
-#define MBK_DEFINE_VARIANT(ISA, VBYTES, MR, NV_FLOAT, NV_DOUBLE, ATTRS)                       \
+/* ---- the center update's sums ---------------------------------------------------------- */
+
+/* Up to MBK_ADD_VECTORS vectors of features stay in registers while every member row is
+ * added; wider rows take several passes over the members. Each sum still receives its rows
+ * one after another in the given order, as the scalar loop would, only many features at a
+ * time: the result is the same bits. */
+#define MBK_ADD_VECTORS 8
+
+#define MBK_DEFINE_ADD_ROWS(NAME, T, VBYTES, ATTRS)                                           \
+    ATTRS static void NAME(const T *data, Py_ssize_t row_stride, const Py_ssize_t *index,     \
+                           const Py_ssize_t *members, Py_ssize_t n_members,                   \
+                           const T *weights, Py_ssize_t n_features, double *sums) {           \
+        typedef double VD __attribute__((vector_size(VBYTES)));                               \
+        enum { lanes = VBYTES / sizeof(double) };                                             \
+        typedef T VT __attribute__((vector_size(lanes * sizeof(T))));                         \
+        for (Py_ssize_t f0 = 0; f0 < n_features; f0 += MBK_ADD_VECTORS * lanes) {             \
+            Py_ssize_t width = n_features - f0;                                               \
+            if (width > MBK_ADD_VECTORS * lanes) width = MBK_ADD_VECTORS * lanes;             \
+            int n_vectors = (int)(width / lanes);                                             \
+            VD acc[MBK_ADD_VECTORS];                                                          \
+            for (int v = 0; v < MBK_ADD_VECTORS; v++)                                         \
+                if (v < n_vectors) memcpy(&acc[v], sums + f0 + v * lanes, sizeof(VD));        \
+            for (Py_ssize_t q = 0; q < n_members; q++) {                                      \
+                Py_ssize_t row = index != NULL ? index[members[q]] : members[q];              \
+                const T *x = data + row * row_stride + f0;                                    \
+                double w = weights != NULL ? (double)weights[row] : 1.0;                      \
+                for (int v = 0; v < MBK_ADD_VECTORS; v++) {                                   \
+                    if (v < n_vectors) {                                                      \
+                        VT xt;                                                                \
+                        memcpy(&xt, x + v * lanes, sizeof(VT));                               \
+                        VD xd = __builtin_convertvector(xt, VD);                              \
+                        acc[v] += weights != NULL ? xd * w : xd;                              \
+                    }                                                                         \
+                }                                                                             \
+                for (Py_ssize_t f = n_vectors * lanes; f < width; f++)                        \
+                    sums[f0 + f] += weights != NULL ? (double)x[f] * w : (double)x[f];        \
+            }                                                                                 \
+            for (int v = 0; v < MBK_ADD_VECTORS; v++)                                         \
+                if (v < n_vectors) memcpy(sums + f0 + v * lanes, &acc[v], sizeof(VD));        \
+        }                                                                                     \
+    }
+
+/* ATTRS may allow contracting a * b + c into an FMA (the tiles only decide an argmin);
+ * PLAIN_ATTRS select the instruction set only, for the center update, which must round like
+ * scikit-learn's separate multiply and add. */
+#define MBK_DEFINE_VARIANT(ISA, VBYTES, MR, NV_FLOAT, NV_DOUBLE, ATTRS, PLAIN_ATTRS)          \
     MBK_DEFINE_NEAREST(mbk_nearest_float_##ISA, float, int, VBYTES, MR, NV_FLOAT, ATTRS)      \
     MBK_DEFINE_NEAREST(mbk_nearest_double_##ISA, double, long long, VBYTES, MR, NV_DOUBLE,   \
                        ATTRS)                                                                 \
     MBK_DEFINE_DISTANCE(mbk_distance_float_##ISA, float, VBYTES, MR, NV_FLOAT, ATTRS)         \
     MBK_DEFINE_DISTANCE(mbk_distance_double_##ISA, double, VBYTES, MR, NV_DOUBLE, ATTRS)      \
     MBK_DEFINE_DOTS(mbk_dots_double_##ISA, double, VBYTES, MR, NV_DOUBLE, ATTRS)              \
+    MBK_DEFINE_ADD_ROWS(mbk_add_rows_float_##ISA, float, VBYTES, PLAIN_ATTRS)                 \
+    MBK_DEFINE_ADD_ROWS(mbk_add_rows_double_##ISA, double, VBYTES, PLAIN_ATTRS)               \
     static const mbk_variant mbk_variant_##ISA = {                                            \
         #ISA, MR, VBYTES / sizeof(float), VBYTES / sizeof(double),                            \
         NV_FLOAT * (VBYTES / sizeof(float)), NV_DOUBLE * (VBYTES / sizeof(double)),           \
         mbk_nearest_float_##ISA, mbk_nearest_double_##ISA,                                    \
-        mbk_distance_float_##ISA, mbk_distance_double_##ISA, mbk_dots_double_##ISA};
+        mbk_distance_float_##ISA, mbk_distance_double_##ISA, mbk_dots_double_##ISA,           \
+        mbk_add_rows_float_##ISA, mbk_add_rows_double_##ISA};
 
 /* Baseline: 16-byte vectors (SSE2 on x86-64, NEON on ARM), no FMA. */
-MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, )
+MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, , )
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define MBK_X86_DISPATCH 1
 /* Shapes measured on a Skylake-X: 6x2 fills AVX2's 16 registers, 12x2 AVX-512's 32. */
 MBK_DEFINE_VARIANT(avx2, 32, 6, 2, 2,
-                   __attribute__((target("avx2,fma"), optimize("fp-contract=fast"))))
+                   __attribute__((target("avx2,fma"), optimize("fp-contract=fast"))),
+                   __attribute__((target("avx2"))))
 MBK_DEFINE_VARIANT(avx512, 64, 12, 2, 2,
-                   __attribute__((target("avx512f"), optimize("fp-contract=fast"))))
+                   __attribute__((target("avx512f"), optimize("fp-contract=fast"))),
+                   __attribute__((target("avx512f"))))
 #endif
 
 #else

@@ -258,43 +258,6 @@ def test_kernel_argument_checks():
         _core.euclidean_distances(X, centers, np.empty((10, 3)))
 
 
-@pytest.mark.parametrize("n_samples", [1, 2, 7, 1000, 4099])
-@pytest.mark.parametrize("weights", ["uniform", "heavy-tailed", "zeros-inside"])
-def test_draw_rows_equals_searchsorted(n_samples, weights):
-    from mbk._sampling import WeightedRowSampler
-
-    rng = np.random.RandomState(n_samples)
-    w = {
-        "uniform": np.ones(n_samples),
-        "heavy-tailed": rng.pareto(0.7, n_samples) + 1e-12,
-        "zeros-inside": np.where(rng.rand(n_samples) < 0.6, 0.0, rng.rand(n_samples)),
-    }[weights]
-    if not w.any():
-        w[-1] = 1.0
-    sampler = WeightedRowSampler(w, len(w), w.dtype)
-    cdf = sampler.cdf
-    n_buckets = len(sampler.guide) - 1
-    # Random draws, every bucket edge and its neighbours, every cdf value and its neighbours.
-    edges = np.arange(n_buckets + 1) / n_buckets
-    special = np.concatenate(
-        [
-            edges,
-            cdf,
-            np.nextafter(edges, 0),
-            np.nextafter(edges, 1),
-            np.nextafter(cdf, 0),
-            np.nextafter(cdf, 1),
-            [0.0],
-        ]
-    )
-    uniforms = np.concatenate([rng.random_sample(5000), special])
-    uniforms = uniforms[(uniforms >= 0) & (uniforms < 1)]
-    rows = np.empty(len(uniforms), dtype=np.intp)
-    _core.draw_rows(cdf, sampler.guide, uniforms, rows)
-    assert_array_equal(rows, cdf.searchsorted(uniforms, side="right"))
-    assert w[rows].min() > 0  # a zero-weight row is never drawn
-
-
 def test_variants_agree_and_best_is_default():
     assert _core.isa() == _core.available_isas()[0] or _core.isa() in _core.available_isas()
     X, centers = random_problem(1000, 13, 37, np.float64, seed=3)

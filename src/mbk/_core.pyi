@@ -2,6 +2,8 @@
 import numpy as np
 from numpy.typing import NDArray
 
+from ._sampling import WeightedRowSampler
+
 OPENMP_ENABLED: bool
 CHUNK_SIZE: int
 
@@ -32,8 +34,5 @@ def euclidean_distances(
     X: NDArray[_Float], centers: NDArray[_Float], out: NDArray[_Float], n_threads: int = 1
 ) -> None: ...
 def draw_rows(
-    cdf: NDArray[np.float64],
-    guide: NDArray[np.intp],
-    uniforms: NDArray[np.float64],
-    rows: NDArray[np.intp],
+    sampler: WeightedRowSampler, uniforms: NDArray[np.float64], rows: NDArray[np.intp]
 ) -> None: ...

@@ -174,9 +174,26 @@ cdef struct Rows:
     Py_ssize_t n_features
 
 
-cdef inline Py_ssize_t _search(
-        const double* cdf, const Py_ssize_t* guide, Py_ssize_t n_buckets, double u,
-) noexcept nogil:
+cdef struct Sampling:
+    # A batch still to be drawn: row i of the batch is the first index with cdf > uniforms[i].
+    # The uniforms come from the random stream in order (serially); the searches run inside
+    # the parallel assignment, each thread searching the chunks it is about to assign.
+    # The cdf is a table (cdf != NULL, with its guide table) or, for equal weights, straight
+    # segments (see mbk._sampling.WeightedRowSampler).
+    const double* cdf
+    const Py_ssize_t* guide
+    Py_ssize_t n_buckets
+    const Py_ssize_t* segment_starts   # (n_segments + 1,), the last is n_samples
+    const double* segment_values
+    const double* segment_steps
+    Py_ssize_t n_segments
+    double last                        # the running sum's last value: cdf = sum / last
+    Py_ssize_t n_samples
+    const double* uniforms
+    Py_ssize_t* rows          # OUT: the batch's rows (the Rows.index being assigned)
+
+
+cdef inline Py_ssize_t _search_table(const Sampling* sampling, double u) noexcept nogil:
     """First index i with cdf[i] > u (``cdf.searchsorted(u, side="right")``).
 
     The guide table (Chen & Asau) holds, for each bucket b, the first index with
@@ -184,8 +201,9 @@ cdef inline Py_ssize_t _search(
     is computed exactly, and the answer lies in [guide[b], guide[b + 1]]: a few entries,
     searched without branches.
     """
-    cdef Py_ssize_t b = <Py_ssize_t> (u * n_buckets)
-    cdef Py_ssize_t base = guide[b], n = guide[b + 1] - base, half
+    cdef const double* cdf = sampling.cdf
+    cdef Py_ssize_t b = <Py_ssize_t> (u * sampling.n_buckets)
+    cdef Py_ssize_t base = sampling.guide[b], n = sampling.guide[b + 1] - base, half
     while n > 1:
         half = n >> 1
         base = base + half if cdf[base + half] <= u else base
@@ -193,15 +211,29 @@ cdef inline Py_ssize_t _search(
     return base + (cdf[base] <= u)
 
 
-cdef struct Sampling:
-    # A batch still to be drawn: row i of the batch is the first index with cdf > uniforms[i].
-    # The uniforms come from the random stream in order (serially); the searches run inside
-    # the parallel assignment, each thread searching the chunks it is about to assign.
-    const double* cdf
-    const Py_ssize_t* guide
-    Py_ssize_t n_buckets
-    const double* uniforms
-    Py_ssize_t* rows          # OUT: the batch's rows (the Rows.index being assigned)
+cdef inline double _segment_cdf(const Sampling* sampling, Py_ssize_t i) noexcept nogil:
+    """cdf[i] of equal weights, exactly as the table would hold it."""
+    cdef const Py_ssize_t* starts = sampling.segment_starts
+    cdef Py_ssize_t s = 0, n = sampling.n_segments, half
+    while n > 1:
+        half = n >> 1
+        s = s + half if starts[s + half] <= i else s
+        n -= half
+    # (i - start) * step is exact (see _constant_step_segments), so is the sum; the division
+    # rounds as NumPy's cdf /= cdf[-1] does.
+    return (sampling.segment_values[s]
+            + <double> (i - starts[s]) * sampling.segment_steps[s]) / sampling.last
+
+
+cdef inline Py_ssize_t _search_segments(const Sampling* sampling, double u) noexcept nogil:
+    """First index i with cdf[i] > u, for equal weights: cdf[i] is within a few rounding
+    errors of (i + 1) / n, so floor(u * n) is the answer or next to it."""
+    cdef Py_ssize_t i = min(<Py_ssize_t> (u * sampling.n_samples), sampling.n_samples - 1)
+    while i > 0 and _segment_cdf(sampling, i - 1) > u:
+        i -= 1
+    while _segment_cdf(sampling, i) <= u:  # ends: the last entry is 1 > u
+        i += 1
+    return i
 
 
 cdef void _search_rows(const Sampling* sampling, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
@@ -214,12 +246,49 @@ cdef void _search_rows(const Sampling* sampling, Py_ssize_t start, Py_ssize_t en
     cdef const Py_ssize_t* guide = sampling.guide
     cdef const double* uniforms = sampling.uniforms
     cdef Py_ssize_t n_buckets = sampling.n_buckets, i
+    if cdf == NULL:
+        for i in range(start, end):
+            sampling.rows[i] = _search_segments(sampling, uniforms[i])
+        return
     for i in range(start, end):
         mbk_prefetch(&guide[<Py_ssize_t> (uniforms[i] * n_buckets)])
     for i in range(start, end):
         mbk_prefetch(&cdf[guide[<Py_ssize_t> (uniforms[i] * n_buckets)]])
     for i in range(start, end):
-        sampling.rows[i] = _search(cdf, guide, n_buckets, uniforms[i])
+        sampling.rows[i] = _search_table(sampling, uniforms[i])
+
+
+cdef int _prepare_sampling(Sampling* sampling, sampler, Py_ssize_t n_samples) except -1:
+    """Point ``sampling`` at a WeightedRowSampler's arrays (which must outlive its use)."""
+    cdef const double[::1] cdf, values, steps
+    cdef const Py_ssize_t[::1] guide, starts
+    cdef Py_ssize_t n_buckets
+    if sampler.n_samples != n_samples:
+        raise ValueError("the sampler must have one entry per row of X")
+    sampling.n_samples = n_samples
+    sampling.cdf = NULL
+    sampling.guide = NULL
+    if sampler.segments is not None:
+        starts, values, steps, sampling.last = sampler.segments
+        sampling.n_segments = values.shape[0]
+        if (sampling.n_segments < 1 or starts.shape[0] != sampling.n_segments + 1
+                or steps.shape[0] != sampling.n_segments or starts[0] != 0
+                or starts[sampling.n_segments] != n_samples):
+            raise ValueError("malformed cdf segments")
+        sampling.segment_starts = &starts[0]
+        sampling.segment_values = &values[0]
+        sampling.segment_steps = &steps[0]
+        return 0
+    cdf = sampler.cdf
+    guide = sampler.guide
+    n_buckets = guide.shape[0] - 1
+    if cdf.shape[0] != n_samples or n_buckets < 1 or n_buckets & (n_buckets - 1):
+        raise ValueError("a cdf of n_samples entries and a guide table of 2**m + 1 entries "
+                         "are needed")
+    sampling.cdf = &cdf[0]
+    sampling.guide = &guide[0]
+    sampling.n_buckets = n_buckets
+    return 0
 
 
 cdef inline Py_ssize_t _source_row(const Rows* rows, Py_ssize_t i) noexcept nogil:
@@ -950,29 +1019,24 @@ def kmeanspp_distances(
 
 
 # ---------------------------------------------------------------------------------------------
-# Weighted row sampling (inverse-cdf with a guide table)
+# Drawing a batch outside fit (WeightedRowSampler.draw)
 # ---------------------------------------------------------------------------------------------
 
-cdef int _check_guide(const double[::1] cdf, const Py_ssize_t[::1] guide) except -1:
-    cdef Py_ssize_t n_buckets = guide.shape[0] - 1
-    if cdf.shape[0] < 1 or n_buckets < 1 or n_buckets & (n_buckets - 1):
-        raise ValueError("a non-empty cdf and a guide table of 2**m + 1 entries are needed")
-    return 0
-
-
 def draw_rows(
-        const double[::1] cdf,            # IN (n_samples,) non-decreasing, cdf[-1] == 1
-        const Py_ssize_t[::1] guide,      # IN (n_buckets + 1,), n_buckets a power of two
+        sampler,                          # IN a mbk._sampling.WeightedRowSampler
         const double[::1] uniforms,       # IN draws in [0, 1)
         Py_ssize_t[::1] rows):            # OUT (len(uniforms),)
-    """rows[i] = first index with cdf > uniforms[i], by the guide-table search."""
-    cdef Py_ssize_t i, n_draws = uniforms.shape[0]
-    if rows.shape[0] != n_draws:
+    """rows[i] = first index with cdf > uniforms[i], by the sampler's search."""
+    cdef Sampling sampling
+    if rows.shape[0] != uniforms.shape[0]:
         raise ValueError("rows must have one entry per uniform draw")
-    _check_guide(cdf, guide)
+    _prepare_sampling(&sampling, sampler, sampler.n_samples)
+    if rows.shape[0] == 0:
+        return
+    sampling.uniforms = &uniforms[0]
+    sampling.rows = &rows[0]
     with nogil:
-        for i in range(n_draws):
-            rows[i] = _search(&cdf[0], &guide[0], guide.shape[0] - 1, uniforms[i])
+        _search_rows(&sampling, 0, rows.shape[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1107,8 +1171,7 @@ def fit_steps(
         double[::1] counts,                      # INOUT running weight per center
         Py_ssize_t[::1] rows,                    # TMP (batch_size,) the batch's rows
         int[::1] labels,                         # TMP (batch_size,)
-        const double[::1] cdf,                   # IN sampling distribution (WeightedRowSampler)
-        const Py_ssize_t[::1] guide,             # IN its guide table
+        sampler,                                 # IN a mbk._sampling.WeightedRowSampler
         random_state,                            # IN/OUT numpy.random.RandomState
         EarlyStopping stopping,                  # INOUT
         reassign,                                # callable(buffer_index): reassign on a buffer
@@ -1122,7 +1185,7 @@ def fit_steps(
     n_since_last_reassign).
 
     Each step draws its batch (random_sample(batch) on random_state's stream, searched in
-    the cdf), labels it and moves the centers from one buffer into the other. Reassigning
+    the sampler's cdf), labels it and moves the centers from one buffer into the other. Reassigning
     small centers draws a data-dependent number of random values: it stays in Python
     (``reassign``), called only on steps where some center is small enough to move.
     """
@@ -1130,7 +1193,7 @@ def fit_steps(
     cdef StepScratch scratch
     cdef _Scratch owner = _Scratch()
     cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
-    cdef Py_ssize_t batch_size = rows.shape[0], n_buckets = guide.shape[0] - 1
+    cdef Py_ssize_t batch_size = rows.shape[0]
     cdef Py_ssize_t step = 0, i
     cdef double* uniforms
     cdef Sampling sampling
@@ -1143,17 +1206,12 @@ def fit_steps(
 
     _fill_rows(&batch, X, rows, None)
     _check_step_shapes(centers_a, centers_b, counts, labels, batch_size, X.shape[1])
-    _check_guide(cdf, guide)
-    if cdf.shape[0] != X.shape[0]:
-        raise ValueError("cdf must have one entry per row of X")
+    _prepare_sampling(&sampling, sampler, X.shape[0])
     _step_scratch(&scratch, owner, batch_size, centers_a.shape[0], X.shape[1],
                   _padded_count(centers_a.shape[0], <floating*> NULL), sizeof(floating),
                   n_threads)
     owner.extra = owner.take(batch_size * sizeof(double))
     uniforms = <double*> owner.extra
-    sampling.cdf = &cdf[0]
-    sampling.guide = &guide[0]
-    sampling.n_buckets = n_buckets
     sampling.uniforms = uniforms
     sampling.rows = &rows[0]
     for step in range(n_steps):

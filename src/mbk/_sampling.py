@@ -3,10 +3,21 @@
 scikit-learn 1.9 draws each mini-batch with ``RandomState.choice(n, b, p=w / w.sum())``, which
 rebuilds an O(n) cumulative sum on every call. NumPy's choice (with replacement and p given)
 is: ``cdf = cumsum(p); cdf /= cdf[-1]; cdf.searchsorted(random_sample(b), side="right")``. The
-cdf only depends on the weights, so it is built once per fit, with a guide table that brings
-each search down to about one bucket; each step then costs one ``random_sample(b)`` (the same
-draws from the same stream) and a short search per row, in the compiled kernel.
+cdf only depends on the weights, so it is built once per fit, and each step then costs one
+``random_sample(b)`` (the same draws from the same stream) and a short search per row, in the
+compiled kernel.
+
+Two forms of the cdf give the same draws:
+
+- equal weights (no ``sample_weight``, the common case): the running sums of a constant p
+  grow by a constant step within each binade [2**e, 2**(e+1)) of float64, so the cdf is a
+  few dozen straight segments and any entry is computed exactly in O(1). No O(n) table
+  exists: nothing to build, and no cache misses on it when drawing.
+- other weights: the cdf as a table, with a guide table that brings each search down to
+  about one bucket.
 """
+
+import math
 
 import numpy as np
 
@@ -32,6 +43,16 @@ class WeightedRowSampler:
         Number of rows.
     dtype : numpy dtype
         X's dtype, in which scikit-learn computes the probabilities.
+
+    Attributes
+    ----------
+    segments : tuple or None
+        Equal weights: ``(starts, values, steps, last)``. Entry i of the cumulative sum, for
+        ``starts[s] <= i < starts[s + 1]``, is ``values[s] + (i - starts[s]) * steps[s]``
+        (exact in float64), and the cdf is that divided by ``last``. None otherwise.
+    cdf, guide : ndarray or None
+        Other weights: the cdf and its guide table (``guide[b]`` is the first index with
+        ``cdf > b / n_buckets``; n_buckets is a power of two). None with ``segments``.
     """
 
     def __init__(self, sample_weight, n_samples, dtype):
@@ -40,24 +61,31 @@ class WeightedRowSampler:
                 "fit draws mini-batches in proportion to sample_weight, so weights must be "
                 "non-negative; use partial_fit to apply negative weights."
             )
+        self.n_samples = n_samples
+        self.cdf = self.guide = self.segments = None
         # scikit-learn's p = w / w.sum() is computed in the data's dtype and widened to
-        # float64 by NumPy's choice, then cumsum(p) / cumsum(p)[-1]. The cumulative sum runs
-        # block by block, carrying the running total in, which adds in the same order as
-        # one np.cumsum; unit weights never exist as an array.
+        # float64 by NumPy's choice, then cumsum(p) / cumsum(p)[-1].
         if sample_weight is None:
             total = _sum_of_ones(n_samples, dtype)
-        else:
+            self.segments = _constant_step_segments(float(dtype.type(1) / total), n_samples)
+        elif (sample_weight == sample_weight[0]).all():
             total = sample_weight.sum()
+            self.segments = _constant_step_segments(float(sample_weight[0] / total), n_samples)
+        if self.segments is None:
+            weights = np.ones(n_samples, dtype) if sample_weight is None else sample_weight
+            self._build_table(weights / weights.sum())
+
+    def _build_table(self, p):
+        # The cumulative sum runs block by block, carrying the running total in, which adds
+        # in the same order as one np.cumsum.
+        n_samples = len(p)
         self.cdf = np.empty(n_samples)
         carry = 0.0
         for start in range(0, n_samples, _BLOCK_ROWS):
             stop = min(start + _BLOCK_ROWS, n_samples)
             block = np.empty(stop - start + 1)
             block[0] = carry
-            if sample_weight is None:
-                block[1:] = dtype.type(1) / total
-            else:
-                block[1:] = sample_weight[start:stop] / total
+            block[1:] = p[start:stop]
             np.cumsum(block, out=block)
             self.cdf[start:stop] = block[1:]
             carry = block[-1]
@@ -70,11 +98,55 @@ class WeightedRowSampler:
     def draw(self, random_state, batch_size):
         """Row indices (intp) of one batch; consumes ``random_sample(batch_size)``.
 
-        ``fit`` draws inside its compiled loop from the same cdf and guide table.
+        ``fit`` draws inside its compiled loop from the same tables.
         """
         rows = np.empty(batch_size, dtype=np.intp)
-        _core.draw_rows(self.cdf, self.guide, random_state.random_sample(batch_size), rows)
+        _core.draw_rows(self, random_state.random_sample(batch_size), rows)
         return rows
+
+
+def _constant_step_segments(p, n_samples):
+    """The running sums c_i = fl(c_{i-1} + p), c_0 = p, i < n_samples, as straight segments.
+
+    While c stays in one binade of float64, whose spacing is ulp, c + p rounds to c plus p
+    rounded to a multiple of ulp: the same step every time. The one exception is a tie (p's
+    remainder is exactly ulp / 2), rounded to even: from an even multiple of ulp the step is
+    then the even one of the two candidates, every time, and an odd start gets a segment of
+    its own. Where c leaves a binade the next value is computed by the addition itself.
+
+    Returns (starts, values, steps, last), see WeightedRowSampler.segments; or None when p
+    is below half a spacing of the sums (some 2**52 rows), where the sums stop growing.
+    """
+    starts, values, steps = [], [], []
+    value, i = p, 0
+    while i < n_samples:
+        ulp = math.ulp(value)
+        top = math.ldexp(1.0, math.frexp(value)[1])  # the binade is [top / 2, top)
+        units, remainder = divmod(p, ulp)  # exact: ulp is a power of two
+        units = int(units)
+        if remainder > ulp / 2:
+            units += 1
+        elif remainder == ulp / 2:
+            if int(value / ulp) % 2:
+                units = 0  # an odd start: a segment of one value
+            else:
+                units += units % 2
+        elif units == 0:
+            return None
+        if units:
+            run = min(-(-int((top - value) / ulp) // units), n_samples - i)
+        else:
+            run = 1
+        step = units * ulp
+        starts.append(i)
+        values.append(value)
+        steps.append(step)
+        # Exact: the run's values are multiples of ulp below top, so below 2**53 ulps.
+        last = value + (run - 1) * step
+        i += run
+        value = last + p
+    starts.append(n_samples)
+    return np.array(starts, dtype=np.intp), np.array(values), np.array(steps), last
 
 
 def _sum_of_ones(n_samples, dtype):

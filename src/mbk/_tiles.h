@@ -142,6 +142,85 @@ typedef struct {
         jb += NVB * lanes;                                                                    \
     } while (0)
 
+/* Across lanes, for each of the MR rows: the smallest distance in its vector, the lowest index
+ * among equals. */
+#if defined(__GNUC__) && !defined(__clang__)
+/* GCC: the rows are reduced together, `lanes` rows at a time, in a tree of two-vector
+ * shuffles. At a level where each vector holds rows in segments of m lanes, two vectors A
+ * and B become one holding all their rows in segments of m / 2: one shuffle takes every
+ * segment's low half (A's rows, then B's), another the high halves, and a lane-wise
+ * compare keeps the better of the two. After log2(lanes) levels, lane t holds row t. The
+ * comparison is symmetric (smaller distance, or equal distance and lower index), so the
+ * order of the tree does not matter. No branch, no store to memory, no dependency chain
+ * per row. */
+#define MBK_ACROSS_LANES(T, IT, V, VI, MR, best, best_at, best_dist, best_index)              \
+    do {                                                                                      \
+        for (int g_ = 0; g_ < MR; g_ += lanes) {                                              \
+            V d_[lanes];                                                                      \
+            VI i_[lanes];                                                                     \
+            _Pragma("GCC unroll 16") for (int r_ = 0; r_ < lanes; r_++) {                    \
+                if (g_ + r_ < MR) {                                                           \
+                    d_[r_] = best[g_ + r_];                                                   \
+                    i_[r_] = best_at[g_ + r_];                                                \
+                } else {                                                                      \
+                    d_[r_] = (V){0} + (T)INFINITY;                                            \
+                    i_[r_] = (VI){0};                                                         \
+                }                                                                             \
+            }                                                                                 \
+            _Pragma("GCC unroll 8") for (int m_ = lanes; m_ > 1; m_ /= 2) {                   \
+                int rows_ = lanes / m_, half_ = m_ / 2;                                       \
+                VI low_, high_;                                                               \
+                _Pragma("GCC unroll 16") for (int t_ = 0; t_ < lanes; t_++) {                \
+                    int segment_ = t_ / half_, offset_ = t_ % half_;                          \
+                    low_[t_] = (IT)(segment_ < rows_ ? segment_ * m_ + offset_                \
+                                                     : lanes + (segment_ - rows_) * m_ + offset_); \
+                    high_[t_] = low_[t_] + (IT)half_;                                         \
+                }                                                                             \
+                /* lanes / rows_ vectors at this level, combined in pairs */                  \
+                _Pragma("GCC unroll 8") for (int v_ = 0; v_ < lanes / 2 / rows_; v_++) {      \
+                    V p_ = __builtin_shuffle(d_[2 * v_], d_[2 * v_ + 1], low_);               \
+                    V q_ = __builtin_shuffle(d_[2 * v_], d_[2 * v_ + 1], high_);              \
+                    VI pi_ = __builtin_shuffle(i_[2 * v_], i_[2 * v_ + 1], low_);             \
+                    VI qi_ = __builtin_shuffle(i_[2 * v_], i_[2 * v_ + 1], high_);            \
+                    VI take_ = (q_ < p_) | ((q_ == p_) & (qi_ < pi_));                        \
+                    d_[v_] = MBK_SELECT(V, VI, take_, q_, p_);                                \
+                    i_[v_] = (qi_ & take_) | (pi_ & ~take_);                                  \
+                }                                                                             \
+            }                                                                                 \
+            for (int t_ = 0; t_ < lanes && g_ + t_ < MR; t_++) {                              \
+                best_dist[g_ + t_] = d_[0][t_];                                               \
+                best_index[g_ + t_] = (int)i_[0][t_];                                         \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+#else
+/* Other compilers: each row alone, wide vectors folded in halves (vector compare and
+ * select), then the last 16 bytes scanned without branches: which lane wins is
+ * data-dependent and a branch would mispredict. */
+#define MBK_ACROSS_LANES(T, IT, V, VI, MR, best, best_at, best_dist, best_index)              \
+    do {                                                                                      \
+        for (int r = 0; r < MR; r++) {                                                        \
+            T fold_dist[lanes];                                                               \
+            IT fold_at[lanes];                                                                \
+            memcpy(fold_dist, &best[r], sizeof(V));                                           \
+            memcpy(fold_at, &best_at[r], sizeof(V));                                          \
+            if (sizeof(V) >= 64) MBK_FOLD_HALVES(T, IT, 32, fold_dist, fold_at);              \
+            if (sizeof(V) >= 32) MBK_FOLD_HALVES(T, IT, 16, fold_dist, fold_at);              \
+            T dist = fold_dist[0];                                                            \
+            IT at = fold_at[0];                                                               \
+            for (int l = 1; l < (int)(16 / sizeof(T)); l++) {                                 \
+                T lane_dist = fold_dist[l];                                                   \
+                IT lane_at = fold_at[l];                                                      \
+                int better = (lane_dist < dist) | ((lane_dist == dist) & (lane_at < at));     \
+                dist = better ? lane_dist : dist;                                             \
+                at = better ? lane_at : at;                                                   \
+            }                                                                                 \
+            best_dist[r] = dist;                                                              \
+            best_index[r] = (int)at;                                                          \
+        }                                                                                     \
+    } while (0)
+#endif
+
 #define MBK_DEFINE_NEAREST(NAME, T, IT, VBYTES, MR, NV, ATTRS)                                \
     ATTRS static void NAME(const T *x, Py_ssize_t x_stride, const T *ct, const T *norms,      \
                            Py_ssize_t n_features,                                             \
@@ -159,29 +238,7 @@ typedef struct {
         }                                                                                     \
         while (jb + NV * lanes <= n_padded) MBK_NEAREST_BLOCK(T, V, VI, IT, MR, NV);          \
         while (jb < n_padded) MBK_NEAREST_BLOCK(T, V, VI, IT, MR, 1);                         \
-        /* Across lanes: the smallest distance, the lowest index among equals. Wide vectors \
-         * are first folded in halves (vector compare and select), then the last 16 bytes   \
-         * are scanned without branches: which lane wins is data-dependent and a branch     \
-         * would mispredict. */                                                              \
-        for (int r = 0; r < MR; r++) {                                                        \
-            T fold_dist[lanes];                                                               \
-            IT fold_at[lanes];                                                                \
-            memcpy(fold_dist, &best[r], sizeof(V));                                           \
-            memcpy(fold_at, &best_at[r], sizeof(V));                                          \
-            if (VBYTES >= 64) MBK_FOLD_HALVES(T, IT, 32, fold_dist, fold_at);                 \
-            if (VBYTES >= 32) MBK_FOLD_HALVES(T, IT, 16, fold_dist, fold_at);                 \
-            T dist = fold_dist[0];                                                            \
-            IT at = fold_at[0];                                                               \
-            for (int l = 1; l < (int)(16 / sizeof(T)); l++) {                                 \
-                T lane_dist = fold_dist[l];                                                   \
-                IT lane_at = fold_at[l];                                                      \
-                int better = (lane_dist < dist) | ((lane_dist == dist) & (lane_at < at));     \
-                dist = better ? lane_dist : dist;                                             \
-                at = better ? lane_at : at;                                                   \
-            }                                                                                 \
-            best_dist[r] = dist;                                                              \
-            best_index[r] = (int)at;                                                          \
-        }                                                                                     \
+        MBK_ACROSS_LANES(T, IT, V, VI, MR, best, best_at, best_dist, best_index);            \
     }
 
 /* ---- distances to every center (transform) ------------------------------------------------ */

@@ -184,6 +184,53 @@ def test_layouts_give_identical_results(dtype, layout):
         assert_array_equal(got, expected)
 
 
+def padded_rows(X):
+    """X's rows with a gap after each (contiguous features, row stride > n_features)."""
+    padded = np.zeros((X.shape[0], X.shape[1] + 3), dtype=X.dtype)
+    padded[:, : X.shape[1]] = X
+    return padded[:, : X.shape[1]]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("n_features", [1, 3, 17, 67])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_all_finite_finds_any_non_finite_value_in_any_layout(dtype, n_features, bad):
+    rng = np.random.RandomState(n_features)
+    n_rows = 3 * 65536 // n_features + 5  # several scan chunks, and a partial one
+    X = rng.normal(size=(n_rows, n_features)).astype(dtype)
+    X[rng.randint(0, n_rows, 20), rng.randint(0, n_features, 20)] = np.finfo(dtype).max
+    cells = [(0, 0), (n_rows - 1, n_features - 1), (n_rows // 2, n_features // 2)]
+    cells += [tuple(cell) for cell in rng.randint(0, [n_rows, n_features], size=(3, 2))]
+    for threads in (1, 2):
+        for data in [X, padded_rows(X), *layouts(X).values()]:
+            assert _core.all_finite(data, threads)
+        for cell in cells:
+            Y = X.copy()
+            Y[cell] = bad
+            for data in [Y, padded_rows(Y), *layouts(Y).values()]:
+                assert not _core.all_finite(data, threads), (cell, data.strides)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_assign_labels_can_scan_for_non_finite_rows_on_its_pass(dtype):
+    X, centers = random_problem(3 * CHUNK + 11, 5, 4, dtype)
+    labels = np.empty(len(X), dtype=np.int32)
+    expected = np.empty(len(X), dtype=np.int32)
+    assert _core.assign_labels(X, centers, labels, n_threads=2, check_finite=True) is not None
+    _core.assign_labels(X, centers, expected, n_threads=2)
+    assert_array_equal(labels, expected)
+    for row in (0, CHUNK, len(X) - 1):
+        Y = X.copy()
+        Y[row, 4] = np.nan
+        for data in [Y, *layouts(Y).values()]:
+            assert (
+                _core.assign_labels(data, centers, labels, n_threads=2, check_finite=True) is None
+            )
+            assert labels.min() >= 0 and labels.max() < 4  # meaningless, but in range
+    with pytest.raises(ValueError, match="all rows"):
+        _core.assign_labels(X, centers, labels[:3], np.arange(3), check_finite=True)
+
+
 def test_memmap_input(tmp_path):
     X, centers = random_problem(600, 4, 3, np.float64)
     path = tmp_path / "x.dat"

@@ -86,6 +86,8 @@ cdef extern from "_tiles.h":
     ctypedef void (*mbk_add_rows_double_fn)(const double*, Py_ssize_t, const Py_ssize_t*,
                                             const Py_ssize_t*, Py_ssize_t, const double*,
                                             Py_ssize_t, double*) noexcept nogil
+    ctypedef int (*mbk_all_finite_float_fn)(const float*, Py_ssize_t) noexcept nogil
+    ctypedef int (*mbk_all_finite_double_fn)(const double*, Py_ssize_t) noexcept nogil
     ctypedef struct mbk_variant:
         const char* name
         int tile_rows
@@ -100,6 +102,8 @@ cdef extern from "_tiles.h":
         mbk_dots_double_fn dots_double
         mbk_add_rows_float_fn add_rows_float
         mbk_add_rows_double_fn add_rows_double
+        mbk_all_finite_float_fn all_finite_float
+        mbk_all_finite_double_fn all_finite_double
     const int MBK_MAX_TILE_ROWS
     const mbk_variant* mbk_active
     int mbk_supported_variants(const mbk_variant** out) noexcept nogil
@@ -559,6 +563,8 @@ cdef double _assign_rows(
         int n_threads,
         const Sampling* sampling=NULL,  # a batch to draw first, chunk by chunk; or NULL
         bint with_inertia=True,
+        char* chunk_finite=NULL,        # OUT (n_chunks,) whether each chunk's rows are
+                                        # finite (scanned as they are read); or NULL
 ) noexcept nogil:
     cdef Py_ssize_t n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
     cdef Py_ssize_t per_thread = _tile_scratch(rows.n_features)
@@ -571,6 +577,8 @@ cdef double _assign_rows(
         tile = scratch + threadid() * per_thread
         if sampling != NULL:
             _search_rows(sampling, start, end)
+        if chunk_finite != NULL:
+            chunk_finite[chunk] = _rows_finite(rows, <const floating*> rows.data, start, end)
         chunk_inertia[chunk] = _assign_chunk(
             rows, centers, start, end, labels, tile, with_inertia)
     # Serial, in chunk order: the same sum for any thread count.
@@ -640,35 +648,110 @@ def assign_labels(
         const Py_ssize_t[::1] sample_indices=None,           # IN rows of X to use; None = all
         sample_weight=None,             # IN floating[::1] per row of X; None = unit
         int n_threads=1,
-        bint compute_inertia=True):
+        bint compute_inertia=True,
+        bint check_finite=False):
     """Write each row's nearest center to ``labels`` and return the weighted inertia.
 
     Returns the sum over rows of ``w * ||x - c_label||^2`` as a Python float (accumulated in
     float64 per chunk of 256 rows, chunks added in order); 0.0 without ``compute_inertia``.
+    With ``check_finite`` (all rows only), X is scanned for NaN and infinity on the same
+    pass, while its rows are in cache, and None is returned if it holds any: the labels are
+    then meaningless.
     """
     cdef Rows rows
     cdef Centers prepared
     cdef _Scratch scratch = _Scratch()
-    cdef Py_ssize_t n_clusters = centers.shape[0], n_features = X.shape[1]
+    cdef Py_ssize_t n_clusters = centers.shape[0], n_features = X.shape[1], chunk
+    cdef Py_ssize_t n_chunks
+    cdef char* chunk_finite = NULL
+    cdef bint finite = True
     cdef double inertia
 
     _fill_rows(&rows, X, sample_indices, sample_weight)
     _check_centers(centers, n_features)
     if labels.shape[0] != rows.n_rows:
         raise ValueError("labels must have one entry per assigned row")
+    if check_finite and sample_indices is not None:
+        raise ValueError("check_finite scans all rows: pass no sample_indices")
     if rows.n_rows == 0:
         return 0.0
+    n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
     n_threads = _clamp_threads(n_threads, rows.n_rows, n_clusters, n_features)
     scratch.centers_storage = scratch.take(
         _padded_count(n_clusters, <floating*> NULL) * (n_features + 1) * sizeof(floating))
     scratch.per_thread = scratch.take(n_threads * _tile_scratch(n_features) * sizeof(floating))
-    scratch.per_chunk = scratch.take(
-        ((rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
+    scratch.per_chunk = scratch.take(n_chunks * sizeof(double))
+    if check_finite:
+        scratch.extra = scratch.take(n_chunks)
+        chunk_finite = <char*> scratch.extra
     with nogil:
         _prepare_centers(&prepared, centers, <floating*> scratch.centers_storage)
         inertia = _assign_rows(&rows, &prepared, &labels[0], <floating*> scratch.per_thread,
-                               <double*> scratch.per_chunk, n_threads, NULL, compute_inertia)
-    return inertia
+                               <double*> scratch.per_chunk, n_threads, NULL, compute_inertia,
+                               chunk_finite)
+        if check_finite:
+            for chunk in range(n_chunks):
+                finite &= chunk_finite[chunk]
+    return inertia if finite else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Input scan
+# ---------------------------------------------------------------------------------------------
+
+cdef inline bint _finite_run(const floating* x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return mbk_active.all_finite_float(x, n)
+    else:
+        return mbk_active.all_finite_double(x, n)
+
+
+cdef bint _rows_finite(
+        const Rows* rows, const floating* data, Py_ssize_t start, Py_ssize_t end,
+) noexcept nogil:
+    """Whether rows [start, end) of X (data: rows.data, typed) are finite, read in memory
+    order where the layout allows."""
+    cdef Py_ssize_t n_features = rows.n_features, i, f
+    cdef bint finite = True
+    if rows.col_stride == 1 and rows.row_stride == n_features:     # C-contiguous
+        return _finite_run(data + start * n_features, (end - start) * n_features)
+    if rows.row_stride == 1:                                        # columns contiguous
+        for f in range(n_features):
+            finite &= _finite_run(data + f * rows.col_stride + start, end - start)
+        return finite
+    if rows.col_stride == 1:                                        # rows contiguous
+        for i in range(start, end):
+            finite &= _finite_run(data + i * rows.row_stride, n_features)
+        return finite
+    for i in range(start, end):
+        for f in range(n_features):
+            finite &= (data[i * rows.row_stride + f * rows.col_stride]
+                       - data[i * rows.row_stride + f * rows.col_stride]) == 0
+    return finite
+
+
+def all_finite(const floating[:, :] X, int n_threads=1):
+    """Whether X holds no NaN and no infinity (a parallel scan, in place, any layout)."""
+    cdef Rows rows
+    cdef const Py_ssize_t[::1] every_row = None
+    cdef _Scratch scratch = _Scratch()
+    cdef Py_ssize_t chunk_rows = max(1, 65536 // max(1, X.shape[1]))
+    cdef Py_ssize_t n_chunks = (X.shape[0] + chunk_rows - 1) // chunk_rows, chunk
+    cdef char* finite
+    cdef bint result = True
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        return True
+    _fill_rows(&rows, X, every_row, None)
+    n_threads = _threads_for(n_threads, n_chunks, <double> X.shape[0] * X.shape[1])
+    scratch.per_chunk = scratch.take(n_chunks)
+    finite = <char*> scratch.per_chunk
+    with nogil:
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
+            finite[chunk] = _rows_finite(
+                &rows, &X[0, 0], chunk * chunk_rows, min((chunk + 1) * chunk_rows, rows.n_rows))
+        for chunk in range(n_chunks):
+            result &= finite[chunk]
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

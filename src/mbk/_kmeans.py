@@ -21,6 +21,7 @@ from ._validation import (
     as_float_array,
     check_random_state,
     check_sample_weight,
+    report_non_finite,
     resolve_n_threads,
     validate_data,
 )
@@ -61,12 +62,20 @@ def _check_real(name, value, minimum):
         raise InvalidParameterError(f"{name} must be finite and >= {minimum}; got {value}.")
 
 
-def _labels_inertia(X, centers, sample_weight, n_threads, rows=None, compute_inertia=True):
-    """Nearest center of each row of X (or of X[rows]) and the weighted inertia."""
+def _labels_inertia(
+    X, centers, sample_weight, n_threads, rows=None, compute_inertia=True, check_finite=False
+):
+    """Nearest center of each row of X (or of X[rows]) and the weighted inertia.
+
+    ``check_finite``: X has not been scanned for NaN and infinity yet; the kernel scans it
+    on the same pass, and a ValueError names the problem.
+    """
     labels = np.empty(X.shape[0] if rows is None else rows.shape[0], dtype=np.int32)
     inertia = _core.assign_labels(
-        X, centers, labels, rows, sample_weight, n_threads, compute_inertia
+        X, centers, labels, rows, sample_weight, n_threads, compute_inertia, check_finite
     )
+    if inertia is None:
+        report_non_finite(X, "X")
     return labels, inertia
 
 
@@ -512,9 +521,9 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
                 "appropriate arguments before using this estimator."
             )
 
-    def _validate_new_data(self, X):
+    def _validate_new_data(self, X, finite=True):
         self._check_fitted()
-        return validate_data(self, X, reset=False, dtype=self.cluster_centers_.dtype)
+        return validate_data(self, X, reset=False, dtype=self.cluster_centers_.dtype, finite=finite)
 
     def _threads(self):
         return resolve_n_threads(self.n_threads)
@@ -532,9 +541,15 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         labels : ndarray of shape (n_samples,), dtype int32
             The nearest center (lowest index on ties).
         """
-        X = self._validate_new_data(X)
+        # One pass over X: the kernel scans for NaN and infinity as it assigns.
+        X = self._validate_new_data(X, finite=False)
         labels, _ = _labels_inertia(
-            X, self.cluster_centers_, None, self._threads(), compute_inertia=False
+            X,
+            self.cluster_centers_,
+            None,
+            self._threads(),
+            compute_inertia=False,
+            check_finite=True,
         )
         return labels
 

@@ -51,6 +51,9 @@ typedef void (*mbk_add_rows_float_fn)(const float *data, Py_ssize_t row_stride, 
 typedef void (*mbk_add_rows_double_fn)(const double *data, Py_ssize_t row_stride, const Py_ssize_t *index,
                                        const Py_ssize_t *members, Py_ssize_t n_members,
                                        const double *weights, Py_ssize_t n_features, double *sums);
+/* Whether x[0], ..., x[n - 1] are all finite (neither NaN nor infinite). */
+typedef int (*mbk_all_finite_float_fn)(const float *x, Py_ssize_t n);
+typedef int (*mbk_all_finite_double_fn)(const double *x, Py_ssize_t n);
 
 /* One instruction-set variant: its tile height, its padding unit, its kernels. */
 typedef struct {
@@ -67,6 +70,8 @@ typedef struct {
     mbk_dots_double_fn dots_double;
     mbk_add_rows_float_fn add_rows_float;
     mbk_add_rows_double_fn add_rows_double;
+    mbk_all_finite_float_fn all_finite_float;
+    mbk_all_finite_double_fn all_finite_double;
 } mbk_variant;
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -330,6 +335,32 @@ typedef struct {
         }                                                                                     \
     }
 
+/* ---- the finiteness scan of the input ---------------------------------------------------- */
+
+/* x - x is 0 for a finite x and NaN for NaN or an infinity (no compiler may fold it without
+ * -ffinite-math-only); four vectors per iteration keep the loads streaming. */
+#define MBK_DEFINE_ALL_FINITE(NAME, T, IT, VBYTES, ATTRS)                                     \
+    ATTRS static int NAME(const T *x, Py_ssize_t n) {                                         \
+        typedef T V __attribute__((vector_size(VBYTES)));                                     \
+        typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
+        enum { lanes = VBYTES / sizeof(T) };                                                  \
+        VI bad = (VI){0};                                                                     \
+        Py_ssize_t i = 0;                                                                     \
+        for (; i + 4 * lanes <= n; i += 4 * lanes) {                                          \
+            V a, b, c, d;                                                                     \
+            memcpy(&a, x + i, sizeof(V));                                                     \
+            memcpy(&b, x + i + lanes, sizeof(V));                                             \
+            memcpy(&c, x + i + 2 * lanes, sizeof(V));                                         \
+            memcpy(&d, x + i + 3 * lanes, sizeof(V));                                         \
+            bad |= ((a - a) != (V){0}) | ((b - b) != (V){0}) | ((c - c) != (V){0})            \
+                   | ((d - d) != (V){0});                                                     \
+        }                                                                                     \
+        int finite = 1;                                                                       \
+        for (int l = 0; l < lanes; l++) finite &= bad[l] == 0;                                \
+        for (; i < n; i++) finite &= (x[i] - x[i]) == (T)0;                                   \
+        return finite;                                                                        \
+    }
+
 /* ATTRS may allow contracting a * b + c into an FMA (the tiles only decide an argmin);
  * PLAIN_ATTRS select the instruction set only, for the center update, which must round like
  * scikit-learn's separate multiply and add. */
@@ -342,12 +373,15 @@ typedef struct {
     MBK_DEFINE_DOTS(mbk_dots_double_##ISA, double, VBYTES, MR, NV_DOUBLE, ATTRS)              \
     MBK_DEFINE_ADD_ROWS(mbk_add_rows_float_##ISA, float, VBYTES, PLAIN_ATTRS)                 \
     MBK_DEFINE_ADD_ROWS(mbk_add_rows_double_##ISA, double, VBYTES, PLAIN_ATTRS)               \
+    MBK_DEFINE_ALL_FINITE(mbk_all_finite_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)        \
+    MBK_DEFINE_ALL_FINITE(mbk_all_finite_double_##ISA, double, long long, VBYTES, PLAIN_ATTRS) \
     static const mbk_variant mbk_variant_##ISA = {                                            \
         #ISA, MR, VBYTES / sizeof(float), VBYTES / sizeof(double),                            \
         NV_FLOAT * (VBYTES / sizeof(float)), NV_DOUBLE * (VBYTES / sizeof(double)),           \
         mbk_nearest_float_##ISA, mbk_nearest_double_##ISA,                                    \
         mbk_distance_float_##ISA, mbk_distance_double_##ISA, mbk_dots_double_##ISA,           \
-        mbk_add_rows_float_##ISA, mbk_add_rows_double_##ISA};
+        mbk_add_rows_float_##ISA, mbk_add_rows_double_##ISA,                                  \
+        mbk_all_finite_float_##ISA, mbk_all_finite_double_##ISA};
 
 /* Baseline: 16-byte vectors (SSE2 on x86-64, NEON on ARM), no FMA. */
 MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, , )

@@ -62,10 +62,12 @@ def _target_dtype(dtype):
     return dtype if dtype in _FLOAT_DTYPES else np.dtype(np.float64)
 
 
-def as_float_array(X, *, input_name="X", dtype=None):
+def as_float_array(X, *, input_name="X", dtype=None, finite=True, n_threads=1):
     """X as a 2-D float32/float64 ndarray, copying only when the dtype or byte order must change.
 
     ``dtype`` forces a dtype (used after fit, where data is cast to the centers' dtype).
+    ``finite=False`` skips the NaN/infinity scan, for a caller whose kernel scans X as it
+    reads it (predict). ``n_threads`` threads run the scan.
     """
     if _is_sparse(X):
         raise TypeError(
@@ -119,17 +121,20 @@ def as_float_array(X, *, input_name="X", dtype=None):
         or (array.strides[1] % target.itemsize)
     ):
         array = np.ascontiguousarray(array)
-    check_finite(array, input_name)
+    if finite:
+        check_finite(array, input_name, n_threads)
     return array
 
 
-def check_finite(array, input_name):
-    """Raise ValueError if the array holds NaN or infinity, without a full-size temporary."""
-    # A sum of finite numbers can only be non-finite by overflow; NaN and inf always
-    # propagate. So a finite sum proves the data finite at no memory cost.
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.sum(array)):
-            return
+def check_finite(array, input_name, n_threads=1):
+    """Raise ValueError if the 2-D float array holds NaN or infinity (scanned in place)."""
+    if _core.all_finite(array, n_threads):
+        return
+    report_non_finite(array, input_name)
+
+
+def report_non_finite(array, input_name):
+    """Raise the ValueError that names what is wrong with an array known to be non-finite."""
     has_nan = has_inf = False
     for start in range(0, array.shape[0], _SCAN_ROWS):
         block = array[start : start + _SCAN_ROWS]
@@ -265,10 +270,11 @@ def check_feature_names(estimator, names, reset):
     raise ValueError(message)
 
 
-def validate_data(estimator, X, *, reset, dtype=None):
+def validate_data(estimator, X, *, reset, dtype=None, finite=True):
     """The one entry for data checks in the estimator: names, array, width."""
     names = feature_names_of(X)
-    array = as_float_array(X, dtype=dtype)
+    n_threads = resolve_n_threads(getattr(estimator, "n_threads", None))
+    array = as_float_array(X, dtype=dtype, finite=finite, n_threads=n_threads)
     check_feature_names(estimator, names, reset)
     check_n_features(estimator, array, reset)
     return array

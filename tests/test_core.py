@@ -305,6 +305,36 @@ def test_kernel_argument_checks():
         _core.euclidean_distances(X, centers, np.empty((10, 3)))
 
 
+def sklearn_sq_distance(a, b):
+    """scikit-learn's _euclidean_dense_dense, squared, in a's dtype, in its order: features in
+    groups of four, ((d0^2 + d1^2) + d2^2) + d3^2 added to the total, then the rest one by
+    one."""
+    total = a.dtype.type(0)
+    n_grouped = len(a) // 4 * 4
+    for f in range(0, n_grouped, 4):
+        d = a[f : f + 4] - b[f : f + 4]
+        total += ((d[0] * d[0] + d[1] * d[1]) + d[2] * d[2]) + d[3] * d[3]
+    for f in range(n_grouped, len(a)):
+        total += (a[f] - b[f]) * (a[f] - b[f])
+    return total
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 67])
+def test_inertia_rounds_as_scikit_learn(dtype, n_features):
+    # Every row's squared distance in scikit-learn's order (bitwise), then weighted in the
+    # data's dtype and added in float64 in row order (one chunk).
+    X, centers = random_problem(CHUNK - 3, n_features, 9, dtype, seed=n_features)
+    X *= 1 + np.random.RandomState(1).rand(*X.shape).astype(dtype)  # no exact ties in sums
+    weights = np.random.RandomState(2).uniform(0.5, 2, len(X)).astype(dtype)
+    labels = np.empty(len(X), dtype=np.int32)
+    inertia = _core.assign_labels(X, centers, labels, None, weights)
+    expected = 0.0
+    for row, label, weight in zip(X, labels, weights, strict=True):
+        expected += float(sklearn_sq_distance(row, centers[label]) * weight)
+    assert inertia == expected
+
+
 def test_variants_agree_and_best_is_default():
     assert _core.isa() == _core.available_isas()[0] or _core.isa() in _core.available_isas()
     X, centers = random_problem(1000, 13, 37, np.float64, seed=3)

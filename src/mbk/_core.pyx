@@ -88,6 +88,12 @@ cdef extern from "_tiles.h":
                                             Py_ssize_t, double*) noexcept nogil
     ctypedef int (*mbk_all_finite_float_fn)(const float*, Py_ssize_t) noexcept nogil
     ctypedef int (*mbk_all_finite_double_fn)(const double*, Py_ssize_t) noexcept nogil
+    ctypedef void (*mbk_row_distances_float_fn)(const float*, Py_ssize_t, const float*,
+                                                const int*, Py_ssize_t, int,
+                                                float*) noexcept nogil
+    ctypedef void (*mbk_row_distances_double_fn)(const double*, Py_ssize_t, const double*,
+                                                 const int*, Py_ssize_t, int,
+                                                 double*) noexcept nogil
     ctypedef struct mbk_variant:
         const char* name
         int tile_rows
@@ -104,6 +110,8 @@ cdef extern from "_tiles.h":
         mbk_add_rows_double_fn add_rows_double
         mbk_all_finite_float_fn all_finite_float
         mbk_all_finite_double_fn all_finite_double
+        mbk_row_distances_float_fn row_distances_float
+        mbk_row_distances_double_fn row_distances_double
     const int MBK_MAX_TILE_ROWS
     const mbk_variant* mbk_active
     int mbk_supported_variants(const mbk_variant** out) noexcept nogil
@@ -320,22 +328,6 @@ cdef inline floating _weight(const floating* weights, Py_ssize_t r) noexcept nog
     return weights[r]
 
 
-cdef inline floating _sq_euclidean(
-        const floating* a, const floating* b, Py_ssize_t n_features) noexcept nogil:
-    # Direct differences, grouped by four as scikit-learn's _euclidean_dense_dense does, so the
-    # inertia rounds the same way.
-    cdef floating result = 0
-    cdef Py_ssize_t f, _, n_blocks = n_features // 4
-    for _ in range(n_blocks):
-        result += ((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])
-                   + (a[2] - b[2]) * (a[2] - b[2]) + (a[3] - b[3]) * (a[3] - b[3]))
-        a += 4
-        b += 4
-    for f in range(n_features % 4):
-        result += (a[f] - b[f]) * (a[f] - b[f])
-    return result
-
-
 cdef int _fill_rows(
         Rows* rows,
         const floating[:, :] X,
@@ -520,6 +512,7 @@ cdef double _assign_chunk(
     cdef const floating* center_rows = <const floating*> centers.rows
     cdef int best_index[MBK_MAX_TILE_ROWS]
     cdef floating best_dist[MBK_MAX_TILE_ROWS]
+    cdef floating row_dist[MBK_MAX_TILE_ROWS]
     cdef int tile_rows = centers.kernels.tile_rows
     cdef const floating* x
     cdef Py_ssize_t x_stride
@@ -541,10 +534,18 @@ cdef double _assign_chunk(
                 best_dist)
         for t in range(n_in_tile):
             labels[i + t] = best_index[t]
-            if with_inertia:
-                inertia += _sq_euclidean(
-                    x + t * x_stride, center_rows + best_index[t] * n_features, n_features
-                ) * _weight(<const floating*> rows.weights, _source_row(rows, i + t))
+        if with_inertia:
+            # Direct differences to the chosen center, rounded as scikit-learn's (not the
+            # tile's norm expansion, which cancels badly near a center).
+            if floating is float:
+                mbk_active.row_distances_float(x, x_stride, center_rows, best_index,
+                                               n_features, <int> n_in_tile, row_dist)
+            else:
+                mbk_active.row_distances_double(x, x_stride, center_rows, best_index,
+                                                n_features, <int> n_in_tile, row_dist)
+            for t in range(n_in_tile):
+                inertia += row_dist[t] * _weight(<const floating*> rows.weights,
+                                                 _source_row(rows, i + t))
         i += n_in_tile
     return inertia
 

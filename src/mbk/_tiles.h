@@ -51,6 +51,15 @@ typedef void (*mbk_add_rows_float_fn)(const float *data, Py_ssize_t row_stride, 
 typedef void (*mbk_add_rows_double_fn)(const double *data, Py_ssize_t row_stride, const Py_ssize_t *index,
                                        const Py_ssize_t *members, Py_ssize_t n_members,
                                        const double *weights, Py_ssize_t n_features, double *sums);
+/* out[r] = ||x_r - centers[labels[r]]||^2 for the n_rows rows x_r = x + r * x_stride, rounded
+ * exactly as scikit-learn's _euclidean_dense_dense: features in groups of four,
+ * result += ((d0^2 + d1^2) + d2^2) + d3^2, then the remaining features one by one, in T. */
+typedef void (*mbk_row_distances_float_fn)(const float *x, Py_ssize_t x_stride, const float *centers,
+                                           const int *labels, Py_ssize_t n_features, int n_rows,
+                                           float *out);
+typedef void (*mbk_row_distances_double_fn)(const double *x, Py_ssize_t x_stride, const double *centers,
+                                            const int *labels, Py_ssize_t n_features, int n_rows,
+                                            double *out);
 /* Whether x[0], ..., x[n - 1] are all finite (neither NaN nor infinite). */
 typedef int (*mbk_all_finite_float_fn)(const float *x, Py_ssize_t n);
 typedef int (*mbk_all_finite_double_fn)(const double *x, Py_ssize_t n);
@@ -72,9 +81,21 @@ typedef struct {
     mbk_add_rows_double_fn add_rows_double;
     mbk_all_finite_float_fn all_finite_float;
     mbk_all_finite_double_fn all_finite_double;
+    mbk_row_distances_float_fn row_distances_float;
+    mbk_row_distances_double_fn row_distances_double;
 } mbk_variant;
 
 #if defined(__GNUC__) || defined(__clang__)
+
+/* 0, 1, 2, ...: lane numbers, loaded as a vector constant (MBK_LANE_NUMBERS). Built with a
+ * loop instead, GCC assembles the vector lane by lane on every call. */
+static const int mbk_lane_numbers_int[16] __attribute__((aligned(64))) = {
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = {
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+#define MBK_LANE_NUMBERS(VI, IT, out)                                                         \
+    memcpy(&(out), sizeof(IT) == 4 ? (const void *)mbk_lane_numbers_int                       \
+                                   : (const void *)mbk_lane_numbers_long, sizeof(VI))
 
 /* Select a where mask is set, else b (C has no vector ?:). */
 #define MBK_SELECT(V, VI, mask, a, b) ((V)(((VI)(a) & (mask)) | ((VI)(b) & ~(mask))))
@@ -172,15 +193,14 @@ typedef struct {
                     i_[r_] = (VI){0};                                                         \
                 }                                                                             \
             }                                                                                 \
+            VI lane_;                                                                         \
+            MBK_LANE_NUMBERS(VI, IT, lane_);                                                  \
             _Pragma("GCC unroll 8") for (int m_ = lanes; m_ > 1; m_ /= 2) {                   \
                 int rows_ = lanes / m_, half_ = m_ / 2;                                       \
-                VI low_, high_;                                                               \
-                _Pragma("GCC unroll 16") for (int t_ = 0; t_ < lanes; t_++) {                \
-                    int segment_ = t_ / half_, offset_ = t_ % half_;                          \
-                    low_[t_] = (IT)(segment_ < rows_ ? segment_ * m_ + offset_                \
-                                                     : lanes + (segment_ - rows_) * m_ + offset_); \
-                    high_[t_] = low_[t_] + (IT)half_;                                         \
-                }                                                                             \
+                /* Lane t reads segment t / half_ (A's rows, then B's: in the concatenation \
+                 * of A and B, segment s starts at s * m_), low half or high half. */        \
+                VI low_ = lane_ / (IT)half_ * (IT)m_ + lane_ % (IT)half_;                     \
+                VI high_ = low_ + (IT)half_;                                                  \
                 /* lanes / rows_ vectors at this level, combined in pairs */                  \
                 _Pragma("GCC unroll 8") for (int v_ = 0; v_ < lanes / 2 / rows_; v_++) {      \
                     V p_ = __builtin_shuffle(d_[2 * v_], d_[2 * v_ + 1], low_);               \
@@ -236,7 +256,7 @@ typedef struct {
         V best[MR];                                                                           \
         VI best_at[MR], lane_index;                                                           \
         Py_ssize_t jb = 0;                                                                    \
-        for (int l = 0; l < lanes; l++) lane_index[l] = (IT)l;                                \
+        MBK_LANE_NUMBERS(VI, IT, lane_index);                                                 \
         for (int r = 0; r < MR; r++) {                                                        \
             for (int l = 0; l < lanes; l++) best[r][l] = (T)INFINITY;                         \
             best_at[r] = (VI){0};                                                             \
@@ -361,6 +381,104 @@ typedef struct {
         return finite;                                                                        \
     }
 
+/* ---- squared distances of rows to their assigned centers (inertia) ---------------------- */
+
+/* One squared difference s of feature f (0-based) joins the running distance: features
+ * in whole groups of four are summed as ((s0 + s1) + s2) + s3 into `group`, which then joins
+ * `total`; the features after the last whole group join `total` one by one. */
+#define MBK_JOIN_FEATURE(f, s, n_grouped, group, total)                                       \
+    do {                                                                                      \
+        if ((f) >= (n_grouped)) {                                                             \
+            total = total + (s);                                                              \
+        } else if ((f) % 4 == 0) {                                                            \
+            group = (s);                                                                      \
+        } else {                                                                              \
+            group = group + (s);                                                              \
+            if ((f) % 4 == 3) total = total + group;                                          \
+        }                                                                                     \
+    } while (0)
+
+/* The formula on one row, scalar, from feature `first` (a multiple of 4) on, added to total. */
+#define MBK_ROW_DISTANCE_TAIL(T, a, b, first, n_features, total)                             \
+    do {                                                                                      \
+        Py_ssize_t n_grouped_ = (n_features) / 4 * 4;                                         \
+        T group_ = 0;                                                                         \
+        for (Py_ssize_t f_ = (first); f_ < (n_features); f_++) {                              \
+            T d_ = (a)[f_] - (b)[f_];                                                         \
+            MBK_JOIN_FEATURE(f_, d_ * d_, n_grouped_, group_, total);                         \
+        }                                                                                     \
+    } while (0)
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* GCC: `lanes` rows at a time, one row per lane, over the features in whole blocks of
+ * `lanes` (a multiple of four: blocks hold whole groups). Each row's squared differences
+ * are computed along its features (vector loads), then the lanes x lanes block is transposed
+ * in registers (log2(lanes) rounds of two-vector shuffles), so that every addition of the
+ * formula runs for all rows at once, in the formula's order. The features after the last
+ * whole block go row by row. */
+#define MBK_DEFINE_ROW_DISTANCES(NAME, T, IT, VBYTES, ATTRS)                                  \
+    ATTRS static void NAME(const T *x, Py_ssize_t x_stride, const T *centers,                 \
+                           const int *labels, Py_ssize_t n_features, int n_rows, T *out) {    \
+        typedef T V __attribute__((vector_size(VBYTES)));                                     \
+        typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
+        enum { lanes = VBYTES / sizeof(T) };                                                  \
+        /* whole blocks of whole groups of four */                                           \
+        Py_ssize_t n_blocked = lanes % 4 ? 0 : n_features / 4 * 4 / lanes * lanes;            \
+        VI lane;                                                                              \
+        MBK_LANE_NUMBERS(VI, IT, lane);                                                       \
+        for (int g = 0; g < n_rows; g += lanes) {                                             \
+            V total = (V){0};                                                                 \
+            for (Py_ssize_t f0 = 0; f0 < n_blocked; f0 += lanes) {                            \
+                V t[lanes];                                                                   \
+                _Pragma("GCC unroll 16") for (int r = 0; r < lanes; r++) {                   \
+                    int at = g + r < n_rows ? g + r : g; /* spare lanes repeat a row */       \
+                    V a, b;                                                                   \
+                    memcpy(&a, x + at * x_stride + f0, sizeof(V));                            \
+                    memcpy(&b, centers + (Py_ssize_t)labels[at] * n_features + f0, sizeof(V)); \
+                    V d = a - b;                                                              \
+                    t[r] = d * d;                                                             \
+                }                                                                             \
+                /* transpose: afterwards t[j] holds feature f0 + j of every row */            \
+                _Pragma("GCC unroll 8") for (int b = 1; b < lanes; b *= 2) {                  \
+                    /* Rows i and i + b swap their off-diagonal b x b blocks: lane l of the  \
+                     * first takes its own lane l, or lane l - b of the second (at lanes +  \
+                     * l - b in the concatenation) where bit b of l is set; the second,     \
+                     * the same shifted by b. */                                            \
+                    VI low = lane + ((VI)((lane & (IT)b) != 0) & (IT)(lanes - b));            \
+                    VI high = low + (IT)b;                                                    \
+                    _Pragma("GCC unroll 16") for (int i = 0; i < lanes; i++) {               \
+                        if ((i / b) % 2) continue;                                            \
+                        V first = __builtin_shuffle(t[i], t[i + b], low);                     \
+                        t[i + b] = __builtin_shuffle(t[i], t[i + b], high);                   \
+                        t[i] = first;                                                         \
+                    }                                                                         \
+                }                                                                             \
+                _Pragma("GCC unroll 4") for (int q = 0; q < lanes; q += 4)                    \
+                    total = total + (((t[q] + t[q + 1]) + t[q + 2]) + t[q + 3]);              \
+            }                                                                                 \
+            for (int r = 0; r < lanes && g + r < n_rows; r++) {                               \
+                T row_total = total[r];                                                       \
+                MBK_ROW_DISTANCE_TAIL(T, x + (g + r) * x_stride,                              \
+                                      centers + (Py_ssize_t)labels[g + r] * n_features,       \
+                                      n_blocked, n_features, row_total);                      \
+                out[g + r] = row_total;                                                       \
+            }                                                                                 \
+        }                                                                                     \
+    }
+#else
+#define MBK_DEFINE_ROW_DISTANCES(NAME, T, IT, VBYTES, ATTRS)                                  \
+    ATTRS static void NAME(const T *x, Py_ssize_t x_stride, const T *centers,                 \
+                           const int *labels, Py_ssize_t n_features, int n_rows, T *out) {    \
+        for (int r = 0; r < n_rows; r++) {                                                    \
+            T total = 0;                                                                      \
+            MBK_ROW_DISTANCE_TAIL(T, x + r * x_stride,                                        \
+                                  centers + (Py_ssize_t)labels[r] * n_features, 0,            \
+                                  n_features, total);                                         \
+            out[r] = total;                                                                   \
+        }                                                                                     \
+    }
+#endif
+
 /* ATTRS may allow contracting a * b + c into an FMA (the tiles only decide an argmin);
  * PLAIN_ATTRS select the instruction set only, for the center update, which must round like
  * scikit-learn's separate multiply and add. */
@@ -375,13 +493,17 @@ typedef struct {
     MBK_DEFINE_ADD_ROWS(mbk_add_rows_double_##ISA, double, VBYTES, PLAIN_ATTRS)               \
     MBK_DEFINE_ALL_FINITE(mbk_all_finite_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)        \
     MBK_DEFINE_ALL_FINITE(mbk_all_finite_double_##ISA, double, long long, VBYTES, PLAIN_ATTRS) \
+    MBK_DEFINE_ROW_DISTANCES(mbk_row_distances_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)   \
+    MBK_DEFINE_ROW_DISTANCES(mbk_row_distances_double_##ISA, double, long long, VBYTES,        \
+                             PLAIN_ATTRS)                                                     \
     static const mbk_variant mbk_variant_##ISA = {                                            \
         #ISA, MR, VBYTES / sizeof(float), VBYTES / sizeof(double),                            \
         NV_FLOAT * (VBYTES / sizeof(float)), NV_DOUBLE * (VBYTES / sizeof(double)),           \
         mbk_nearest_float_##ISA, mbk_nearest_double_##ISA,                                    \
         mbk_distance_float_##ISA, mbk_distance_double_##ISA, mbk_dots_double_##ISA,           \
         mbk_add_rows_float_##ISA, mbk_add_rows_double_##ISA,                                  \
-        mbk_all_finite_float_##ISA, mbk_all_finite_double_##ISA};
+        mbk_all_finite_float_##ISA, mbk_all_finite_double_##ISA,                              \
+        mbk_row_distances_float_##ISA, mbk_row_distances_double_##ISA};
 
 /* Baseline: 16-byte vectors (SSE2 on x86-64, NEON on ARM), no FMA. */
 MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, , )

@@ -362,7 +362,8 @@ def test_bit_generator_draws_continue_random_states_stream():
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("n_candidates", [1, 3, 8, 9])
+# 1 to 13 candidates: every block size of every variant's kernel, and their remainders
+@pytest.mark.parametrize("n_candidates", [1, 2, 3, 4, 5, 8, 9, 13])
 @pytest.mark.parametrize("with_closest", [False, True], ids=["first", "later"])
 def test_kmeanspp_distances_match_the_expansion(dtype, n_candidates, with_closest):
     X, _ = random_problem(2 * CHUNK + 9, 7, 1, dtype, seed=n_candidates)
@@ -372,14 +373,35 @@ def test_kmeanspp_distances_match_the_expansion(dtype, n_candidates, with_closes
     x_norms = (X64**2).sum(axis=1)
     c_norms = x_norms[candidates]
     closest = rng.uniform(0, 30, len(X)).astype(dtype) if with_closest else None
-    out = np.empty((n_candidates, len(X)), dtype=dtype)
-    _core.kmeanspp_distances(X, x_norms, candidates, c_norms, closest, out, 2)
     expected = ((-2 * (X64[candidates] @ X64.T)) + c_norms[:, None]) + x_norms[None, :]
     expected = np.maximum(expected.astype(dtype), 0)
     if closest is not None:
         expected = np.minimum(closest, expected)
-    assert_allclose(out, expected, rtol=RTOL[dtype], atol=1e-9)
-    assert (out[np.arange(n_candidates), candidates] <= 1e-9 * x_norms.max()).all()
+    results = []
+    # X packed once, or transposed chunk by chunk on the call (also from a Fortran copy)
+    for data, packed in [(X, _core.pack_rows(X)), (X, None), (np.asfortranarray(X), None)]:
+        out = np.empty((n_candidates, len(X)), dtype=dtype)
+        _core.kmeanspp_distances(data, packed, x_norms, candidates, c_norms, closest, out, 2)
+        assert_allclose(out, expected, rtol=RTOL[dtype], atol=1e-9)
+        assert (out[np.arange(n_candidates), candidates] <= 1e-9 * x_norms.max()).all()
+        results.append(out)
+    for other in results[1:]:
+        assert_array_equal(other, results[0])
+
+
+def test_packed_rows_must_match_the_kernel():
+    X, _ = random_problem(50, 3, 1, np.float64)
+    packed = _core.pack_rows(X)
+    block = _core.candidate_block_rows()
+    n_blocks = -(-50 // block)
+    assert packed.dtype == X.dtype
+    blocks = packed.reshape(n_blocks, 3, block)  # feature-major blocks of rows
+    assert_array_equal(blocks.transpose(0, 2, 1).reshape(-1, 3)[:50], X)
+    assert not blocks.transpose(0, 2, 1).reshape(-1, 3)[50:].any()
+    out = np.empty((1, 50))
+    args = (np.zeros(50), np.zeros(1, np.intp), np.zeros(1), None, out)
+    with pytest.raises(ValueError, match="pack_rows"):
+        _core.kmeanspp_distances(X, packed[:-1], *args)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])

@@ -20,6 +20,8 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
 from libc.stdlib cimport free, malloc
 
+import numpy as np
+
 cdef extern from *:
     """
     #ifdef _OPENMP
@@ -78,8 +80,6 @@ cdef extern from "_tiles.h":
     ctypedef void (*mbk_distance_double_fn)(const double*, Py_ssize_t, const double*,
                                             Py_ssize_t, Py_ssize_t, Py_ssize_t, int,
                                             double*) noexcept nogil
-    ctypedef void (*mbk_dots_double_fn)(const double*, Py_ssize_t, const double*, Py_ssize_t,
-                                        Py_ssize_t, double*) noexcept nogil
     ctypedef void (*mbk_add_rows_float_fn)(const float*, Py_ssize_t, const Py_ssize_t*,
                                            const Py_ssize_t*, Py_ssize_t, const float*,
                                            Py_ssize_t, double*) noexcept nogil
@@ -94,6 +94,13 @@ cdef extern from "_tiles.h":
     ctypedef void (*mbk_row_distances_double_fn)(const double*, Py_ssize_t, const double*,
                                                  const int*, Py_ssize_t, int,
                                                  double*) noexcept nogil
+    ctypedef void (*mbk_candidates_float_fn)(const float*, Py_ssize_t, Py_ssize_t,
+                                             const double*, int, const double*, const double*,
+                                             const float*, float*, Py_ssize_t) noexcept nogil
+    ctypedef void (*mbk_candidates_double_fn)(const double*, Py_ssize_t, Py_ssize_t,
+                                              const double*, int, const double*,
+                                              const double*, const double*, double*,
+                                              Py_ssize_t) noexcept nogil
     ctypedef struct mbk_variant:
         const char* name
         int tile_rows
@@ -105,13 +112,15 @@ cdef extern from "_tiles.h":
         mbk_nearest_double_fn nearest_double
         mbk_distance_float_fn distance_float
         mbk_distance_double_fn distance_double
-        mbk_dots_double_fn dots_double
         mbk_add_rows_float_fn add_rows_float
         mbk_add_rows_double_fn add_rows_double
         mbk_all_finite_float_fn all_finite_float
         mbk_all_finite_double_fn all_finite_double
         mbk_row_distances_float_fn row_distances_float
         mbk_row_distances_double_fn row_distances_double
+        mbk_candidates_float_fn candidates_float
+        mbk_candidates_double_fn candidates_double
+        Py_ssize_t candidate_rows
     const int MBK_MAX_TILE_ROWS
     const mbk_variant* mbk_active
     int mbk_supported_variants(const mbk_variant** out) noexcept nogil
@@ -425,24 +434,18 @@ cdef int _prepare_centers(
     return 0
 
 
-ctypedef fused tile_t:
-    # the type a tile is computed in: the data's, or double for k-means++'s distances
-    float
-    double
-
-
-cdef inline const tile_t* _tile_rows(
+cdef inline const floating* _tile_rows(
         const Rows* rows,
         const floating* data,   # rows.data, typed
         Py_ssize_t first,       # batch position of the tile's first row
         Py_ssize_t n_in_tile,   # rows present, <= tile_rows
         int tile_rows,
-        tile_t* buffer,         # TMP (tile_rows, n_features)
+        floating* buffer,       # TMP (tile_rows, n_features)
         Py_ssize_t* stride,     # OUT: the returned tile's row stride, in elements
 ) noexcept nogil:
     """The tile's rows for a kernel: row r at result + r * stride.
 
-    X itself when the rows are consecutive, with contiguous columns and of the kernel's type
+    X itself when the rows are consecutive, with contiguous columns
     (a C-ordered batch is read in place); otherwise the rows copied into ``buffer``, rows
     past n_in_tile zero-filled.
     """
@@ -454,7 +457,7 @@ cdef inline const tile_t* _tile_rows(
     cdef const Py_ssize_t* index = rows.index
     cdef Py_ssize_t row_bytes = n_features * col_stride * sizeof(floating)
     cdef const floating* base
-    cdef tile_t* row
+    cdef floating* row
     if index != NULL:
         # Batch rows are scattered over X: ask for the rows PREFETCH_ROWS ahead now, so many
         # cache misses are in flight while this tile computes (the first lines of each row;
@@ -472,10 +475,9 @@ cdef inline const tile_t* _tile_rows(
                 base = data + index[t] * row_stride
                 for line in range(0, min(row_bytes, 256), 64):
                     mbk_prefetch(<const char*> base + line)
-    if (tile_t is float and floating is float) or (tile_t is double and floating is double):
-        if index == NULL and col_stride == 1 and n_in_tile == tile_rows:
-            stride[0] = row_stride
-            return <const tile_t*> (data + first * row_stride)
+    if index == NULL and col_stride == 1 and n_in_tile == tile_rows:
+        stride[0] = row_stride
+        return data + first * row_stride
     stride[0] = n_features
     for t in range(tile_rows):
         row = buffer + t * n_features
@@ -1004,45 +1006,57 @@ def euclidean_distances(
 # k-means++ candidate distances
 # ---------------------------------------------------------------------------------------------
 
-cdef void _candidate_chunk(
-        const Rows* rows, Py_ssize_t start, Py_ssize_t end, const mbk_variant* kernels,
-        const double* candidates_t,        # IN (n_features, n_padded) candidates, transposed
-        Py_ssize_t n_candidates, Py_ssize_t n_padded,
-        const double* candidate_sq_norms,  # IN (n_candidates,)
-        const double* x_sq_norms,          # IN (n_rows,)
-        const floating* closest,           # IN (n_rows,) or NULL
-        floating* out,                     # OUT (n_candidates, n_rows)
-        double* tile,                      # TMP (n_features * MBK_MAX_TILE_ROWS,)
-        double* dots,                      # TMP (MBK_MAX_TILE_ROWS * n_padded,)
+cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t unit) noexcept nogil:
+    return (n + unit - 1) // unit * unit
+
+
+cdef void _pack_rows(
+        const Rows* rows, const floating* data, Py_ssize_t start, Py_ssize_t end,
+        floating* packed,        # OUT round_up(end - start, block) * n_features values
+        Py_ssize_t block,        # rows per block (the kernel's candidate_rows)
 ) noexcept nogil:
-    cdef int tile_rows = kernels.tile_rows
-    cdef Py_ssize_t i = start, t, cand, n_in_tile, n_rows = rows.n_rows, x_stride
-    cdef const double* x
-    cdef double value
-    cdef floating distance
-    while i < end:
-        n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
-        x = _tile_rows(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile,
-                       &x_stride)
-        kernels.dots_double(x, x_stride, candidates_t, rows.n_features, n_padded, dots)
-        for t in range(n_in_tile):
-            for cand in range(n_candidates):
-                # scikit-learn's order: (-2 c.x + ||c||^2) + ||x||^2, rounded to the data's
-                # type, clipped at 0, then the minimum with the current closest distance.
-                value = -2 * dots[t * n_padded + cand]
-                value = value + candidate_sq_norms[cand]
-                value = value + x_sq_norms[i + t]
-                distance = <floating> value
-                if distance < 0:
-                    distance = 0
-                if closest != NULL and closest[i + t] < distance:
-                    distance = closest[i + t]
-                out[cand * n_rows + i + t] = distance
-        i += n_in_tile
+    """Rows [start, end) in blocks of ``block`` rows, each block feature-major (the k-means++
+    kernel's layout: one vector load reads one feature of consecutive rows, and a block's
+    features follow each other in memory); the last block padded with zero rows."""
+    cdef Py_ssize_t i, f, n = end - start, n_features = rows.n_features
+    cdef const floating* row
+    cdef floating* out
+    for i in range(_round_up(n, block)):
+        out = packed + (i // block * n_features) * block + i % block
+        if i < n:
+            row = data + (start + i) * rows.row_stride
+            for f in range(n_features):
+                out[f * block] = row[f * rows.col_stride]
+        else:
+            for f in range(n_features):
+                out[f * block] = 0
+
+
+def candidate_block_rows():
+    """Rows per block of the k-means++ kernel's packed layout (see pack_rows)."""
+    return mbk_active.candidate_rows
+
+
+def pack_rows(const floating[:, :] X):
+    """X in the k-means++ kernel's layout, in X's dtype (see _pack_rows): built once per
+    seeding instead of once per candidate. Returns a 1-D array of
+    round_up(n_samples, candidate_block_rows()) * n_features values."""
+    cdef Rows rows
+    cdef const Py_ssize_t[::1] all_rows = None
+    cdef Py_ssize_t block = mbk_active.candidate_rows
+    packed = np.empty(_round_up(X.shape[0], block) * X.shape[1],
+                      dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] out = packed
+    _fill_rows(&rows, X, all_rows, None)
+    if X.shape[0] > 0 and X.shape[1] > 0:
+        with nogil:
+            _pack_rows(&rows, &X[0, 0], 0, X.shape[0], &out[0], block)
+    return packed
 
 
 def kmeanspp_distances(
         const floating[:, :] X,                 # IN (n_samples, n_features)
+        packed,                                 # IN pack_rows(X), or None
         const double[::1] x_sq_norms,           # IN (n_samples,) in float64
         const Py_ssize_t[::1] candidates,       # IN (n_candidates,) rows of X
         const double[::1] candidate_sq_norms,   # IN (n_candidates,) in float64
@@ -1053,20 +1067,23 @@ def kmeanspp_distances(
 
     ``out[cand, i] = min(closest[i], max(0, (-2 c_l.x_i + ||c_l||^2) + ||x_i||^2))`` with the
     arithmetic in float64 (float32 data is widened, as scikit-learn does) and the result
-    rounded to X's dtype. Only the dot products are computed differently (a register tile
-    instead of BLAS), so the distances agree with scikit-learn's to the last bit or so, and
-    the seeds drawn from them are the same.
+    rounded to X's dtype. Only the dot products are computed differently (accumulated
+    feature by feature instead of by BLAS), so the distances agree with scikit-learn's to the
+    last bit or so, and the seeds drawn from them are the same.
+
+    The kernel reads X packed in blocks of rows (rows in vector lanes): from ``packed`` when
+    given, else each thread packs its chunk of rows on every call.
     """
     cdef Rows rows
     cdef _Scratch owner = _Scratch()
-    cdef const mbk_variant* kernels = mbk_variant_for(candidates.shape[0], True)
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
     cdef Py_ssize_t n_candidates = candidates.shape[0], cand, f, chunk, start, end, n_chunks
-    cdef Py_ssize_t n_padded = ((n_candidates + kernels.lanes_double - 1)
-                                // kernels.lanes_double * kernels.lanes_double)
-    cdef Py_ssize_t per_thread = _tile_scratch(n_features) + MBK_MAX_TILE_ROWS * n_padded
-    cdef double* candidates_t
-    cdef double* tile
+    cdef Py_ssize_t block = mbk_active.candidate_rows
+    cdef Py_ssize_t chunk_rows = _round_up(CHUNK_ROWS, block), per_thread
+    cdef double* candidate_rows
+    cdef floating* xt
+    cdef const floating[::1] packed_view
+    cdef const floating* packed_ptr = NULL
     cdef const floating[::1] closest_view
     cdef const floating* closest_ptr = NULL
     cdef const Py_ssize_t[::1] all_rows = None
@@ -1083,23 +1100,41 @@ def kmeanspp_distances(
         if closest_view.shape[0] != n_samples:
             raise ValueError("closest must have one entry per row of X")
         closest_ptr = &closest_view[0]
+    if packed is not None:
+        packed_view = packed
+        if packed_view.shape[0] != _round_up(n_samples, block) * n_features:
+            raise ValueError("packed must be pack_rows(X) for the kernel variant in use")
+        packed_ptr = &packed_view[0]
     n_threads = _clamp_threads(n_threads, n_samples, n_candidates, n_features)
-    n_chunks = (n_samples + CHUNK_ROWS - 1) // CHUNK_ROWS
-    owner.centers_storage = owner.take(n_features * n_padded * sizeof(double))
-    owner.per_thread = owner.take(n_threads * per_thread * sizeof(double))
-    candidates_t = <double*> owner.centers_storage
+    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+    per_thread = 0 if packed is not None else n_features * chunk_rows
+    owner.centers_storage = owner.take(n_candidates * n_features * sizeof(double))
+    owner.per_thread = owner.take(n_threads * per_thread * sizeof(floating))
+    candidate_rows = <double*> owner.centers_storage
     with nogil:
-        for f in range(n_features):
-            for cand in range(n_padded):
-                candidates_t[f * n_padded + cand] = (
-                    X[candidates[cand], f] if cand < n_candidates else 0)
+        for cand in range(n_candidates):
+            for f in range(n_features):
+                candidate_rows[cand * n_features + f] = X[candidates[cand], f]
         for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
-            start = chunk * CHUNK_ROWS
-            end = min(start + CHUNK_ROWS, n_samples)
-            tile = (<double*> owner.per_thread) + threadid() * per_thread
-            _candidate_chunk(&rows, start, end, kernels, candidates_t, n_candidates, n_padded,
-                             &candidate_sq_norms[0], &x_sq_norms[0], closest_ptr,
-                             &out[0, 0], tile, tile + _tile_scratch(n_features))
+            start = chunk * chunk_rows
+            end = min(start + chunk_rows, n_samples)
+            if packed_ptr != NULL:
+                xt = <floating*> packed_ptr + start * n_features
+            else:
+                xt = (<floating*> owner.per_thread) + threadid() * per_thread
+                _pack_rows(&rows, &X[0, 0], start, end, xt, block)
+            if floating is float:
+                mbk_active.candidates_float(
+                    xt, end - start, n_features, candidate_rows, <int> n_candidates,
+                    &candidate_sq_norms[0], &x_sq_norms[start],
+                    closest_ptr + start if closest_ptr != NULL else NULL,
+                    &out[0, start], n_samples)
+            else:
+                mbk_active.candidates_double(
+                    xt, end - start, n_features, candidate_rows, <int> n_candidates,
+                    &candidate_sq_norms[0], &x_sq_norms[start],
+                    closest_ptr + start if closest_ptr != NULL else NULL,
+                    &out[0, start], n_samples)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,10 @@ def _sq_norms64(X):
 
 _NORM_ROWS = 65536
 
+# Largest packed copy of X that k-means++ makes to speed up its distance passes
+# (the init subsample of a fit is 3 * batch_size rows: far below).
+_PACK_BYTES = 64 << 20
+
 
 def kmeans_plusplus_seeds(
     X, n_clusters, sample_weight, random_state, n_local_trials=None, n_threads=None
@@ -53,12 +57,18 @@ def kmeans_plusplus_seeds(
     x_sq_norms = _sq_norms64(X)
     centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
     indices = np.full(n_clusters, -1, dtype=np.intp)
+    # The kernel reads X in blocks of rows, feature-major: packed once here, unless that copy
+    # would be large (then each call packs chunk by chunk, as it goes).
+    packed = _core.pack_rows(X) if X.nbytes <= _PACK_BYTES else None
+    # Two output buffers in turn: the closest distances are a row of the previous one.
+    buffers = [np.empty((n_local_trials, n_samples), dtype=X.dtype) for _ in range(2)]
 
     def candidate_distances(candidates, closest):
-        out = np.empty((len(candidates), n_samples), dtype=X.dtype)
+        out = buffers[0][: len(candidates)]
+        buffers.reverse()
         candidate_norms = _sq_norms64(X[candidates])
         _core.kmeanspp_distances(
-            X, x_sq_norms, candidates, candidate_norms, closest, out, n_threads
+            X, packed, x_sq_norms, candidates, candidate_norms, closest, out, n_threads
         )
         return out
 

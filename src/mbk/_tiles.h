@@ -38,10 +38,6 @@ typedef void (*mbk_distance_float_fn)(const float *x, Py_ssize_t x_stride, const
 typedef void (*mbk_distance_double_fn)(const double *x, Py_ssize_t x_stride, const double *ct,
                                        Py_ssize_t n_features, Py_ssize_t n_padded,
                                        Py_ssize_t n_clusters, int n_rows, double *out);
-/* Plain dot products of a tile's rows with every (padded) column, in double:
- * out[r * n_padded + j] = sum_f x[r * x_stride + f] * ct[f * n_padded + j]. */
-typedef void (*mbk_dots_double_fn)(const double *x, Py_ssize_t x_stride, const double *ct, Py_ssize_t n_features,
-                                   Py_ssize_t n_padded, double *out);
 /* The center update's sums, in double, rows added one after another in the order given:
  * sums[f] += x[f] * w for each listed row x = data + row * row_stride (row = index[members[q]],
  * or members[q] without index), w = weights[row] (no product without weights: x * 1 == x). */
@@ -60,6 +56,20 @@ typedef void (*mbk_row_distances_float_fn)(const float *x, Py_ssize_t x_stride, 
 typedef void (*mbk_row_distances_double_fn)(const double *x, Py_ssize_t x_stride, const double *centers,
                                             const int *labels, Py_ssize_t n_features, int n_rows,
                                             double *out);
+/* k-means++ candidates, rows in lanes: for the rows [0, n_rows) packed in blocks of B =
+ * candidate_rows rows, each block feature-major (row i, feature f at
+ * xt[(i / B * n_features + f) * B + i % B], in the data's type, widened to float64 as it is
+ * loaded; the last block padded with zero rows),
+ * out[c * out_stride + i] = min(closest[i], max(0, (-2 c.x_i + ||c||^2) + ||x_i||^2)), rounded
+ * to the output type, for the n_candidates candidate rows cand[c * n_features + f]. */
+typedef void (*mbk_candidates_float_fn)(const float *xt, Py_ssize_t n_rows,
+                                        Py_ssize_t n_features, const double *cand, int n_candidates,
+                                        const double *cand_sq_norms, const double *x_sq_norms,
+                                        const float *closest, float *out, Py_ssize_t out_stride);
+typedef void (*mbk_candidates_double_fn)(const double *xt, Py_ssize_t n_rows,
+                                         Py_ssize_t n_features, const double *cand, int n_candidates,
+                                         const double *cand_sq_norms, const double *x_sq_norms,
+                                         const double *closest, double *out, Py_ssize_t out_stride);
 /* Whether x[0], ..., x[n - 1] are all finite (neither NaN nor infinite). */
 typedef int (*mbk_all_finite_float_fn)(const float *x, Py_ssize_t n);
 typedef int (*mbk_all_finite_double_fn)(const double *x, Py_ssize_t n);
@@ -76,13 +86,15 @@ typedef struct {
     mbk_nearest_double_fn nearest_double;
     mbk_distance_float_fn distance_float;
     mbk_distance_double_fn distance_double;
-    mbk_dots_double_fn dots_double;
     mbk_add_rows_float_fn add_rows_float;
     mbk_add_rows_double_fn add_rows_double;
     mbk_all_finite_float_fn all_finite_float;
     mbk_all_finite_double_fn all_finite_double;
     mbk_row_distances_float_fn row_distances_float;
     mbk_row_distances_double_fn row_distances_double;
+    mbk_candidates_float_fn candidates_float;
+    mbk_candidates_double_fn candidates_double;
+    Py_ssize_t candidate_rows;  /* rows per block of the candidates kernel: pad xt to this */
 } mbk_variant;
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -290,27 +302,77 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         while (jb < n_padded) MBK_DISTANCE_BLOCK(T, V, MR, 1);                                \
     }
 
-/* ---- dot products (k-means++ candidates) ----------------------------------------------- */
+/* ---- k-means++ candidates, rows in lanes --------------------------------------------------- */
 
-#define MBK_DOTS_BLOCK(T, V, MR, NVB)                                                         \
+/* NCB candidates from c0 against NV vectors of rows from i0: the dot products accumulate
+ * feature by feature in order (as the tiles do), then scikit-learn's expansion, rounding,
+ * clipping and minimum, stored for the rows below n_rows. */
+#define MBK_CANDIDATE_BLOCK(OT, V, VO, NCB, NV)                                               \
     do {                                                                                      \
-        V acc_[MR][NVB];                                                                      \
-        MBK_ACCUMULATE(T, V, MR, NVB, MBK_ADD_PRODUCT, acc_);                                 \
-        for (int r_ = 0; r_ < MR; r_++)                                                       \
-            for (int v_ = 0; v_ < NVB; v_++)                                                  \
-                memcpy(out + r_ * n_padded + jb + v_ * lanes, &acc_[r_][v_], sizeof(V));      \
-        jb += NVB * lanes;                                                                    \
+        V acc_[NCB][NV];                                                                      \
+        for (int c_ = 0; c_ < NCB; c_++)                                                      \
+            for (int v_ = 0; v_ < NV; v_++) acc_[c_][v_] = (V){0};                            \
+        const OT *x_ = xt + i0 * n_features; /* this block, feature-major */                \
+        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, x_ += NV * lanes) {                    \
+            V xv_[NV];                                                                        \
+            for (int v_ = 0; v_ < NV; v_++) {                                                 \
+                VO narrow_;                                                                   \
+                memcpy(&narrow_, x_ + v_ * lanes, sizeof(VO));                                \
+                xv_[v_] = __builtin_convertvector(narrow_, V);                                \
+            }                                                                                 \
+            for (int c_ = 0; c_ < NCB; c_++) {                                                \
+                double cf_ = cand[(c0 + c_) * n_features + f_];                               \
+                for (int v_ = 0; v_ < NV; v_++) acc_[c_][v_] += xv_[v_] * cf_;                \
+            }                                                                                 \
+        }                                                                                     \
+        for (int v_ = 0; v_ < NV; v_++) {                                                     \
+            Py_ssize_t i_ = i0 + v_ * lanes;                                                  \
+            if (i_ >= n_rows) break;                                                          \
+            V xn_ = (V){0};                                                                   \
+            VO near_ = (VO){0};                                                               \
+            int whole_ = n_rows - i_ >= lanes;                                                \
+            int n_valid_ = whole_ ? lanes : (int)(n_rows - i_);                               \
+            if (whole_) {                                                                     \
+                memcpy(&xn_, x_sq_norms + i_, sizeof(V));                                     \
+                if (closest != NULL) memcpy(&near_, closest + i_, sizeof(VO));                \
+            } else {                                                                          \
+                for (int l_ = 0; l_ < n_valid_; l_++) {                                       \
+                    xn_[l_] = x_sq_norms[i_ + l_];                                            \
+                    if (closest != NULL) near_[l_] = closest[i_ + l_];                        \
+                }                                                                             \
+            }                                                                                 \
+            for (int c_ = 0; c_ < NCB; c_++) {                                                \
+                V value_ = -2.0 * acc_[c_][v_];                                               \
+                value_ = value_ + cand_sq_norms[c0 + c_];                                     \
+                value_ = value_ + xn_;                                                        \
+                VO d_ = __builtin_convertvector(value_, VO);                                  \
+                d_ = MBK_SELECT(VO, VOI, d_ < (OT)0, (VO){0}, d_);                            \
+                if (closest != NULL) d_ = MBK_SELECT(VO, VOI, near_ < d_, near_, d_);         \
+                OT *o_ = out + (c0 + c_) * out_stride + i_;                                   \
+                if (whole_)                                                                   \
+                    memcpy(o_, &d_, sizeof(VO));                                              \
+                else                                                                          \
+                    for (int l_ = 0; l_ < n_valid_; l_++) o_[l_] = d_[l_];                    \
+            }                                                                                 \
+        }                                                                                     \
     } while (0)
 
-#define MBK_DEFINE_DOTS(NAME, T, VBYTES, MR, NV, ATTRS)                                       \
-    ATTRS static void NAME(const T *x, Py_ssize_t x_stride, const T *ct,                      \
-                           Py_ssize_t n_features,                                             \
-                           Py_ssize_t n_padded, T *out) {                                     \
-        typedef T V __attribute__((vector_size(VBYTES)));                                     \
-        enum { lanes = VBYTES / sizeof(T) };                                                  \
-        Py_ssize_t jb = 0;                                                                    \
-        while (jb + NV * lanes <= n_padded) MBK_DOTS_BLOCK(T, V, MR, NV);                     \
-        while (jb < n_padded) MBK_DOTS_BLOCK(T, V, MR, 1);                                    \
+#define MBK_DEFINE_CANDIDATES(NAME, OT, OIT, VBYTES, NC, NV, ATTRS)                           \
+    ATTRS static void NAME(const OT *xt, Py_ssize_t n_rows,                                   \
+                           Py_ssize_t n_features, const double *cand, int n_candidates,       \
+                           const double *cand_sq_norms, const double *x_sq_norms,             \
+                           const OT *closest, OT *out, Py_ssize_t out_stride) {               \
+        typedef double V __attribute__((vector_size(VBYTES)));                                \
+        enum { lanes = VBYTES / sizeof(double) };                                             \
+        typedef OT VO __attribute__((vector_size(lanes * sizeof(OT))));                       \
+        typedef OIT VOI __attribute__((vector_size(lanes * sizeof(OT))));                     \
+        for (Py_ssize_t i0 = 0; i0 < n_rows; i0 += NV * lanes) {                              \
+            int c0 = 0;                                                                       \
+            for (; c0 + NC <= n_candidates; c0 += NC) MBK_CANDIDATE_BLOCK(OT, V, VO, NC, NV); \
+            for (; c0 + NC / 2 <= n_candidates; c0 += NC / 2)                                 \
+                MBK_CANDIDATE_BLOCK(OT, V, VO, NC / 2, NV);                                   \
+            for (; c0 < n_candidates; c0++) MBK_CANDIDATE_BLOCK(OT, V, VO, 1, NV);            \
+        }                                                                                     \
     }
 
 /* ---- the center update's sums ---------------------------------------------------------- */
@@ -482,13 +544,13 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
 /* ATTRS may allow contracting a * b + c into an FMA (the tiles only decide an argmin);
  * PLAIN_ATTRS select the instruction set only, for the center update, which must round like
  * scikit-learn's separate multiply and add. */
-#define MBK_DEFINE_VARIANT(ISA, VBYTES, MR, NV_FLOAT, NV_DOUBLE, ATTRS, PLAIN_ATTRS)          \
+#define MBK_DEFINE_VARIANT(ISA, VBYTES, MR, NV_FLOAT, NV_DOUBLE, NC_CANDIDATES, ATTRS,          \
+                           PLAIN_ATTRS)                                                       \
     MBK_DEFINE_NEAREST(mbk_nearest_float_##ISA, float, int, VBYTES, MR, NV_FLOAT, ATTRS)      \
     MBK_DEFINE_NEAREST(mbk_nearest_double_##ISA, double, long long, VBYTES, MR, NV_DOUBLE,   \
                        ATTRS)                                                                 \
     MBK_DEFINE_DISTANCE(mbk_distance_float_##ISA, float, VBYTES, MR, NV_FLOAT, ATTRS)         \
     MBK_DEFINE_DISTANCE(mbk_distance_double_##ISA, double, VBYTES, MR, NV_DOUBLE, ATTRS)      \
-    MBK_DEFINE_DOTS(mbk_dots_double_##ISA, double, VBYTES, MR, NV_DOUBLE, ATTRS)              \
     MBK_DEFINE_ADD_ROWS(mbk_add_rows_float_##ISA, float, VBYTES, PLAIN_ATTRS)                 \
     MBK_DEFINE_ADD_ROWS(mbk_add_rows_double_##ISA, double, VBYTES, PLAIN_ATTRS)               \
     MBK_DEFINE_ALL_FINITE(mbk_all_finite_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)        \
@@ -496,25 +558,31 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
     MBK_DEFINE_ROW_DISTANCES(mbk_row_distances_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)   \
     MBK_DEFINE_ROW_DISTANCES(mbk_row_distances_double_##ISA, double, long long, VBYTES,        \
                              PLAIN_ATTRS)                                                     \
+    MBK_DEFINE_CANDIDATES(mbk_candidates_float_##ISA, float, int, VBYTES, NC_CANDIDATES, 3,    \
+                          ATTRS)                                                              \
+    MBK_DEFINE_CANDIDATES(mbk_candidates_double_##ISA, double, long long, VBYTES,              \
+                          NC_CANDIDATES, 3, ATTRS)                                            \
     static const mbk_variant mbk_variant_##ISA = {                                            \
         #ISA, MR, VBYTES / sizeof(float), VBYTES / sizeof(double),                            \
         NV_FLOAT * (VBYTES / sizeof(float)), NV_DOUBLE * (VBYTES / sizeof(double)),           \
         mbk_nearest_float_##ISA, mbk_nearest_double_##ISA,                                    \
-        mbk_distance_float_##ISA, mbk_distance_double_##ISA, mbk_dots_double_##ISA,           \
+        mbk_distance_float_##ISA, mbk_distance_double_##ISA,           \
         mbk_add_rows_float_##ISA, mbk_add_rows_double_##ISA,                                  \
         mbk_all_finite_float_##ISA, mbk_all_finite_double_##ISA,                              \
-        mbk_row_distances_float_##ISA, mbk_row_distances_double_##ISA};
+        mbk_row_distances_float_##ISA, mbk_row_distances_double_##ISA,                        \
+        mbk_candidates_float_##ISA, mbk_candidates_double_##ISA,                              \
+        3 * (VBYTES / sizeof(double))};
 
 /* Baseline: 16-byte vectors (SSE2 on x86-64, NEON on ARM), no FMA. */
-MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, , )
+MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, 4, , )
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define MBK_X86_DISPATCH 1
 /* Shapes measured on a Skylake-X: 6x2 fills AVX2's 16 registers, 12x2 AVX-512's 32. */
-MBK_DEFINE_VARIANT(avx2, 32, 6, 2, 2,
+MBK_DEFINE_VARIANT(avx2, 32, 6, 2, 2, 4,
                    __attribute__((target("avx2,fma"), optimize("fp-contract=fast"))),
                    __attribute__((target("avx2"))))
-MBK_DEFINE_VARIANT(avx512, 64, 12, 2, 2,
+MBK_DEFINE_VARIANT(avx512, 64, 12, 2, 2, 8,
                    __attribute__((target("avx512f"), optimize("fp-contract=fast"))),
                    __attribute__((target("avx512f"))))
 #endif

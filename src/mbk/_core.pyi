@@ -1,4 +1,6 @@
 # Type stubs for the compiled kernels (src/mbk/_core.pyx).
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -9,6 +11,10 @@ CHUNK_SIZE: int
 
 _Float = np.float32 | np.float64
 
+def available_isas() -> list[str]: ...
+def isa() -> str: ...
+def isa_for(n_clusters: int, dtype: str | np.dtype) -> str: ...
+def use_isa(name: str) -> str: ...
 def omp_max_threads() -> int: ...
 def set_min_work_per_thread(work: float) -> float: ...
 def assign_labels(
@@ -19,7 +25,9 @@ def assign_labels(
     sample_weight: NDArray[_Float] | None = None,
     n_threads: int = 1,
     compute_inertia: bool = True,
-) -> float: ...
+    check_finite: bool = False,
+) -> float | None: ...
+def all_finite(X: NDArray[_Float], n_threads: int = 1) -> bool: ...
 def minibatch_step(
     X: NDArray[_Float],
     centers_old: NDArray[_Float],
@@ -36,3 +44,51 @@ def euclidean_distances(
 def draw_rows(
     sampler: WeightedRowSampler, uniforms: NDArray[np.float64], rows: NDArray[np.intp]
 ) -> None: ...
+def candidate_block_rows() -> int: ...
+def pack_rows(X: NDArray[_Float]) -> NDArray[_Float]: ...
+def kmeanspp_distances(
+    X: NDArray[_Float],
+    packed: NDArray[_Float] | None,
+    x_sq_norms: NDArray[np.float64],
+    candidates: NDArray[np.intp],
+    candidate_sq_norms: NDArray[np.float64],
+    closest: NDArray[_Float] | None,
+    out: NDArray[_Float],
+    n_threads: int = 1,
+) -> None: ...
+def random_sample(random_state: np.random.RandomState, n: int) -> list[float]: ...
+def reassign_due(
+    counts: NDArray[np.float64], n_since: int, batch_size: int
+) -> tuple[bool, int]: ...
+
+class EarlyStopping:
+    ewa_inertia: float | None
+    ewa_inertia_min: float | None
+    no_improvement: int
+    def __init__(
+        self,
+        batch_size: int,
+        n_samples: int,
+        n_steps: int,
+        tol: float,
+        max_no_improvement: int | None,
+        verbose: int,
+    ) -> None: ...
+
+def fit_steps(
+    X: NDArray[_Float],
+    centers_a: NDArray[_Float],
+    centers_b: NDArray[_Float],
+    counts: NDArray[np.float64],
+    rows: NDArray[np.intp],
+    labels: NDArray[np.int32],
+    sampler: WeightedRowSampler,
+    random_state: np.random.RandomState,
+    stopping: EarlyStopping,
+    reassign: Callable[[int], None],
+    n_steps: int,
+    n_since_last_reassign: int,
+    reassignment_ratio: float,
+    track_center_change: bool,
+    n_threads: int,
+) -> tuple[int, int, float, int]: ...

@@ -389,6 +389,28 @@ def test_kmeanspp_distances_match_the_expansion(dtype, n_candidates, with_closes
         assert_array_equal(other, results[0])
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_weighted_cumsum_is_numpys(dtype):
+    rng = np.random.RandomState(0)
+    for n in (1, 7, 12_289):
+        weights = rng.uniform(0, 3, n).astype(dtype)
+        values = (rng.pareto(1.0, n) * 1e3).astype(dtype)
+        out = np.empty(n, dtype=dtype)
+        _core.weighted_cumsum(weights, values, out)
+        assert_array_equal(out, np.cumsum(weights * values))
+
+
+def test_a_rows_norm_does_not_depend_on_the_rows_beside_it():
+    # k-means++ takes the candidates' norms from the norms of all rows
+    from mbk._kmeans_plusplus import _sq_norms64
+
+    rng = np.random.RandomState(1)
+    for dtype, n_features in [(np.float32, 64), (np.float64, 3), (np.float32, 17)]:
+        X = (rng.normal(size=(3000, n_features)) * rng.uniform(0.1, 100, n_features)).astype(dtype)
+        rows = rng.randint(0, 3000, 9)
+        assert_array_equal(_sq_norms64(X[rows]), _sq_norms64(X)[rows])
+
+
 def test_packed_rows_must_match_the_kernel():
     X, _ = random_problem(50, 3, 1, np.float64)
     packed = _core.pack_rows(X)

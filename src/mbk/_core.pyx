@@ -1054,6 +1054,21 @@ def pack_rows(const floating[:, :] X):
     return packed
 
 
+def weighted_cumsum(
+        const floating[::1] weights, const floating[::1] values, floating[::1] out):
+    """``out = np.cumsum(weights * values)`` with NumPy's rounding: each product rounded to
+    the dtype, then added one after another in the dtype; without the temporary."""
+    cdef Py_ssize_t i, n = out.shape[0]
+    cdef floating total = 0, product
+    if weights.shape[0] != n or values.shape[0] != n:
+        raise ValueError("weights, values and out must have the same length")
+    with nogil:
+        for i in range(n):
+            product = weights[i] * values[i]
+            total = total + product
+            out[i] = total
+
+
 def kmeanspp_distances(
         const floating[:, :] X,                 # IN (n_samples, n_features)
         packed,                                 # IN pack_rows(X), or None

@@ -63,12 +63,15 @@ def kmeans_plusplus_seeds(
     # Two output buffers in turn: the closest distances are a row of the previous one.
     buffers = [np.empty((n_local_trials, n_samples), dtype=X.dtype) for _ in range(2)]
 
+    cumulative = np.empty(n_samples, dtype=X.dtype)
+
     def candidate_distances(candidates, closest):
         out = buffers[0][: len(candidates)]
         buffers.reverse()
-        candidate_norms = _sq_norms64(X[candidates])
+        # A row's norm does not depend on the rows computed beside it (tested), so the
+        # candidates' norms are the rows' norms.
         _core.kmeanspp_distances(
-            X, packed, x_sq_norms, candidates, candidate_norms, closest, out, n_threads
+            X, packed, x_sq_norms, candidates, x_sq_norms[candidates], closest, out, n_threads
         )
         return out
 
@@ -81,12 +84,13 @@ def kmeans_plusplus_seeds(
     for c in range(1, n_clusters):
         # Sample candidates with probability proportional to w * D^2 ...
         targets = random_state.uniform(size=n_local_trials) * potential
-        candidates = np.searchsorted(np.cumsum(sample_weight * closest_sq), targets)
-        np.clip(candidates, None, n_samples - 1, out=candidates)
+        _core.weighted_cumsum(sample_weight, closest_sq.ravel(), cumulative)  # np.cumsum's bits
+        candidates = cumulative.searchsorted(targets).astype(np.intp)
+        np.minimum(candidates, n_samples - 1, out=candidates)
         # ... and keep the one that lowers the potential most (first one on ties).
-        candidate_sq = candidate_distances(candidates.astype(np.intp), closest_sq.ravel())
+        candidate_sq = candidate_distances(candidates, closest_sq.ravel())
         candidate_potentials = candidate_sq @ sample_weight.reshape(-1, 1)
-        best = np.argmin(candidate_potentials)
+        best = candidate_potentials.argmin()
         potential = candidate_potentials[best]
         closest_sq = candidate_sq[best]
         centers[c] = X[candidates[best]]

@@ -451,7 +451,7 @@ cdef inline const floating* _tile_rows(
     """
     # Strides and pointers live in locals: stores into the buffer could otherwise alias the
     # Rows struct, and the compiler would reload it on every element.
-    cdef Py_ssize_t t, f, n_features = rows.n_features, line, ahead
+    cdef Py_ssize_t t, f, n_features = rows.n_features, line
     cdef Py_ssize_t chunk_end = min((first // CHUNK_ROWS + 1) * CHUNK_ROWS, rows.n_rows)
     cdef Py_ssize_t row_stride = rows.row_stride, col_stride = rows.col_stride
     cdef const Py_ssize_t* index = rows.index
@@ -464,9 +464,7 @@ cdef inline const floating* _tile_rows(
         # the hardware prefetcher follows a row once it is being read). A chunk's first tile
         # also asks for the rows before that distance. Only this chunk's rows: the next
         # chunk's may not be drawn yet.
-        ahead = first - PREFETCH_ROWS if first % CHUNK_ROWS == 0 else first
-        for t in range(max(ahead, first) + PREFETCH_ROWS,
-                       min(first + tile_rows + PREFETCH_ROWS, chunk_end)):
+        for t in range(first + PREFETCH_ROWS, min(first + tile_rows + PREFETCH_ROWS, chunk_end)):
             base = data + index[t] * row_stride
             for line in range(0, min(row_bytes, 256), 64):
                 mbk_prefetch(<const char*> base + line)

@@ -352,6 +352,61 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         if n_reassigns < len(counts):
             counts[to_reassign] = np.min(counts[~to_reassign])
 
+    # -- persistence ------------------------------------------------------------------------------
+
+    def __setstate__(self, state):
+        """Restore a pickled estimator, refusing a state that could not have been saved.
+
+        A fitted model's centers, running weights and step count are checked, so a damaged
+        or hand-edited pickle fails here with a clear ValueError rather than later inside a
+        kernel.
+        """
+        restore = getattr(super(), "__setstate__", None)
+        if restore is not None:
+            restore(state)
+        else:
+            self.__dict__.update(state)
+        problem = self._fitted_state_problem()
+        if problem is not None:
+            raise ValueError(
+                f"This pickled {type(self).__name__} has an inconsistent state: {problem}. "
+                "Refit it."
+            )
+
+    def _fitted_state_problem(self):
+        """What is wrong with the fitted state, or None (also None when not fitted)."""
+        if "cluster_centers_" not in self.__dict__:
+            return None
+        centers = self.cluster_centers_
+        n_features = getattr(self, "n_features_in_", None)
+        if not isinstance(centers, np.ndarray) or centers.dtype not in (np.float32, np.float64):
+            return "cluster_centers_ is not a float32 or float64 array"
+        # (n_clusters may have been changed by set_params since the fit: not compared)
+        if (
+            not isinstance(n_features, int)
+            or centers.ndim != 2
+            or centers.shape[0] < 1
+            or centers.shape[1] != n_features
+        ):
+            return (
+                f"cluster_centers_ has shape {centers.shape}, expected (n_clusters, "
+                f"{n_features}) from n_features_in_"
+            )
+        if not centers.flags.c_contiguous or not np.isfinite(centers).all():
+            return "cluster_centers_ must be C-ordered and finite"
+        counts = getattr(self, "_counts", None)
+        if (
+            not isinstance(counts, np.ndarray)
+            or counts.dtype != np.float64
+            or counts.shape != (centers.shape[0],)
+            or not np.isfinite(counts).all()
+            or (counts < 0).any()
+        ):
+            return "the running weight per center must be n_clusters finite float64 values >= 0"
+        if not isinstance(getattr(self, "n_steps_", None), int) or self.n_steps_ < 0:
+            return "n_steps_ must be an int >= 0"
+        return None
+
     # -- public API ------------------------------------------------------------------------------
 
     def fit(self, X, y=None, sample_weight=None):

@@ -2,7 +2,9 @@
 
 import os
 import pickle
+import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -100,6 +102,71 @@ def test_unpickling_a_corrupted_state_raises_a_clear_error(blobs, case):
     with pytest.raises(ValueError, match=f"inconsistent state: .*{message}"):
         restored.__setstate__(state)
     assert pickle.loads(blob).n_steps_ == model.n_steps_  # the intact pickle still loads
+
+
+# -- interruption ------------------------------------------------------------------------------
+
+
+def _state(model):
+    return {
+        name: value.copy() if isinstance(value, np.ndarray) else value
+        for name, value in model.__dict__.items()
+    }
+
+
+def _assert_same_state(model, before):
+    assert set(model.__dict__) == set(before)
+    for name, value in before.items():
+        if isinstance(value, np.ndarray):
+            assert_array_equal(model.__dict__[name], value, err_msg=name)
+        else:
+            assert model.__dict__[name] is value or model.__dict__[name] == value, name
+
+
+@pytest.mark.skipif(not hasattr(signal, "raise_signal"), reason="needs signal.raise_signal")
+@pytest.mark.parametrize("fitted_before", [False, True], ids=["unfitted", "fitted"])
+def test_ctrl_c_stops_a_long_fit_and_leaves_the_estimator_as_it_was(blobs, fitted_before):
+    X, _ = blobs(20_000, 8, 6, dtype=np.float32, seed=5)
+    model = mbk.MiniBatchKMeans(
+        6, batch_size=256, max_no_improvement=None, random_state=0, n_threads=2
+    )
+    if fitted_before:
+        model.set_params(max_iter=1).fit(X[:2000])
+    before = _state(model)
+    # Uninterrupted, this fit would take minutes: the interrupt has to stop it.
+    model.set_params(max_iter=100_000)
+    before["max_iter"] = 100_000
+    fired = []
+
+    def press_ctrl_c():
+        fired.append(time.monotonic())
+        signal.raise_signal(signal.SIGINT)
+
+    timer = threading.Timer(0.5, press_ctrl_c)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(X)
+        stopped = time.monotonic()
+    finally:
+        timer.cancel()
+        timer.join()
+    # Generous: the fit checks for signals after every step (well under a millisecond here).
+    assert stopped - fired[0] < 5.0
+    _assert_same_state(model, before)
+    if fitted_before:
+        model.predict(X)
+    else:
+        with pytest.raises(mbk.NotFittedError):
+            model.predict(X)
+
+
+def test_a_failing_fit_leaves_the_previous_fit_in_place(blobs):
+    model, X = _fitted(blobs)
+    before = _state(model)
+    with pytest.raises(ValueError, match="contains NaN"):
+        model.fit(np.where(X > 5, np.nan, X)[:, :3])  # another width, and NaN
+    _assert_same_state(model, before)
 
 
 # -- concurrent callers ------------------------------------------------------------------------

@@ -1175,6 +1175,7 @@ def draw_rows(
 # The fit loop
 # ---------------------------------------------------------------------------------------------
 
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
 
@@ -1364,6 +1365,8 @@ def fit_steps(
             change = _squared_change(following, current)
         current, following = following, current
         current_index = 1 - current_index
+        # Ctrl-C: Python's handler runs here, between steps, and raises KeyboardInterrupt.
+        PyErr_CheckSignals()
         if stopping.converged(step, inertia, change):
             break
     return step + 1, current_index, inertia, n_since_last_reassign

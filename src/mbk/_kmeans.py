@@ -6,6 +6,7 @@ split is what makes results identical to scikit-learn for the same ``random_stat
 identical to themselves for any thread count.
 """
 
+import functools
 import math
 import numbers
 import warnings
@@ -77,6 +78,26 @@ def _labels_inertia(
     if inertia is None:
         report_non_finite(X, "X")
     return labels, inertia
+
+
+def _all_or_nothing(fit_method):
+    """Make a fitting method leave the estimator as it was if it raises, Ctrl-C included.
+
+    fit builds its state in new arrays and never changes the previous fit's in place, so a
+    shallow copy of the attributes is enough to put them back.
+    """
+
+    @functools.wraps(fit_method)
+    def run(self, *args, **kwargs):
+        before = dict(self.__dict__)
+        try:
+            return fit_method(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    return run
 
 
 def _is_array_like(value):
@@ -409,6 +430,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
     # -- public API ------------------------------------------------------------------------------
 
+    @_all_or_nothing
     def fit(self, X, y=None, sample_weight=None):
         """Compute the cluster centers from mini-batches drawn from X.
 

@@ -15,6 +15,7 @@ import numpy as np
 from . import _core
 from ._compat import ESTIMATOR_BASES, NotFittedError
 from ._kmeans_plusplus import kmeans_plusplus_seeds
+from ._nested import fit_nested
 from ._sampling import WeightedRowSampler
 from ._validation import (
     InvalidParameterError,
@@ -26,6 +27,9 @@ from ._validation import (
 )
 
 _MEAN_VARIANCE_ROWS = 65536
+_ALGORITHMS = ("sculley", "nested")
+# Parameters of Sculley's algorithm that nested runs do not use, with their defaults.
+_SCULLEY_ONLY = {"max_no_improvement": 10, "reassignment_ratio": 0.01}
 
 
 def _mean_variance(X):
@@ -165,6 +169,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         n_init="auto",
         reassignment_ratio=0.01,
         n_threads=None,
+        algorithm="sculley",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -179,6 +184,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         self.n_init = n_init
         self.reassignment_ratio = reassignment_ratio
         self.n_threads = n_threads
+        self.algorithm = algorithm
 
     # -- parameter checks ----------------------------------------------------------------------
 
@@ -212,6 +218,10 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             _check_int("n_init", self.n_init, 1)
         _check_real("reassignment_ratio", self.reassignment_ratio, 0)
         _check_int("n_threads", self.n_threads, 1, allow_none=True)
+        if not isinstance(self.algorithm, str) or self.algorithm not in _ALGORITHMS:
+            raise InvalidParameterError(
+                f"algorithm must be 'sculley' or 'nested'; got {self.algorithm!r}."
+            )
         try:
             check_random_state(self.random_state)
         except ValueError as error:
@@ -372,6 +382,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         random_state = check_random_state(self.random_state)
         sample_weight = check_sample_weight(sample_weight, n_samples, X.dtype)
         given_centers = self._given_centers(X)
+        if self.algorithm == "nested":
+            return self._fit_nested(X, sample_weight, random_state, given_centers)
         sampler = WeightedRowSampler(sample_weight, n_samples, X.dtype)
         self._tol = self.tol * _mean_variance(X) if self.tol > 0 else 0.0
 
@@ -453,6 +465,42 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             self.inertia_ = ewa * float(total_weight)
         return self
 
+    def _fit_nested(self, X, sample_weight, random_state, given_centers):
+        """fit with algorithm="nested" (see ``_nested``): runs to a Lloyd fixed point."""
+        for name, default in _SCULLEY_ONLY.items():
+            if getattr(self, name) != default:
+                warnings.warn(
+                    f"{name}={getattr(self, name)!r} has no effect with algorithm='nested' "
+                    "(it belongs to Sculley's algorithm).",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        tol = self.tol * _mean_variance(X) if self.tol > 0 else 0.0
+
+        def seed_centers(X_sample, weight_sample):
+            return self._init_centroids(X_sample, weight_sample, random_state, given_centers)
+
+        result = fit_nested(
+            X,
+            sample_weight,
+            random_state,
+            seed_centers,
+            n_init=self._n_init,
+            init_size=self._init_size,
+            max_iter=self.max_iter,
+            tol=tol,
+            n_threads=self._n_threads,
+            verbose=self.verbose,
+        )
+        self.cluster_centers_ = result.centers
+        self._n_features_out = self.n_clusters
+        self.n_steps_ = result.n_rounds
+        self.n_iter_ = result.n_passes
+        self.inertia_ = result.inertia
+        if self.compute_labels:
+            self.labels_ = result.labels
+        return self
+
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the centers with one mini-batch.
 
@@ -474,6 +522,12 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         self : MiniBatchKMeans
             The updated estimator.
         """
+        if self.algorithm == "nested":
+            raise InvalidParameterError(
+                "partial_fit runs Sculley's mini-batch step: algorithm='nested' grows its "
+                "batches over the whole data set and has no streaming form. Use fit, or "
+                "algorithm='sculley' for partial_fit."
+            )
         has_centers = hasattr(self, "cluster_centers_")
         if not has_centers:
             self._validate_params()

@@ -1,0 +1,274 @@
+"""Nested mini-batch k-means (Newling & Fleuret, "Nested mini-batch k-means", NeurIPS 2016).
+
+The batches grow and contain each other: batch t is the first b_t positions of one random
+permutation of the rows, and b_{t+1} is b_t or 2 b_t. Because the rows of a batch stay in the
+next one, each row keeps its label and two distance bounds from round to round (Hamerly's
+upper and lower bounds), and a row whose bounds prove that its nearest center cannot have
+changed costs no distance computation. Each center is the weighted mean of the batch rows
+currently labelled with it (a row that changes label leaves its old center's sums), so on a
+fixed batch a round is exactly one Lloyd iteration, and a run that reaches the whole data
+set and stops when no label changes ends at a Lloyd fixed point of the data.
+
+When to double. A center estimated from n_j rows has a standard error of about
+sigma_j = sqrt(sum_i w_i d_i^2) / W_j (d_i the rows' distances to it, W_j their weight).
+Once every center moves by less than sigma_j / RHO in a round, further rounds on this batch
+only fit its sampling noise (the paper's "premature fine-tuning"), so the batch doubles. A
+round in which no label changes (a Lloyd fixed point of the batch) doubles it too.
+
+The compiled round is ``_core.nested_round``; this module drives it: seeding, the doubling
+rule, the stopping rules and the n_init restarts. The estimator decides that it runs.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+
+# Double the batch when every center's movement is below its standard error / RHO. Chosen by
+# measurement on the benchmark workloads (bench/nested.py): smaller values double earlier.
+RHO = 1.0
+# Swaps tried on the first batch after its rounds (see _best_swap): at most this many, each
+# choosing among the rows farthest from their centers and rows drawn in proportion to
+# w * d^2, applied when it lowers the first batch's inertia by this fraction.
+_MAX_SWAPS = 20
+_SWAP_FARTHEST = 4
+_SWAP_DRAWN = 8
+_SWAP_GAIN = 1e-4
+
+
+@dataclass
+class NestedResult:
+    centers: np.ndarray  # (n_clusters, n_features) in X's dtype
+    labels: np.ndarray  # (n_samples,) int32, nearest center of every row of X
+    inertia: float
+    n_rounds: int
+    n_passes: int  # passes over the data: rows visited / n_samples, rounded up
+    converged: bool  # reached a Lloyd fixed point of the whole data set
+
+
+def _should_double(labels, upper, order, sample_weight, weight_sums, movement, n_batch):
+    """The doubling rule: every center's movement is below sigma_j / RHO."""
+    spread = np.empty(weight_sums.shape[0])
+    _core.cluster_spread(labels, upper, order, sample_weight, spread, n_batch)
+    live = weight_sums > 0
+    sigma = np.sqrt(spread[live]) / weight_sums[live]
+    return bool(np.all(movement[live] * RHO < sigma))
+
+
+class _State:
+    """Per batch position: label (-1 until first labelled), bounds; per center: sums."""
+
+    def __init__(self, n_samples, n_clusters, n_features):
+        self.sums = np.zeros((n_clusters, n_features))
+        self.weight_sums = np.zeros(n_clusters)
+        self.counts = np.zeros(n_clusters, dtype=np.intp)
+        self.labels = np.full(n_samples, -1, dtype=np.int32)
+        self.upper = np.empty(n_samples)
+        self.lower = np.empty(n_samples)
+        self.movement = np.zeros(n_clusters)
+        self.half_gap = np.zeros(n_clusters)
+        self.changed = np.empty(n_samples, dtype=np.intp)
+        self.moved_from = np.empty(n_samples, dtype=np.int32)
+
+    def in_row_order(self, order, n_seen):
+        """Move the state of the first n_seen positions to position order[i] (the row), and
+        mark the other rows new: from then on position i is row i, and the rounds on the
+        whole data set read X in its own order instead of scattered."""
+        for name in ("labels", "upper", "lower"):
+            values = getattr(self, name)
+            moved = np.full_like(values, -1) if name == "labels" else np.empty_like(values)
+            moved[order[:n_seen]] = values[:n_seen]
+            setattr(self, name, moved)
+        return np.arange(order.shape[0], dtype=np.intp)
+
+
+def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, verbose,
+         first_batch_only=False):  # fmt: skip
+    """Nested rounds from the given centers (updated in place).
+
+    Returns (NestedResult, rows visited); with ``first_batch_only``, stops as soon as the
+    first batch would double and returns (None, rows visited).
+    """
+    n_samples, n_features = X.shape
+    state = _State(n_samples, centers.shape[0], n_features)
+    n_batch, visits, n_rounds = n_first, 0, 0
+    converged = False
+    if n_batch == n_samples:
+        order = state.in_row_order(order, 0)
+    while n_rounds == 0 or visits + n_batch <= max_visits:
+        n_changes, n_full = _core.nested_round(
+            X, order, sample_weight, centers, state.sums, state.weight_sums, state.counts,
+            state.labels, state.upper, state.lower, state.movement, state.half_gap,
+            state.changed, state.moved_from, n_batch, n_threads,
+        )  # fmt: skip
+        visits += n_batch
+        n_rounds += 1
+        if verbose > 1 or (verbose and n_batch == n_samples and n_changes == 0):
+            print(
+                f"Nested round {n_rounds}: batch {n_batch}, {n_changes} labels changed, "
+                f"{n_full} rows compared with every center, largest center move "
+                f"{state.movement.max():.6g}"
+            )
+        if n_batch == n_samples:
+            if n_changes == 0:
+                converged = True
+                if verbose:
+                    print(f"Converged (Lloyd fixed point) after {n_rounds} rounds")
+                break
+            if tol > 0 and float(np.dot(state.movement, state.movement)) <= tol:
+                if verbose:
+                    print(f"Converged (small centers change) after {n_rounds} rounds")
+                break
+        elif n_changes == 0 or _should_double(
+            state.labels, state.upper, order, sample_weight, state.weight_sums,
+            state.movement, n_batch,
+        ):  # fmt: skip
+            if first_batch_only:
+                return None, visits
+            n_old, n_batch = n_batch, min(2 * n_batch, n_samples)
+            if verbose:
+                print(f"Nested round {n_rounds}: batch grows to {n_batch}")
+            if n_batch == n_samples:
+                order = state.in_row_order(order, n_old)
+    else:
+        if verbose:
+            print(f"Stopped: max_iter passes over the data used after {n_rounds} rounds")
+    if first_batch_only:
+        return None, visits
+
+    row_labels = np.empty(n_samples, dtype=np.int32)
+    if converged:
+        # Every row's label is exact for these centers (the last round moved nothing).
+        row_labels[order] = state.labels
+        inertia = _core.labelled_inertia(X, centers, row_labels, sample_weight, n_threads)
+    else:
+        inertia = _core.assign_labels(X, centers, row_labels, None, sample_weight, n_threads)
+    result = NestedResult(
+        centers=centers,
+        labels=row_labels,
+        inertia=inertia,
+        n_rounds=n_rounds,
+        n_passes=0,
+        converged=converged,
+    )
+    return result, visits
+
+
+def _best_swap(X, sample_weight, centers, random_state, n_threads):
+    """Move one center to a row of X if that lowers the inertia of X; return whether it did.
+
+    Lloyd iterations cannot move a center across the data: k-means++ can leave two centers in
+    one cluster and none in another (in high dimension, where the spread inside clusters is
+    large, it often does), and Lloyd keeps them so. A swap fixes that: removing center j
+    sends its rows to their second-nearest center, and a center at row p takes every row
+    closer to p. For candidate rows p (the farthest from their centers, and rows drawn in
+    proportion to w * d^2) and every j, the new inertia is computed exactly:
+    sum_i w_i min(d_i^2, ||x_i - p||^2), with d_i the distance to the nearest center other
+    than j. The best (j, p) is applied if it lowers the inertia.
+    """
+    n_rows, n_clusters = X.shape[0], centers.shape[0]
+    if n_clusters < 2 or n_rows <= n_clusters:
+        return False
+    distances = np.empty((n_rows, n_clusters), dtype=X.dtype)
+    _core.euclidean_distances(X, centers, distances, n_threads)
+    sq = distances.astype(np.float64) ** 2
+    labels = sq.argmin(axis=1)
+    nearest_two = np.partition(sq, 1, axis=1)
+    first, second = nearest_two[:, 0], nearest_two[:, 1]
+    weights = np.ones(n_rows) if sample_weight is None else sample_weight.astype(np.float64)
+    cost = weights * first
+    current = cost.sum()
+    if not current > 0:
+        return False
+    farthest = np.argsort(cost)[-_SWAP_FARTHEST:]
+    drawn = random_state.choice(n_rows, size=_SWAP_DRAWN, p=cost / current)
+    best, best_center, best_row = current, None, None
+    for row in np.unique(np.concatenate([farthest, drawn])):
+        diff = X - X[row]
+        to_row = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
+        kept = weights * np.minimum(first, to_row)
+        moved = weights * np.minimum(second, to_row)
+        # inertia without center j and with a center at row: kept everywhere, except the
+        # rows of j, which go to min(second nearest, row)
+        totals = (
+            kept.sum()
+            - np.bincount(labels, kept, n_clusters)
+            + np.bincount(labels, moved, n_clusters)
+        )
+        center = int(np.argmin(totals))
+        if totals[center] < best:
+            best, best_center, best_row = totals[center], center, row
+    if best_center is None or not best < current * (1 - _SWAP_GAIN):
+        return False
+    centers[best_center] = X[best_row]
+    return True
+
+
+def _refine_first_batch(X, sample_weight, centers, order, init_size, max_visits, tol,
+                        n_threads, verbose, random_state):  # fmt: skip
+    """Rounds on the first batch, then swaps each followed by rounds while they help.
+
+    Returns the rows visited."""
+    args = (X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose)
+    _, visits = _run(*args, first_batch_only=True)
+    first = order[:init_size]
+    X_first = X[first]
+    weight_first = None if sample_weight is None else sample_weight[first]
+    for swap in range(_MAX_SWAPS):
+        if not _best_swap(X_first, weight_first, centers, random_state, n_threads):
+            break
+        if verbose:
+            print(f"Swap {swap + 1}: one center moved to a far row")
+        _, used = _run(*args, first_batch_only=True)
+        visits += used
+    return visits
+
+
+def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_size, max_iter,
+               tol, n_threads, verbose):  # fmt: skip
+    """Nested mini-batch k-means from the best of n_init seedings.
+
+    One permutation of the rows is drawn; its first ``init_size`` rows are both the sample
+    that ``seed_centers(X_sample, weight_sample)`` seeds on and the first batch, so every seed
+    starts with its own row. With n_init > 1, each seeding is refined by rounds on the first
+    batch until the doubling rule says that batch is used up, and the one with the lowest
+    inertia on the first batch is run to the end (Lloyd's local minima are decided early and
+    the first batch's rounds are cheap). ``max_iter`` bounds the rows visited, over all
+    rounds, to max_iter * n_samples. ``tol`` (already scaled to the data) ends the run on the
+    whole data set when the summed squared center movement of a round is at most tol; 0
+    runs to a Lloyd fixed point.
+    """
+    n_samples = X.shape[0]
+    if sample_weight is not None and (sample_weight < 0).any():
+        raise ValueError("algorithm='nested' needs non-negative sample_weight.")
+    max_visits = max_iter * n_samples
+    order = random_state.permutation(n_samples).astype(np.intp)
+    first = order[:init_size]
+    X_first = X[first]
+    weight_first = None if sample_weight is None else sample_weight[first]
+    visits = 0
+    best_centers, best_inertia = None, None
+    for init_index in range(n_init):
+        centers = seed_centers(X_first, weight_first)
+        centers = np.array(centers, dtype=X.dtype, order="C", copy=True)
+        visits += _refine_first_batch(
+            X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose,
+            random_state,
+        )  # fmt: skip
+        if n_init > 1:
+            labels = np.empty(init_size, dtype=np.int32)
+            inertia = _core.assign_labels(X, centers, labels, first, sample_weight, n_threads)
+            if verbose:
+                print(f"Init {init_index + 1}/{n_init}: inertia on the first batch {inertia}")
+            if best_inertia is None or inertia < best_inertia:
+                best_centers, best_inertia = centers, inertia
+        else:
+            best_centers = centers
+    result, used = _run(
+        X, sample_weight, best_centers, order, init_size, max(max_visits - visits, 1), tol,
+        n_threads, verbose,
+    )  # fmt: skip
+    result.n_passes = math.ceil((visits + used) / n_samples)
+    return result

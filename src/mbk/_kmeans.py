@@ -81,11 +81,19 @@ def _is_array_like(value):
 class MiniBatchKMeans(*ESTIMATOR_BASES):
     """Mini-batch k-means clustering, a drop-in for scikit-learn's ``MiniBatchKMeans``.
 
-    Each step draws a batch of rows, assigns them to their nearest center and moves every
-    center toward the mean of its new rows with a per-center learning rate (its batch weight
-    over its running weight). Same parameters, attributes, methods and, for the same
-    ``random_state``, the same results as scikit-learn 1.9; the kernels are compiled and
-    parallel, read the data in place, and give bitwise identical results for any thread count.
+    With ``algorithm="sculley"`` (the default), each step draws a batch of rows, assigns them
+    to their nearest center and moves every center toward the mean of its new rows with a
+    per-center learning rate (its batch weight over its running weight). Same parameters,
+    attributes, methods and, for the same ``random_state``, the same results as scikit-learn
+    1.9; the kernels are compiled and parallel, read the data in place, and give bitwise
+    identical results for any thread count.
+
+    With ``algorithm="nested"``, ``fit`` runs nested mini-batch k-means (Newling & Fleuret,
+    NeurIPS 2016): batches that grow by doubling and contain each other, distance bounds
+    that let rows whose nearest center cannot have changed skip the distance work, and a
+    stop at a Lloyd fixed point of the whole data set. Usually a lower inertia than Sculley's
+    algorithm, and than one run of Lloyd's (k-means++ seeding is followed by swaps on the
+    first batch), in a small fraction of Lloyd's time. See the Notes.
 
     Parameters
     ----------
@@ -129,6 +137,10 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         OpenMP threads for the kernels. None uses every usable core, within
         ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits``. Results do not depend on
         it.
+    algorithm : {"sculley", "nested"}, default="sculley"
+        "sculley": scikit-learn's mini-batch algorithm (identical results). "nested": nested
+        mini-batch k-means, run by ``fit`` only (``partial_fit`` raises). See the Notes for
+        what each parameter means with it.
 
     Attributes
     ----------
@@ -151,6 +163,36 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
     -----
     Running weights (counts) are kept in float64 for float32 data too: scikit-learn keeps
     them in float32, where a count stops growing at 2**24 and the learning rate freezes.
+
+    With ``algorithm="nested"`` the parameters mean:
+
+    - ``init``, ``random_state``, ``n_threads``, ``verbose``, ``compute_labels``: as above.
+      One random permutation of the rows is drawn; its first ``init_size`` rows are the
+      sample the seeding runs on and the first batch. After rounds on that batch, single
+      center moves ("swaps") that lower its inertia are applied, which repairs seedings that
+      put two centers in one cluster and none in another.
+    - ``init_size``: the first batch (default 3 * batch_size, at least 3 * n_clusters); it
+      then doubles when every center moves less than its standard error (the center
+      movement is dominated by batch noise) or when no label changes.
+    - ``batch_size``: only through the default ``init_size``.
+    - ``n_init``: seedings tried; each is refined on the first batch and the one with the
+      lowest inertia there is run to the end. "auto" means 1 for "k-means++" and given
+      centers, 3 otherwise.
+    - ``max_iter``: a bound on the passes over the data, counted as rows visited over all
+      rounds divided by n_samples (``n_iter_``). ``n_steps_`` counts rounds.
+    - ``tol``: 0 (default) runs until no label changes on the whole data set, a Lloyd fixed
+      point: the centers are the weighted means of their rows and ``labels_`` are exact.
+      With tol > 0 the run also stops, once the batch is the whole data set, when a round
+      moves the centers by a summed squared distance of at most tol times the mean feature
+      variance (scikit-learn ``KMeans``'s rule).
+    - ``sample_weight``: multiplies each row's contribution (weight 2 = the row twice);
+      weights must be non-negative. Unlike Sculley's ``fit``, rows are not drawn in
+      proportion to their weights.
+    - ``max_no_improvement``, ``reassignment_ratio``: not used (a warning says so when they
+      differ from their defaults).
+
+    Memory: about 40 bytes per row of X (labels, bounds and the permutation) on top of X,
+    which is read in place.
     """
 
     def __init__(

@@ -157,73 +157,81 @@ def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, 
 
 
 def _best_swap(X, sample_weight, centers, random_state, n_threads):
-    """Move one center to a row of X if that lowers the inertia of X; return whether it did.
+    """The single center move that lowers the inertia of X the most: (center, row) or None.
 
     Lloyd iterations cannot move a center across the data: k-means++ can leave two centers in
     one cluster and none in another (in high dimension, where the spread inside clusters is
-    large, it often does), and Lloyd keeps them so. A swap fixes that: removing center j
-    sends its rows to their second-nearest center, and a center at row p takes every row
-    closer to p. For candidate rows p (the farthest from their centers, and rows drawn in
-    proportion to w * d^2) and every j, the new inertia is computed exactly:
-    sum_i w_i min(d_i^2, ||x_i - p||^2), with d_i the distance to the nearest center other
-    than j. The best (j, p) is applied if it lowers the inertia.
+    large, it often does), and Lloyd keeps them so. Removing center j sends its rows to their
+    second-nearest center; a center at row p takes every row closer to p. For candidate rows
+    p (the farthest from their centers, and rows drawn in proportion to w * d^2) and every j,
+    the inertia after the move is computed exactly: sum_i w_i min(d_i^2, ||x_i - p||^2), with
+    d_i the distance to the nearest center other than j. Returns the best pair when it beats
+    the current inertia, else None.
     """
     n_rows, n_clusters = X.shape[0], centers.shape[0]
     if n_clusters < 2 or n_rows <= n_clusters:
-        return False
+        return None
     distances = np.empty((n_rows, n_clusters), dtype=X.dtype)
     _core.euclidean_distances(X, centers, distances, n_threads)
     sq = distances.astype(np.float64) ** 2
     labels = sq.argmin(axis=1)
     nearest_two = np.partition(sq, 1, axis=1)
-    first, second = nearest_two[:, 0], nearest_two[:, 1]
-    weights = np.ones(n_rows) if sample_weight is None else sample_weight.astype(np.float64)
-    cost = weights * first
+    first, second = nearest_two[:, :1], nearest_two[:, 1:2]
+    weights = np.ones((n_rows, 1)) if sample_weight is None else sample_weight[:, None]
+    cost = (weights * first).ravel()
     current = cost.sum()
     if not current > 0:
-        return False
+        return None
     farthest = np.argsort(cost)[-_SWAP_FARTHEST:]
     drawn = random_state.choice(n_rows, size=_SWAP_DRAWN, p=cost / current)
-    best, best_center, best_row = current, None, None
-    for row in np.unique(np.concatenate([farthest, drawn])):
-        diff = X - X[row]
-        to_row = np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
-        kept = weights * np.minimum(first, to_row)
-        moved = weights * np.minimum(second, to_row)
-        # inertia without center j and with a center at row: kept everywhere, except the
-        # rows of j, which go to min(second nearest, row)
-        totals = (
-            kept.sum()
-            - np.bincount(labels, kept, n_clusters)
-            + np.bincount(labels, moved, n_clusters)
-        )
-        center = int(np.argmin(totals))
-        if totals[center] < best:
-            best, best_center, best_row = totals[center], center, row
-    if best_center is None or not best < current * (1 - _SWAP_GAIN):
-        return False
-    centers[best_center] = X[best_row]
-    return True
+    rows = np.unique(np.concatenate([farthest, drawn]))
+    to_rows = np.empty((n_rows, rows.shape[0]), dtype=X.dtype)
+    _core.euclidean_distances(X, np.ascontiguousarray(X[rows]), to_rows, n_threads)
+    to_rows = to_rows.astype(np.float64) ** 2
+    kept = weights * np.minimum(first, to_rows)  # (n_rows, candidates)
+    moved = weights * np.minimum(second, to_rows)
+    # totals[j, c]: the inertia with center j removed and one at candidate c: kept for every
+    # row, except j's rows, which go to min(second nearest, candidate).
+    members = np.zeros((n_clusters, n_rows))
+    members[labels, np.arange(n_rows)] = 1
+    totals = kept.sum(axis=0) + members @ (moved - kept)
+    center, candidate = np.unravel_index(np.argmin(totals), totals.shape)
+    return int(center), int(rows[candidate])
+
+
+def _first_batch_inertia(X, sample_weight, centers, first, n_threads):
+    labels = np.empty(first.shape[0], dtype=np.int32)
+    return _core.assign_labels(X, centers, labels, first, sample_weight, n_threads)
 
 
 def _refine_first_batch(X, sample_weight, centers, order, init_size, max_visits, tol,
                         n_threads, verbose, random_state):  # fmt: skip
-    """Rounds on the first batch, then swaps each followed by rounds while they help.
+    """Rounds on the first batch, then swaps (each followed by rounds) while they help.
 
-    Returns the rows visited."""
+    Returns the rows visited and the first batch's inertia.
+    """
     args = (X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose)
     _, visits = _run(*args, first_batch_only=True)
     first = order[:init_size]
     X_first = X[first]
     weight_first = None if sample_weight is None else sample_weight[first]
+    inertia = _first_batch_inertia(X, sample_weight, centers, first, n_threads)
     for swap in range(_MAX_SWAPS):
-        if not _best_swap(X_first, weight_first, centers, random_state, n_threads):
+        move = _best_swap(X_first, weight_first, centers, random_state, n_threads)
+        if move is None:
             break
-        if verbose:
-            print(f"Swap {swap + 1}: one center moved to a far row")
+        before = centers.copy()
+        centers[move[0]] = X_first[move[1]]
         _, used = _run(*args, first_batch_only=True)
         visits += used
-    return visits
+        after = _first_batch_inertia(X, sample_weight, centers, first, n_threads)
+        if verbose:
+            print(f"Swap {swap + 1}: center {move[0]} to a row; first batch inertia {after}")
+        if not after < inertia * (1 - _SWAP_GAIN):
+            centers[:] = before
+            break
+        inertia = after
+    return visits, inertia
 
 
 def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_size, max_iter,
@@ -253,13 +261,12 @@ def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_siz
     for init_index in range(n_init):
         centers = seed_centers(X_first, weight_first)
         centers = np.array(centers, dtype=X.dtype, order="C", copy=True)
-        visits += _refine_first_batch(
+        used, inertia = _refine_first_batch(
             X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose,
             random_state,
         )  # fmt: skip
+        visits += used
         if n_init > 1:
-            labels = np.empty(init_size, dtype=np.int32)
-            inertia = _core.assign_labels(X, centers, labels, first, sample_weight, n_threads)
             if verbose:
                 print(f"Init {init_index + 1}/{n_init}: inertia on the first batch {inertia}")
             if best_inertia is None or inertia < best_inertia:

@@ -255,8 +255,8 @@ def test_round_kernel_checks_its_arguments():
     with pytest.raises(ValueError, match="upper"):
         _core.nested_round(X, *bad, 10)
     bad = list(state)
-    bad[0] = np.full(10, 10, dtype=np.intp)
-    with pytest.raises(ValueError, match="order must hold rows"):
+    bad[0] = np.zeros(9, dtype=np.intp)
+    with pytest.raises(ValueError, match="order must have one entry per row"):
         _core.nested_round(X, *bad, 10)
 
 

@@ -499,7 +499,7 @@ NO_SKLEARN_SCRIPT = textwrap.dedent(
     assert sorted(params) == sorted(
         ["n_clusters", "init", "max_iter", "batch_size", "verbose", "compute_labels",
          "random_state", "tol", "max_no_improvement", "init_size", "n_init",
-         "reassignment_ratio", "n_threads"]
+         "reassignment_ratio", "n_threads", "algorithm"]
     )
     assert model.set_params(n_clusters=2, n_threads=1) is model
     assert model.get_params()["n_clusters"] == 2

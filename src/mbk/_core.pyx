@@ -1218,27 +1218,37 @@ cdef void _nested_chunk(
     cdef Rows batch
     cdef const floating* x
     cdef int tile_rows = centers.kernels.tile_rows
+    # The state's pointers and scalars in locals: the stores below could alias the struct.
+    cdef const Py_ssize_t* order = state.order
+    cdef const int* labels = state.labels
+    cdef double* upper = state.upper
+    cdef double* lower = state.lower
+    cdef const double* movement = state.movement
+    cdef const double* half_gap = state.half_gap
+    cdef double move_max = state.move_max, move_second = state.move_second
+    cdef Py_ssize_t move_argmax = state.move_argmax
+    cdef double up
     for i in range(start, end):
-        label = state.labels[i]
+        label = labels[i]
         if label < 0:
-            pending[n_pending] = state.order[i]
+            pending[n_pending] = order[i]
             pending_at[n_pending] = i
             n_pending += 1
             continue
-        drop = state.move_second if label == state.move_argmax else state.move_max
-        state.upper[i] += state.movement[label]
-        state.lower[i] -= drop
-        bound = max(state.lower[i], state.half_gap[label])
-        if state.upper[i] <= bound:
-            continue
-        x = _row_ptr(rows, state.order[i], row_buffer)
-        state.upper[i] = _sqrt(<double> _sq_euclidean(x, center_rows + label * n_features,
-                                                      n_features))
-        if state.upper[i] <= bound:
-            continue
-        pending[n_pending] = state.order[i]
-        pending_at[n_pending] = i
-        n_pending += 1
+        drop = move_second if label == move_argmax else move_max
+        up = upper[i] + movement[label]
+        bound = lower[i] - drop
+        lower[i] = bound
+        if half_gap[label] > bound:
+            bound = half_gap[label]
+        if up > bound:
+            x = _row_ptr(rows, order[i], row_buffer)
+            up = _sqrt(<double> _sq_euclidean(x, center_rows + label * n_features, n_features))
+            if up > bound:
+                pending[n_pending] = order[i]
+                pending_at[n_pending] = i
+                n_pending += 1
+        upper[i] = up
 
     # The rows that need every distance, a tile at a time: nearest and second nearest.
     batch = rows[0]
@@ -1394,6 +1404,8 @@ def nested_round(
     mean of its rows, then writes this round's ``movement`` and the new ``half_gap``.
 
     Returns (rows whose label changed, new rows included; rows compared with every center).
+    ``order`` must hold rows of X and ``labels`` centers or -1 (not checked: the driver,
+    ``_nested.py``, builds them; a check would cost a pass over the batch every round).
     """
     cdef Rows rows
     cdef Centers prepared
@@ -1419,9 +1431,6 @@ def nested_round(
         raise ValueError("need 1 <= n_batch <= n_samples")
     if order.shape[0] != n_samples:
         raise ValueError("order must have one entry per row of X")
-    for q in range(n_batch):
-        if not 0 <= order[q] < n_samples or labels[q] >= n_clusters:
-            raise ValueError("order must hold rows of X and labels centers (or -1)")
     for name, length in (("labels", labels.shape[0]), ("upper", upper.shape[0]),
                          ("lower", lower.shape[0]), ("changed", changed.shape[0]),
                          ("moved_from", moved_from.shape[0])):

@@ -226,6 +226,14 @@ def test_bad_algorithm_and_sculley_only_parameters():
         nested(2).partial_fit(X)
 
 
+def test_partial_fit_with_sculley_after_a_nested_fit():
+    X, _ = make_blobs(600, 2, 3, seed=15)
+    model = nested(3, compute_labels=False).fit(X)
+    assert_allclose(model._counts.sum(), len(X))
+    model.set_params(algorithm="sculley").partial_fit(X[:50])
+    assert model.n_steps_ > 1
+
+
 def test_default_stays_sculley():
     assert mbk.MiniBatchKMeans().algorithm == "sculley"
 

@@ -15,8 +15,12 @@ Once every center moves by less than sigma_j / RHO in a round, further rounds on
 only fit its sampling noise (the paper's "premature fine-tuning"), so the batch doubles. A
 round in which no label changes (a Lloyd fixed point of the batch) doubles it too.
 
-The compiled round is ``_core.nested_round``; this module drives it: seeding, the doubling
-rule, the stopping rules and the n_init restarts. The estimator decides that it runs.
+Seeding. k-means++ runs on the first batch; then single center moves ("swaps", see
+_best_swap) are tried, each followed by rounds on the first batch and kept while they lower
+its inertia. With n_init > 1, the best seeding on the first batch goes on.
+
+The compiled round is ``_core.nested_round``; this module drives it: seeding and swaps, the
+doubling rule, the stopping rules. The estimator decides that it runs.
 """
 
 import math
@@ -31,7 +35,8 @@ from . import _core
 RHO = 1.0
 # Swaps tried on the first batch after its rounds (see _best_swap): at most this many, each
 # choosing among the rows farthest from their centers and rows drawn in proportion to
-# w * d^2, applied when it lowers the first batch's inertia by this fraction.
+# w * d^2, and kept when, after rounds on the first batch, its inertia is lower by this
+# fraction (the first that is not ends the swaps).
 _MAX_SWAPS = 20
 _SWAP_FARTHEST = 4
 _SWAP_DRAWN = 8

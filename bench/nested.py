@@ -13,11 +13,13 @@ scikit-learn's ``MiniBatchKMeans`` and scikit-learn's ``KMeans(n_init=1)`` (Lloy
 For each workload and estimator the table gives the inertia on the whole data set (the
 fitted ``inertia_``; all four compute it on every row) over the best inertia of the
 scikit-learn KMeans runs of that workload (median and worst over seeds), and the wall time
-of ``fit`` (median over seeds; seeding included; each fit starts 0.3 s after the previous
-one ended, so that its idle OpenMP threads have stopped spinning). "time / KMeans" is that
-median time over KMeans's median time. The targets of issue 4 for nested: median ratio
-<= 1.01, worst <= 1.03, faster than scikit-learn's MiniBatchKMeans and at most a third of
-KMeans's time.
+of ``fit`` (median over seeds; seeding included). Each fit starts 0.1 s after the previous
+one ended, so that idle OpenMP threads that spin (scikit-learn's do for a while) do not take
+a core from it; a fit shorter than a second runs twice and the faster run counts (the same
+seed gives the same result), so that waking threads and cold caches do not dominate
+millisecond timings. "time / KMeans" is that median time over KMeans's median time. The
+targets of issue 4 for nested: median ratio <= 1.01, worst <= 1.03, faster than
+scikit-learn's MiniBatchKMeans and at most a third of KMeans's time.
 
 Workloads: California housing (median_income, latitude, longitude in raw units, 20,640 rows,
 float64) with 6, 8 and 20 clusters (H6, H8, H20; skipped when the CSV is absent); Gaussian
@@ -57,7 +59,8 @@ WORKLOADS = {
     "B2": ("blobs 200,000 x 784 float32, k=100", (200_000, 784), 100),
 }
 
-PAUSE = 0.3  # seconds between fits
+PAUSE = 0.1  # seconds between fits
+REPEAT_BELOW = 1.0  # fits shorter than this (seconds) run twice; the faster one counts
 
 ESTIMATORS = ["mbk nested", "mbk sculley", "sklearn MiniBatchKMeans", "sklearn KMeans"]
 
@@ -86,15 +89,17 @@ def measure(X, n_clusters, seeds, threads):
     results = {name: [] for name in ESTIMATORS}
     for seed in seeds:
         for name in ESTIMATORS:
-            estimator = make(name, n_clusters, seed, threads)
-            # Let the previous fit's idle OpenMP threads (scikit-learn's spin for a while by
-            # default) go to sleep, so that they do not compete with this fit for 2 cores.
-            time.sleep(PAUSE)
-            with threadpool_limits(threads):
-                start = time.perf_counter()
-                estimator.fit(X)
-                seconds = time.perf_counter() - start
-            results[name].append((float(estimator.inertia_), seconds))
+            best = float("inf")
+            for _ in range(2):
+                estimator = make(name, n_clusters, seed, threads)
+                time.sleep(PAUSE)
+                with threadpool_limits(threads):
+                    start = time.perf_counter()
+                    estimator.fit(X)
+                    best = min(best, time.perf_counter() - start)
+                if best >= REPEAT_BELOW:
+                    break
+            results[name].append((float(estimator.inertia_), best))
     return results
 
 

@@ -96,22 +96,25 @@ def test_is_a_clusterer_and_a_transformer():
 # -- Signature, clone, parameters, repr ----------------------------------------------------------
 
 
-def test_signature_is_scikit_learns_plus_n_threads():
+def test_signature_is_scikit_learns_plus_n_threads_and_algorithm():
     ours = inspect.signature(MiniBatchKMeans).parameters
     theirs = inspect.signature(SklearnMiniBatchKMeans).parameters
-    assert list(ours) == [*theirs, "n_threads"]
+    assert list(ours) == [*theirs, "n_threads", "algorithm"]
     for name, parameter in theirs.items():
         assert ours[name].kind == parameter.kind, name
         assert ours[name].default == parameter.default, name
         assert type(ours[name].default) is type(parameter.default), name
     assert ours["n_threads"].kind is inspect.Parameter.KEYWORD_ONLY
     assert ours["n_threads"].default is None
+    assert ours["algorithm"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert ours["algorithm"].default == "sculley"  # issue 4: drop-in users see no change
 
 
 def test_default_params_are_scikit_learns():
     ours = MiniBatchKMeans().get_params()
     theirs = SklearnMiniBatchKMeans().get_params()
     assert ours.pop("n_threads") is None
+    assert ours.pop("algorithm") == "sculley"
     assert ours == theirs
 
 
@@ -146,6 +149,7 @@ def test_get_params_set_params_round_trip():
         "n_init": 4,
         "reassignment_ratio": 0.05,
         "n_threads": 2,
+        "algorithm": "nested",
     }
     model = MiniBatchKMeans()
     assert model.set_params(**params) is model
@@ -495,7 +499,7 @@ NO_SKLEARN_SCRIPT = textwrap.dedent(
     assert sorted(params) == sorted(
         ["n_clusters", "init", "max_iter", "batch_size", "verbose", "compute_labels",
          "random_state", "tol", "max_no_improvement", "init_size", "n_init",
-         "reassignment_ratio", "n_threads"]
+         "reassignment_ratio", "n_threads", "algorithm"]
     )
     assert model.set_params(n_clusters=2, n_threads=1) is model
     assert model.get_params()["n_clusters"] == 2

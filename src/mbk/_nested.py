@@ -1,0 +1,286 @@
+"""Nested mini-batch k-means (Newling & Fleuret, "Nested mini-batch k-means", NeurIPS 2016).
+
+The batches grow and contain each other: batch t is the first b_t positions of one random
+permutation of the rows, and b_{t+1} is b_t or 2 b_t. Because the rows of a batch stay in the
+next one, each row keeps its label and two distance bounds from round to round (Hamerly's
+upper and lower bounds), and a row whose bounds prove that its nearest center cannot have
+changed costs no distance computation. Each center is the weighted mean of the batch rows
+currently labelled with it (a row that changes label leaves its old center's sums), so on a
+fixed batch a round is exactly one Lloyd iteration, and a run that reaches the whole data
+set and stops when no label changes ends at a Lloyd fixed point of the data.
+
+When to double. A center estimated from n_j rows has a standard error of about
+sigma_j = sqrt(sum_i w_i d_i^2) / W_j (d_i the rows' distances to it, W_j their weight).
+Once every center moves by less than sigma_j / RHO in a round, further rounds on this batch
+only fit its sampling noise (the paper's "premature fine-tuning"), so the batch doubles. A
+round in which no label changes (a Lloyd fixed point of the batch) doubles it too.
+
+Seeding. k-means++ runs on the first batch; then single center moves ("swaps", see
+_best_swap) are tried, each followed by rounds on the first batch and kept while they lower
+its inertia. With n_init > 1, the best seeding on the first batch goes on.
+
+The compiled round is ``_core.nested_round``; this module drives it: seeding and swaps, the
+doubling rule, the stopping rules. The estimator decides that it runs.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+
+# Double the batch when every center's movement is below its standard error / RHO. Chosen by
+# measurement on the benchmark workloads (bench/nested.py): smaller values double earlier.
+RHO = 1.0
+# Swaps tried on the first batch after its rounds (see _best_swap): at most this many, each
+# choosing among the rows farthest from their centers and rows drawn in proportion to
+# w * d^2, and kept when, after rounds on the first batch, its inertia is lower by this
+# fraction (the first that is not ends the swaps).
+_MAX_SWAPS = 20
+_SWAP_FARTHEST = 4
+_SWAP_DRAWN = 8
+_SWAP_GAIN = 1e-4
+
+
+@dataclass
+class NestedResult:
+    centers: np.ndarray  # (n_clusters, n_features) in X's dtype
+    labels: np.ndarray  # (n_samples,) int32, nearest center of every row of X
+    inertia: float
+    n_rounds: int
+    n_passes: int  # passes over the data: rows visited / n_samples, rounded up
+    converged: bool  # reached a Lloyd fixed point of the whole data set
+
+
+def _should_double(labels, upper, order, sample_weight, weight_sums, movement, n_batch):
+    """The doubling rule: every center's movement is below sigma_j / RHO."""
+    spread = np.empty(weight_sums.shape[0])
+    _core.cluster_spread(labels, upper, order, sample_weight, spread, n_batch)
+    live = weight_sums > 0
+    sigma = np.sqrt(spread[live]) / weight_sums[live]
+    return bool(np.all(movement[live] * RHO < sigma))
+
+
+class _State:
+    """Per batch position: label (-1 until first labelled), bounds; per center: sums."""
+
+    def __init__(self, n_samples, n_clusters, n_features):
+        self.sums = np.zeros((n_clusters, n_features))
+        self.weight_sums = np.zeros(n_clusters)
+        self.counts = np.zeros(n_clusters, dtype=np.intp)
+        self.labels = np.full(n_samples, -1, dtype=np.int32)
+        self.upper = np.empty(n_samples)
+        self.lower = np.empty(n_samples)
+        self.movement = np.zeros(n_clusters)
+        self.half_gap = np.zeros(n_clusters)
+        self.changed = np.empty(n_samples, dtype=np.intp)
+        self.moved_from = np.empty(n_samples, dtype=np.int32)
+
+    def in_row_order(self, order, n_seen):
+        """Move the state of the first n_seen positions to position order[i] (the row), and
+        mark the other rows new: from then on position i is row i, and the rounds on the
+        whole data set read X in its own order instead of scattered."""
+        for name in ("labels", "upper", "lower"):
+            values = getattr(self, name)
+            moved = np.full_like(values, -1) if name == "labels" else np.empty_like(values)
+            moved[order[:n_seen]] = values[:n_seen]
+            setattr(self, name, moved)
+        return np.arange(order.shape[0], dtype=np.intp)
+
+
+def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, verbose,
+         first_batch_only=False):  # fmt: skip
+    """Nested rounds from the given centers (updated in place).
+
+    Returns (NestedResult, rows visited); with ``first_batch_only``, stops as soon as the
+    first batch would double and returns (None, rows visited).
+    """
+    n_samples, n_features = X.shape
+    state = _State(n_samples, centers.shape[0], n_features)
+    n_batch, visits, n_rounds = n_first, 0, 0
+    converged = False
+    if n_batch == n_samples:
+        order = state.in_row_order(order, 0)
+    while n_rounds == 0 or visits + n_batch <= max_visits:
+        n_changes, n_full = _core.nested_round(
+            X, order, sample_weight, centers, state.sums, state.weight_sums, state.counts,
+            state.labels, state.upper, state.lower, state.movement, state.half_gap,
+            state.changed, state.moved_from, n_batch, n_threads,
+        )  # fmt: skip
+        visits += n_batch
+        n_rounds += 1
+        if verbose > 1 or (verbose and n_batch == n_samples and n_changes == 0):
+            print(
+                f"Nested round {n_rounds}: batch {n_batch}, {n_changes} labels changed, "
+                f"{n_full} rows compared with every center, largest center move "
+                f"{state.movement.max():.6g}"
+            )
+        if n_batch == n_samples:
+            if n_changes == 0:
+                converged = True
+                if verbose:
+                    print(f"Converged (Lloyd fixed point) after {n_rounds} rounds")
+                break
+            if tol > 0 and float(np.dot(state.movement, state.movement)) <= tol:
+                if verbose:
+                    print(f"Converged (small centers change) after {n_rounds} rounds")
+                break
+        elif n_changes == 0 or _should_double(
+            state.labels, state.upper, order, sample_weight, state.weight_sums,
+            state.movement, n_batch,
+        ):  # fmt: skip
+            if first_batch_only:
+                return None, visits
+            n_old, n_batch = n_batch, min(2 * n_batch, n_samples)
+            if verbose:
+                print(f"Nested round {n_rounds}: batch grows to {n_batch}")
+            if n_batch == n_samples:
+                order = state.in_row_order(order, n_old)
+    else:
+        if verbose:
+            print(f"Stopped: max_iter passes over the data used after {n_rounds} rounds")
+    if first_batch_only:
+        return None, visits
+
+    row_labels = np.empty(n_samples, dtype=np.int32)
+    if converged:
+        # Every row's label is exact for these centers (the last round moved nothing).
+        row_labels[order] = state.labels
+        inertia = _core.labelled_inertia(X, centers, row_labels, sample_weight, n_threads)
+    else:
+        inertia = _core.assign_labels(X, centers, row_labels, None, sample_weight, n_threads)
+    result = NestedResult(
+        centers=centers,
+        labels=row_labels,
+        inertia=inertia,
+        n_rounds=n_rounds,
+        n_passes=0,
+        converged=converged,
+    )
+    return result, visits
+
+
+def _best_swap(X, sample_weight, centers, random_state, n_threads):
+    """The single center move that lowers the inertia of X the most: (center, row) or None.
+
+    Lloyd iterations cannot move a center across the data: k-means++ can leave two centers in
+    one cluster and none in another (in high dimension, where the spread inside clusters is
+    large, it often does), and Lloyd keeps them so. Removing center j sends its rows to their
+    second-nearest center; a center at row p takes every row closer to p. For candidate rows
+    p (the farthest from their centers, and rows drawn in proportion to w * d^2) and every j,
+    the inertia after the move is computed exactly: sum_i w_i min(d_i^2, ||x_i - p||^2), with
+    d_i the distance to the nearest center other than j. Returns the best pair when it beats
+    the current inertia, else None.
+    """
+    n_rows, n_clusters = X.shape[0], centers.shape[0]
+    if n_clusters < 2 or n_rows <= n_clusters:
+        return None
+    distances = np.empty((n_rows, n_clusters), dtype=X.dtype)
+    _core.euclidean_distances(X, centers, distances, n_threads)
+    sq = distances.astype(np.float64) ** 2
+    labels = sq.argmin(axis=1)
+    nearest_two = np.partition(sq, 1, axis=1)
+    first, second = nearest_two[:, :1], nearest_two[:, 1:2]
+    weights = np.ones((n_rows, 1)) if sample_weight is None else sample_weight[:, None]
+    cost = (weights * first).ravel()
+    current = cost.sum()
+    if not current > 0:
+        return None
+    farthest = np.argsort(cost)[-_SWAP_FARTHEST:]
+    drawn = random_state.choice(n_rows, size=_SWAP_DRAWN, p=cost / current)
+    rows = np.unique(np.concatenate([farthest, drawn]))
+    to_rows = np.empty((n_rows, rows.shape[0]), dtype=X.dtype)
+    _core.euclidean_distances(X, np.ascontiguousarray(X[rows]), to_rows, n_threads)
+    to_rows = to_rows.astype(np.float64) ** 2
+    kept = weights * np.minimum(first, to_rows)  # (n_rows, candidates)
+    moved = weights * np.minimum(second, to_rows)
+    # totals[j, c]: the inertia with center j removed and one at candidate c: kept for every
+    # row, except j's rows, which go to min(second nearest, candidate).
+    members = np.zeros((n_clusters, n_rows))
+    members[labels, np.arange(n_rows)] = 1
+    totals = kept.sum(axis=0) + members @ (moved - kept)
+    center, candidate = np.unravel_index(np.argmin(totals), totals.shape)
+    return int(center), int(rows[candidate])
+
+
+def _first_batch_inertia(X, sample_weight, centers, first, n_threads):
+    labels = np.empty(first.shape[0], dtype=np.int32)
+    return _core.assign_labels(X, centers, labels, first, sample_weight, n_threads)
+
+
+def _refine_first_batch(X, sample_weight, centers, order, init_size, max_visits, tol,
+                        n_threads, verbose, random_state):  # fmt: skip
+    """Rounds on the first batch, then swaps (each followed by rounds) while they help.
+
+    Returns the rows visited and the first batch's inertia.
+    """
+    args = (X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose)
+    _, visits = _run(*args, first_batch_only=True)
+    first = order[:init_size]
+    X_first = X[first]
+    weight_first = None if sample_weight is None else sample_weight[first]
+    inertia = _first_batch_inertia(X, sample_weight, centers, first, n_threads)
+    for swap in range(_MAX_SWAPS):
+        move = _best_swap(X_first, weight_first, centers, random_state, n_threads)
+        if move is None:
+            break
+        before = centers.copy()
+        centers[move[0]] = X_first[move[1]]
+        _, used = _run(*args, first_batch_only=True)
+        visits += used
+        after = _first_batch_inertia(X, sample_weight, centers, first, n_threads)
+        if verbose:
+            print(f"Swap {swap + 1}: center {move[0]} to a row; first batch inertia {after}")
+        if not after < inertia * (1 - _SWAP_GAIN):
+            centers[:] = before
+            break
+        inertia = after
+    return visits, inertia
+
+
+def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_size, max_iter,
+               tol, n_threads, verbose):  # fmt: skip
+    """Nested mini-batch k-means from the best of n_init seedings.
+
+    One permutation of the rows is drawn; its first ``init_size`` rows are both the sample
+    that ``seed_centers(X_sample, weight_sample)`` seeds on and the first batch, so every seed
+    starts with its own row. With n_init > 1, each seeding is refined by rounds on the first
+    batch until the doubling rule says that batch is used up, and the one with the lowest
+    inertia on the first batch is run to the end (Lloyd's local minima are decided early and
+    the first batch's rounds are cheap). ``max_iter`` bounds the rows visited, over all
+    rounds, to max_iter * n_samples. ``tol`` (already scaled to the data) ends the run on the
+    whole data set when the summed squared center movement of a round is at most tol; 0
+    runs to a Lloyd fixed point.
+    """
+    n_samples = X.shape[0]
+    if sample_weight is not None and (sample_weight < 0).any():
+        raise ValueError("algorithm='nested' needs non-negative sample_weight.")
+    max_visits = max_iter * n_samples
+    order = random_state.permutation(n_samples).astype(np.intp)
+    first = order[:init_size]
+    X_first = X[first]
+    weight_first = None if sample_weight is None else sample_weight[first]
+    visits = 0
+    best_centers, best_inertia = None, None
+    for init_index in range(n_init):
+        centers = seed_centers(X_first, weight_first)
+        centers = np.array(centers, dtype=X.dtype, order="C", copy=True)
+        used, inertia = _refine_first_batch(
+            X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose,
+            random_state,
+        )  # fmt: skip
+        visits += used
+        if n_init > 1:
+            if verbose:
+                print(f"Init {init_index + 1}/{n_init}: inertia on the first batch {inertia}")
+            if best_inertia is None or inertia < best_inertia:
+                best_centers, best_inertia = centers, inertia
+        else:
+            best_centers = centers
+    result, used = _run(
+        X, sample_weight, best_centers, order, init_size, max(max_visits - visits, 1), tol,
+        n_threads, verbose,
+    )  # fmt: skip
+    result.n_passes = math.ceil((visits + used) / n_samples)
+    return result

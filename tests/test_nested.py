@@ -1,0 +1,278 @@
+"""algorithm="nested" (issue 4): Lloyd fixed points, dtypes, threads, weights, parameters."""
+
+import os
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from threadpoolctl import threadpool_limits
+
+import mbk
+from _reference import inertia, nearest_centers
+from conftest import make_blobs
+from mbk import _core
+
+HOUSING_CSV = os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "data", "california_housing.csv"
+)
+
+
+def lloyd_means(X, labels, n_clusters, sample_weight=None):
+    """The weighted mean of each cluster's rows, in float64 (plain NumPy)."""
+    X = np.asarray(X, dtype=np.float64)
+    weights = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
+    sums = np.zeros((n_clusters, X.shape[1]))
+    np.add.at(sums, labels, weights[:, None] * X)
+    return sums / np.bincount(labels, weights, n_clusters)[:, None]
+
+
+def assert_lloyd_fixed_point(X, model, sample_weight=None, rtol=1e-12):
+    """Every row is labelled with its nearest center, and every center is its rows' mean."""
+    labels, sq = nearest_centers(X, model.cluster_centers_)
+    assert_array_equal(model.labels_, labels)
+    assert_allclose(
+        model.cluster_centers_,
+        lloyd_means(X, labels, model.n_clusters, sample_weight),
+        rtol=rtol,
+        atol=rtol * np.abs(X).max(),
+    )
+    expected = inertia(X, model.cluster_centers_, labels, sample_weight)
+    assert model.inertia_ == pytest.approx(expected, rel=max(rtol, 1e-12) * 100)
+
+
+def nested(n_clusters, **params):
+    params.setdefault("random_state", 0)
+    return mbk.MiniBatchKMeans(n_clusters, algorithm="nested", **params)
+
+
+@pytest.mark.parametrize(
+    "dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)], ids=["float64", "float32"]
+)
+def test_converged_run_is_a_lloyd_fixed_point(dtype, rtol):
+    # Overlapping blobs, so labels keep changing for many rounds and the batch doubles from
+    # 96 rows to all 3000 before the run stops.
+    X, _ = make_blobs(3000, 4, 6, dtype=dtype, seed=3, spread=4.0)
+    model = nested(6, batch_size=32).fit(X)
+    assert model.cluster_centers_.dtype == dtype
+    assert model.labels_.dtype == np.int32
+    assert model.n_iter_ < model.max_iter  # stopped by the fixed point, not by max_iter
+    assert model.n_steps_ > 4
+    assert_lloyd_fixed_point(X, model, rtol=rtol)
+
+
+def test_float32_and_float64_agree():
+    X, _ = make_blobs(2000, 3, 5, seed=4, spread=1.5)
+    m64 = nested(5, batch_size=64).fit(X)
+    m32 = nested(5, batch_size=64).fit(X.astype(np.float32))
+    assert_array_equal(m32.labels_, m64.labels_)
+    assert_allclose(m32.cluster_centers_, m64.cluster_centers_, rtol=1e-5, atol=1e-5)
+    assert m32.inertia_ == pytest.approx(m64.inertia_, rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_bitwise_identical_for_any_thread_count(dtype):
+    # 4100 rows: chunks of 256 with a partial last one, and batches crossing chunk edges.
+    X, _ = make_blobs(4100, 5, 7, dtype=dtype, seed=5, spread=3.0)
+    results = []
+    for n_threads in (1, 2, 3):
+        with threadpool_limits(n_threads, user_api="openmp"):
+            results.append(nested(7, batch_size=100).fit(X))
+    for other in results[1:]:
+        assert_array_equal(other.cluster_centers_, results[0].cluster_centers_)
+        assert_array_equal(other.labels_, results[0].labels_)
+        assert other.inertia_ == results[0].inertia_
+        assert other.n_steps_ == results[0].n_steps_
+
+
+def test_weights_act_as_repeated_rows():
+    X, _ = make_blobs(1500, 3, 4, seed=6, spread=2.0)
+    weights = np.random.RandomState(0).randint(0, 4, len(X)).astype(np.float64)
+    model = nested(4, batch_size=50).fit(X, sample_weight=weights)
+    assert_lloyd_fixed_point(X[weights > 0], _restricted(model, weights > 0), weights[weights > 0])
+    # The weighted fixed point is a fixed point of the data with each row repeated w times.
+    repeated = np.repeat(X, weights.astype(int), axis=0)
+    labels, _ = nearest_centers(repeated, model.cluster_centers_)
+    assert_allclose(model.cluster_centers_, lloyd_means(repeated, labels, 4), rtol=1e-12)
+    assert model.inertia_ == pytest.approx(
+        inertia(repeated, model.cluster_centers_, labels), rel=1e-10
+    )
+
+
+def _restricted(model, keep):
+    """A view of a fitted model's labels on some rows, for assert_lloyd_fixed_point."""
+
+    class View:
+        pass
+
+    view = View()
+    view.cluster_centers_ = model.cluster_centers_
+    view.labels_ = model.labels_[keep]
+    view.n_clusters = model.n_clusters
+    view.inertia_ = model.inertia_
+    return view
+
+
+def test_negative_weights_are_refused():
+    X, _ = make_blobs(100, 2, 2)
+    weights = np.ones(100)
+    weights[3] = -1
+    with pytest.raises(ValueError, match="non-negative"):
+        nested(2).fit(X, sample_weight=weights)
+
+
+def test_unit_weights_give_the_unweighted_result():
+    X, _ = make_blobs(1200, 3, 4, seed=7, spread=2.0)
+    plain = nested(4, batch_size=40).fit(X)
+    weighted = nested(4, batch_size=40).fit(X, sample_weight=np.ones(len(X)))
+    assert_array_equal(plain.cluster_centers_, weighted.cluster_centers_)
+    assert_array_equal(plain.labels_, weighted.labels_)
+
+
+def test_reproducible_and_input_untouched():
+    X, _ = make_blobs(800, 3, 3, seed=8)
+    weights = np.linspace(0.5, 2, len(X))
+    X_before, weights_before = X.copy(), weights.copy()
+    first = nested(3, random_state=11).fit(X, sample_weight=weights)
+    second = nested(3, random_state=11).fit(X, sample_weight=weights)
+    assert_array_equal(first.cluster_centers_, second.cluster_centers_)
+    assert_array_equal(X, X_before)
+    assert_array_equal(weights, weights_before)
+
+
+@pytest.mark.parametrize("layout", ["F", "read-only", "strided"])
+def test_layouts_give_the_c_order_result(layout):
+    X, _ = make_blobs(900, 4, 3, seed=9, spread=2.0)
+    expected = nested(3, batch_size=30).fit(X)
+    if layout == "F":
+        data = np.asfortranarray(X)
+    elif layout == "read-only":
+        data = X.copy()
+        data.flags.writeable = False
+    else:
+        data = np.repeat(X, 2, axis=1)[:, ::2]
+    model = nested(3, batch_size=30).fit(data)
+    assert_array_equal(model.cluster_centers_, expected.cluster_centers_)
+    assert_array_equal(model.labels_, expected.labels_)
+
+
+def test_init_kinds_and_n_init():
+    X, _ = make_blobs(1000, 2, 4, seed=10, spread=1.0)
+    init = X[:4].copy()
+    given = nested(4, init=init, batch_size=40).fit(X)
+    assert_array_equal(init, X[:4])  # the init array is copied, not moved
+    assert_lloyd_fixed_point(X, given)
+    for kind in ("random", lambda X, k, random_state: X[:k]):
+        assert_lloyd_fixed_point(X, nested(4, init=kind, batch_size=40).fit(X))
+    several = nested(4, n_init=3, batch_size=40).fit(X)
+    assert_lloyd_fixed_point(X, several)
+
+
+def test_swap_recovers_a_cluster_that_seeding_missed():
+    # Two centers start inside blob 0 and none in blob 3: Lloyd alone cannot fix that, the
+    # swap on the first batch does.
+    X, truth = make_blobs(2000, 2, 4, seed=12, spread=0.3)
+    in_zero = X[truth == 0]
+    init = np.vstack([in_zero[0], in_zero[1], X[truth == 1][0], X[truth == 2][0]])
+    model = nested(4, init=init, batch_size=100).fit(X)
+    assert len(set(zip(truth.tolist(), model.labels_.tolist(), strict=True))) == 4
+
+
+def test_max_iter_bounds_the_passes_and_labels_stay_exact():
+    X, _ = make_blobs(3000, 4, 6, seed=3, spread=4.0)
+    model = nested(6, batch_size=32, max_iter=2).fit(X)
+    assert model.n_iter_ <= 2
+    labels, sq = nearest_centers(X, model.cluster_centers_)
+    assert_array_equal(model.labels_, labels)
+    assert model.inertia_ == pytest.approx(sq.sum(), rel=1e-10)
+
+
+def test_tol_stops_earlier():
+    X, _ = make_blobs(3000, 4, 6, seed=3, spread=4.0)
+    exact = nested(6, batch_size=32).fit(X)
+    loose = nested(6, batch_size=32, tol=1e-2).fit(X)
+    assert loose.n_steps_ < exact.n_steps_
+    labels, _ = nearest_centers(X, loose.cluster_centers_)
+    assert_array_equal(loose.labels_, labels)
+
+
+def test_compute_labels_false_keeps_the_inertia():
+    X, _ = make_blobs(500, 2, 3, seed=13)
+    model = nested(3, compute_labels=False).fit(X)
+    assert not hasattr(model, "labels_")
+    _, sq = nearest_centers(X, model.cluster_centers_)
+    assert model.inertia_ == pytest.approx(sq.sum(), rel=1e-10)
+    assert_array_equal(model.fit_predict(X), nearest_centers(X, model.cluster_centers_)[0])
+
+
+def test_single_cluster_and_k_equals_n():
+    X, _ = make_blobs(40, 2, 2, seed=14)
+    one = nested(1).fit(X)
+    assert_allclose(one.cluster_centers_[0], X.mean(axis=0))
+    every = nested(40).fit(X)
+    assert every.inertia_ == pytest.approx(0, abs=1e-12)
+
+
+def test_bad_algorithm_and_sculley_only_parameters():
+    X, _ = make_blobs(200, 2, 2)
+    with pytest.raises(ValueError, match="algorithm must be 'sculley' or 'nested'"):
+        mbk.MiniBatchKMeans(2, algorithm="elkan").fit(X)
+    with pytest.raises(TypeError, match="algorithm"):
+        mbk.MiniBatchKMeans(2, algorithm=None).fit(X)
+    with pytest.warns(UserWarning, match="max_no_improvement=3 has no effect"):
+        nested(2, max_no_improvement=3).fit(X)
+    with pytest.warns(UserWarning, match="reassignment_ratio=0.5 has no effect"):
+        nested(2, reassignment_ratio=0.5).fit(X)
+    with pytest.raises(ValueError, match="no streaming form"):
+        nested(2).partial_fit(X)
+
+
+def test_partial_fit_with_sculley_after_a_nested_fit():
+    X, _ = make_blobs(600, 2, 3, seed=15)
+    model = nested(3, compute_labels=False).fit(X)
+    assert_allclose(model._counts.sum(), len(X))
+    model.set_params(algorithm="sculley").partial_fit(X[:50])
+    assert model.n_steps_ > 1
+
+
+def test_default_stays_sculley():
+    assert mbk.MiniBatchKMeans().algorithm == "sculley"
+
+
+def test_round_kernel_checks_its_arguments():
+    X = np.zeros((10, 2))
+    centers = np.zeros((2, 2))
+    state = [
+        np.arange(10, dtype=np.intp),
+        None,
+        centers,
+        np.zeros((2, 2)),
+        np.zeros(2),
+        np.zeros(2, dtype=np.intp),
+        np.full(10, -1, dtype=np.int32),
+        np.zeros(10),
+        np.zeros(10),
+        np.zeros(2),
+        np.zeros(2),
+        np.zeros(10, dtype=np.intp),
+        np.zeros(10, dtype=np.int32),
+    ]
+    with pytest.raises(ValueError, match="n_batch"):
+        _core.nested_round(X, *state, 11)
+    bad = list(state)
+    bad[7] = np.zeros(9)
+    with pytest.raises(ValueError, match="upper"):
+        _core.nested_round(X, *bad, 10)
+    bad = list(state)
+    bad[0] = np.zeros(9, dtype=np.intp)
+    with pytest.raises(ValueError, match="order must have one entry per row"):
+        _core.nested_round(X, *bad, 10)
+
+
+@pytest.mark.skipif(not os.path.exists(HOUSING_CSV), reason="housing CSV not in ../shared")
+def test_california_housing_reaches_a_fixed_point():
+    pd = pytest.importorskip("pandas")
+    frame = pd.read_csv(HOUSING_CSV)
+    X = frame[["median_income", "latitude", "longitude"]].to_numpy()
+    model = nested(6, random_state=0).fit(frame[["median_income", "latitude", "longitude"]])
+    assert list(model.feature_names_in_) == ["median_income", "latitude", "longitude"]
+    assert_lloyd_fixed_point(X, model, rtol=1e-9)

@@ -322,8 +322,8 @@ def sklearn_sq_distance(a, b):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 67])
 def test_inertia_rounds_as_scikit_learn(dtype, n_features):
-    # Every row's squared distance in scikit-learn's order (bitwise), then weighted in the
-    # data's dtype and added in float64 in row order (one chunk).
+    # Every row's squared distance in scikit-learn's order (bitwise), then weighted and
+    # added in float64 in row order (one chunk).
     X, centers = random_problem(CHUNK - 3, n_features, 9, dtype, seed=n_features)
     X *= 1 + np.random.RandomState(1).rand(*X.shape).astype(dtype)  # no exact ties in sums
     weights = np.random.RandomState(2).uniform(0.5, 2, len(X)).astype(dtype)
@@ -331,7 +331,7 @@ def test_inertia_rounds_as_scikit_learn(dtype, n_features):
     inertia = _core.assign_labels(X, centers, labels, None, weights)
     expected = 0.0
     for row, label, weight in zip(X, labels, weights, strict=True):
-        expected += float(sklearn_sq_distance(row, centers[label]) * weight)
+        expected += float(sklearn_sq_distance(row, centers[label])) * float(weight)
     assert inertia == expected
 
 

@@ -560,9 +560,11 @@ cdef double _assign_chunk(
             else:
                 mbk_active.row_distances_double(x, x_stride, center_rows, best_index,
                                                 n_features, <int> n_in_tile, row_dist)
+            # Weighted in float64: a float32 product of a large distance and a large
+            # weight would overflow to infinity (found by the property tests).
             for t in range(n_in_tile):
-                inertia += row_dist[t] * _weight(<const floating*> rows.weights,
-                                                 _source_row(rows, i + t))
+                inertia += <double> row_dist[t] * <double> _weight(
+                    <const floating*> rows.weights, _source_row(rows, i + t))
         i += n_in_tile
     return inertia
 

@@ -35,15 +35,20 @@ _SCULLEY_ONLY = {"max_no_improvement": 10, "reassignment_ratio": 0.01}
 
 
 def _mean_variance(X):
-    """mean_j Var(X[:, j]) (ddof=0) in float64, in row blocks: no full-size temporary."""
+    """mean_j Var(X[:, j]) (ddof=0) in float64, in row blocks: no full-size temporary.
+
+    Each block is summed in C order (rows one after another), whatever X's layout, so the
+    rounding, and the tolerance built from it, do not depend on the layout.
+    """
     n_samples = X.shape[0]
     column_sums = np.zeros(X.shape[1])
     for start in range(0, n_samples, _MEAN_VARIANCE_ROWS):
-        column_sums += X[start : start + _MEAN_VARIANCE_ROWS].sum(axis=0, dtype=np.float64)
+        block = np.ascontiguousarray(X[start : start + _MEAN_VARIANCE_ROWS])
+        column_sums += block.sum(axis=0, dtype=np.float64)
     means = column_sums / n_samples
     sq_dev = np.zeros(X.shape[1])
     for start in range(0, n_samples, _MEAN_VARIANCE_ROWS):
-        block = X[start : start + _MEAN_VARIANCE_ROWS] - means
+        block = np.ascontiguousarray(X[start : start + _MEAN_VARIANCE_ROWS]) - means
         sq_dev += np.einsum("ij,ij->j", block, block)
     return float(np.mean(sq_dev / n_samples))
 
@@ -370,10 +375,16 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             X = X[subsample]
             if sample_weight is not None:
                 sample_weight = sample_weight[subsample]
-        if sample_weight is None:
-            sample_weight = np.ones(X.shape[0], dtype=X.dtype)
         if given_centers is not None:
             return given_centers
+        # A subsample whose weights cannot seed (all zero, or for "random" fewer positive
+        # weights than clusters) is seeded with equal weights; scikit-learn fails in NumPy's
+        # choice there (found by the property tests).
+        positive = X.shape[0] if sample_weight is None else np.count_nonzero(sample_weight > 0)
+        if positive == 0 or (self.init == "random" and positive < self.n_clusters):
+            sample_weight = None
+        if sample_weight is None:
+            sample_weight = np.ones(X.shape[0], dtype=X.dtype)
         if self.init == "k-means++":
             centers, _ = kmeans_plusplus_seeds(
                 X, self.n_clusters, sample_weight, random_state, n_threads=self._n_threads

@@ -21,14 +21,15 @@ def _row_sq_norms(X):
 
 
 def _sq_norms64(X):
-    """Row norms in float64 as scikit-learn's distance code computes them (float32 is widened
-    first); in row blocks, so a large float32 X is never widened whole."""
-    if X.dtype == np.float64:
+    """Row norms in float64 as scikit-learn's distance code computes them: on C-ordered rows
+    (the rounding of a row's sum depends on the layout), float32 widened first; in row
+    blocks, so X is never copied whole."""
+    if X.dtype == np.float64 and X.flags.c_contiguous:
         return _row_sq_norms(X)
     norms = np.empty(X.shape[0])
     for start in range(0, X.shape[0], _NORM_ROWS):
         norms[start : start + _NORM_ROWS] = _row_sq_norms(
-            X[start : start + _NORM_ROWS].astype(np.float64)
+            np.ascontiguousarray(X[start : start + _NORM_ROWS], dtype=np.float64)
         )
     return norms
 

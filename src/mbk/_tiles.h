@@ -97,6 +97,10 @@ typedef struct {
     Py_ssize_t candidate_rows;  /* rows per block of the candidates kernel: pad xt to this */
 } mbk_variant;
 
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 9
+#error "mbk's kernels need GCC 9 or later (__builtin_convertvector), or Clang"
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 
 /* 0, 1, 2, ...: lane numbers, loaded as a vector constant (MBK_LANE_NUMBERS). Built with a

@@ -3,6 +3,8 @@
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -234,3 +236,26 @@ def test_a_thousand_fits_leak_no_memory_descriptors_or_threads(blobs):
         assert _resident_bytes() - memory < 512 << 10
     assert _open_descriptors() == descriptors
     assert _os_threads() == threads
+
+
+def test_fit_finishes_next_to_a_cpu_bound_process(blobs):
+    # 2 OpenMP threads on a machine whose cores are taken: no spin deadlock, and no
+    # pathological slowdown (the bound is generous on purpose; bench/compare.py measures it).
+    X, _ = blobs(60_000, 8, 10, dtype=np.float32, seed=6)
+    params = {"batch_size": 1024, "max_iter": 3, "max_no_improvement": None, "n_threads": 2}
+
+    def timed_fit():
+        start = time.perf_counter()
+        mbk.MiniBatchKMeans(10, random_state=0, **params).fit(X)
+        return time.perf_counter() - start
+
+    timed_fit()
+    quiet = min(timed_fit() for _ in range(3))
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # let it take a core
+        busy = timed_fit()
+    finally:
+        hog.kill()
+        hog.wait()
+    assert busy < 20 * quiet + 1.0

@@ -171,6 +171,24 @@ def test_a_failing_fit_leaves_the_previous_fit_in_place(blobs):
     _assert_same_state(model, before)
 
 
+# -- memory ------------------------------------------------------------------------------------
+
+
+def test_fit_that_cannot_get_its_memory_fails_at_once_naming_the_size():
+    # 10^8 rows that take no memory (one row, broadcast), and 10^7 centers of 1000 features:
+    # the centers alone need tens of GiB. The error comes before any work (not even the
+    # NaN scan of X's 10^11 values), and the estimator is left unfitted.
+    X = np.broadcast_to(np.zeros(1000, np.float32), (10**8, 1000))
+    model = mbk.MiniBatchKMeans(n_clusters=10**7)
+    start = time.perf_counter()
+    with pytest.raises(
+        MemoryError, match=r"fit with n_clusters=10000000 .* needs about [\d.]+ GiB"
+    ):
+        model.fit(X)
+    assert time.perf_counter() - start < 5.0  # generous: it is immediate
+    assert not hasattr(model, "cluster_centers_")
+
+
 # -- concurrent callers ------------------------------------------------------------------------
 
 

@@ -21,6 +21,8 @@ from ._sampling import WeightedRowSampler
 from ._validation import (
     InvalidParameterError,
     as_float_array,
+    check_finite,
+    check_memory,
     check_random_state,
     check_sample_weight,
     report_non_finite,
@@ -341,6 +343,19 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             self._n_init = 1
         self._n_threads = resolve_n_threads(self.n_threads)
 
+    def _working_bytes(self, X):
+        """An estimate of the memory fit allocates besides X (read in place), in bytes."""
+        n_samples, n_features = X.shape
+        item = X.itemsize
+        n_clusters = int(self.n_clusters)  # a NumPy integer would overflow below
+        centers = 3 * (n_clusters + 64) * (n_features + 1) * item  # 2 buffers + the kernels'
+        # init subsample, k-means++'s packed copy, its distance buffers, norms and sums
+        init = int(self._init_size) * (2 * n_features * item + 24 * item + 40)
+        batch = int(self._batch_size) * 24 + n_clusters * 16
+        labels = n_samples * 4 if self.compute_labels else 0
+        nested = n_samples * 48 if self.algorithm == "nested" else 0
+        return centers + init + batch + labels + nested
+
     def _given_centers(self, X):
         """The init array as a C-ordered copy in X's dtype, checked; None for other inits."""
         if isinstance(self.init, str) or callable(self.init):
@@ -516,9 +531,17 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             The fitted estimator.
         """
         self._validate_params()
-        X = validate_data(self, X, reset=True)
+        X = validate_data(self, X, reset=True, finite=False)
         n_samples = X.shape[0]
         self._settings_for(X)
+        # Before any work, the NaN scan of X included: fail at once if the working memory
+        # cannot be had, naming the size.
+        check_memory(
+            self._working_bytes(X),
+            f"{type(self).__name__}.fit with n_clusters={self.n_clusters} on "
+            f"{n_samples} x {X.shape[1]} {X.dtype}",
+        )
+        check_finite(X, "X", self._n_threads)
         random_state = check_random_state(self.random_state)
         sample_weight = check_sample_weight(sample_weight, n_samples, X.dtype)
         given_centers = self._given_centers(X)

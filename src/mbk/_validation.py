@@ -194,6 +194,40 @@ def check_random_state(seed):
     )
 
 
+def available_memory():
+    """Bytes of memory the process can still get: MemAvailable on Linux, else physical RAM,
+    else None (unknown)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _format_bytes(n_bytes):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n_bytes < 1024 or unit == "TiB":
+            return f"{n_bytes:.1f} {unit}" if unit != "bytes" else f"{n_bytes} bytes"
+        n_bytes /= 1024
+    return None  # not reached
+
+
+def check_memory(n_bytes, what):
+    """Raise MemoryError, before any work, if n_bytes cannot fit in the available memory."""
+    available = available_memory()
+    if available is not None and n_bytes > available:
+        raise MemoryError(
+            f"{what} needs about {_format_bytes(n_bytes)} of memory; "
+            f"{_format_bytes(available)} is available."
+        )
+
+
 def usable_cpu_count():
     """CPUs this process may run on (affinity and cgroup-aware where the OS says so)."""
     if hasattr(os, "process_cpu_count"):

@@ -413,11 +413,15 @@ cdef inline const mbk_variant* _variant_for(
     return mbk_variant_for(n_clusters, floating is double)
 
 
+cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t unit) noexcept nogil:
+    return (n + unit - 1) // unit * unit
+
+
 cdef inline Py_ssize_t _padded_count(Py_ssize_t n_clusters, const floating* witness) noexcept nogil:
     """n_clusters rounded up to a whole number of vector lanes of its kernel variant."""
     cdef const mbk_variant* kernels = _variant_for(n_clusters, witness)
     cdef Py_ssize_t lanes = kernels.lanes_float if floating is float else kernels.lanes_double
-    return (n_clusters + lanes - 1) // lanes * lanes
+    return _round_up(n_clusters, lanes)
 
 
 cdef int _prepare_centers(
@@ -1022,10 +1026,6 @@ def euclidean_distances(
 # ---------------------------------------------------------------------------------------------
 # k-means++ candidate distances
 # ---------------------------------------------------------------------------------------------
-
-cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t unit) noexcept nogil:
-    return (n + unit - 1) // unit * unit
-
 
 cdef void _pack_rows(
         const Rows* rows, const floating* data, Py_ssize_t start, Py_ssize_t end,

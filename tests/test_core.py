@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from _reference import distances, inertia, minibatch_update, nearest_centers
-from mbk import _core
+from mbk import _core, _seeding_kernels, _step_kernels
 
 CHUNK = _core.CHUNK_SIZE
 
@@ -89,7 +89,7 @@ def test_minibatch_step_matches_reference(dtype, n_batch, n_features, weighted):
     centers_new = np.empty_like(centers)
     new_sums = weight_sums.copy()
 
-    batch_inertia = _core.minibatch_step(
+    batch_inertia = _step_kernels.minibatch_step(
         X, centers, centers_new, new_sums, labels, rows, weights, n_threads=2
     )
 
@@ -112,8 +112,8 @@ def test_minibatch_step_in_place_equals_two_buffers():
     separate = np.empty_like(centers)
     in_place = centers.copy()
     labels = np.empty(900, dtype=np.int32)
-    _core.minibatch_step(X, centers, separate, sums_a, labels)
-    _core.minibatch_step(X, in_place, in_place, sums_b, labels)
+    _step_kernels.minibatch_step(X, centers, separate, sums_a, labels)
+    _step_kernels.minibatch_step(X, in_place, in_place, sums_b, labels)
     assert_array_equal(separate, in_place)
     assert_array_equal(sums_a, sums_b)
 
@@ -125,7 +125,7 @@ def test_empty_and_zero_weight_clusters_stay_put():
     sums = np.array([1.0, 2.0, 3.0])
     new = np.empty_like(centers)
     labels = np.empty(3, dtype=np.int32)
-    _core.minibatch_step(X, centers, new, sums, labels, None, weights)
+    _step_kernels.minibatch_step(X, centers, new, sums, labels, None, weights)
     # Center 0 gets rows 0 and 1: (0 * 1 + 0 + 0.1) / 3; center 1 only a zero-weight row.
     assert_allclose(new[:, 0], [0.1 / 3, 10.0, 100.0])
     assert_array_equal(sums, [3.0, 2.0, 3.0])
@@ -174,10 +174,12 @@ def test_layouts_give_identical_results(dtype, layout):
         sums = np.zeros(5)
         rows = np.arange(0, len(data), 3, dtype=np.intp)
         step_labels = np.empty(len(rows), dtype=np.int32)
-        step = _core.minibatch_step(data, centers, new, sums, step_labels, rows, None, 2)
+        step = _step_kernels.minibatch_step(data, centers, new, sums, step_labels, rows, None, 2)
         weighted = np.empty_like(centers)
         weighted_sums = np.ones(5)
-        _core.minibatch_step(data, centers, weighted, weighted_sums, step_labels, rows, weights, 2)
+        _step_kernels.minibatch_step(
+            data, centers, weighted, weighted_sums, step_labels, rows, weights, 2
+        )
         return labels, total, out, new, sums, step, weighted, weighted_sums
 
     for expected, got in zip(run(X), run(other), strict=True):
@@ -258,7 +260,9 @@ def test_kernels_are_bitwise_identical_for_any_thread_count(dtype):
         new = np.empty_like(centers)
         sums = np.arange(12, dtype=np.float64)
         step_labels = np.empty(len(rows), dtype=np.int32)
-        step = _core.minibatch_step(X, centers, new, sums, step_labels, rows, weights, n_threads)
+        step = _step_kernels.minibatch_step(
+            X, centers, new, sums, step_labels, rows, weights, n_threads
+        )
         out = np.empty((len(X), 12), dtype=dtype)
         _core.euclidean_distances(X, centers, out, n_threads)
         results.append((labels, total, new, sums, step, out))
@@ -284,7 +288,7 @@ def test_center_update_is_bitwise_identical_on_every_variant(dtype, kernel_varia
         new = np.empty_like(centers)
         sums = np.arange(7, dtype=np.float64)
         labels = np.empty(len(rows), dtype=np.int32)
-        _core.minibatch_step(data, centers, new, sums, labels, rows, weights, 2)
+        _step_kernels.minibatch_step(data, centers, new, sums, labels, rows, weights, 2)
         return new, sums
 
     for expected, got in zip(step(np.asfortranarray(X)), step(X), strict=True):
@@ -300,7 +304,9 @@ def test_kernel_argument_checks():
     with pytest.raises(ValueError, match="sample_weight"):
         _core.assign_labels(X, centers, np.empty(10, np.int32), None, np.ones(9))
     with pytest.raises(ValueError, match="match centers_old"):
-        _core.minibatch_step(X, centers, np.empty((3, 3)), np.zeros(2), np.empty(10, np.int32))
+        _step_kernels.minibatch_step(
+            X, centers, np.empty((3, 3)), np.zeros(2), np.empty(10, np.int32)
+        )
     with pytest.raises(ValueError, match="out must have shape"):
         _core.euclidean_distances(X, centers, np.empty((10, 3)))
 
@@ -357,7 +363,7 @@ def test_bit_generator_draws_continue_random_states_stream():
     ours, theirs = np.random.RandomState(123), np.random.RandomState(123)
     ours.randint(0, 10, 7)
     theirs.randint(0, 10, 7)
-    assert_array_equal(_core.random_sample(ours, 1000), theirs.random_sample(1000))
+    assert_array_equal(_step_kernels.random_sample(ours, 1000), theirs.random_sample(1000))
     assert ours.randint(0, 2**31) == theirs.randint(0, 2**31)
 
 
@@ -379,9 +385,15 @@ def test_kmeanspp_distances_match_the_expansion(dtype, n_candidates, with_closes
         expected = np.minimum(closest, expected)
     results = []
     # X packed once, or transposed chunk by chunk on the call (also from a Fortran copy)
-    for data, packed in [(X, _core.pack_rows(X)), (X, None), (np.asfortranarray(X), None)]:
+    for data, packed in [
+        (X, _seeding_kernels.pack_rows(X)),
+        (X, None),
+        (np.asfortranarray(X), None),
+    ]:
         out = np.empty((n_candidates, len(X)), dtype=dtype)
-        _core.kmeanspp_distances(data, packed, x_norms, candidates, c_norms, closest, out, 2)
+        _seeding_kernels.kmeanspp_distances(
+            data, packed, x_norms, candidates, c_norms, closest, out, 2
+        )
         assert_allclose(out, expected, rtol=RTOL[dtype], atol=1e-9)
         assert (out[np.arange(n_candidates), candidates] <= 1e-9 * x_norms.max()).all()
         results.append(out)
@@ -396,7 +408,7 @@ def test_weighted_cumsum_is_numpys(dtype):
         weights = rng.uniform(0, 3, n).astype(dtype)
         values = (rng.pareto(1.0, n) * 1e3).astype(dtype)
         out = np.empty(n, dtype=dtype)
-        _core.weighted_cumsum(weights, values, out)
+        _seeding_kernels.weighted_cumsum(weights, values, out)
         assert_array_equal(out, np.cumsum(weights * values))
 
 
@@ -413,8 +425,8 @@ def test_a_rows_norm_does_not_depend_on_the_rows_beside_it():
 
 def test_packed_rows_must_match_the_kernel():
     X, _ = random_problem(50, 3, 1, np.float64)
-    packed = _core.pack_rows(X)
-    block = _core.candidate_block_rows()
+    packed = _seeding_kernels.pack_rows(X)
+    block = _seeding_kernels.candidate_block_rows()
     n_blocks = -(-50 // block)
     assert packed.dtype == X.dtype
     blocks = packed.reshape(n_blocks, 3, block)  # feature-major blocks of rows
@@ -423,7 +435,7 @@ def test_packed_rows_must_match_the_kernel():
     out = np.empty((1, 50))
     args = (np.zeros(50), np.zeros(1, np.intp), np.zeros(1), None, out)
     with pytest.raises(ValueError, match="pack_rows"):
-        _core.kmeanspp_distances(X, packed[:-1], *args)
+        _seeding_kernels.kmeanspp_distances(X, packed[:-1], *args)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])

@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_limits
 import mbk
 from _reference import inertia, nearest_centers
 from conftest import make_blobs
-from mbk import _core
+from mbk import _nested_kernels
 
 HOUSING_CSV = os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "california_housing.csv"
@@ -257,15 +257,15 @@ def test_round_kernel_checks_its_arguments():
         np.zeros(10, dtype=np.int32),
     ]
     with pytest.raises(ValueError, match="n_batch"):
-        _core.nested_round(X, *state, 11)
+        _nested_kernels.nested_round(X, *state, 11)
     bad = list(state)
     bad[7] = np.zeros(9)
     with pytest.raises(ValueError, match="upper"):
-        _core.nested_round(X, *bad, 10)
+        _nested_kernels.nested_round(X, *bad, 10)
     bad = list(state)
     bad[0] = np.zeros(9, dtype=np.intp)
     with pytest.raises(ValueError, match="order must have one entry per row"):
-        _core.nested_round(X, *bad, 10)
+        _nested_kernels.nested_round(X, *bad, 10)
 
 
 @pytest.mark.skipif(not os.path.exists(HOUSING_CSV), reason="housing CSV not in ../shared")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from mbk import _core
+from mbk import _sampling_kernels
 from mbk._sampling import WeightedRowSampler, _constant_step_segments
 
 DTYPES = [np.float32, np.float64]
@@ -45,7 +45,7 @@ def test_draw_rows_equals_searchsorted(dtype, n_samples, weights):
     uniforms = np.concatenate([rng.random_sample(5000), special])
     uniforms = uniforms[(uniforms >= 0) & (uniforms < 1)]
     rows = np.empty(len(uniforms), dtype=np.intp)
-    _core.draw_rows(sampler, uniforms, rows)
+    _sampling_kernels.draw_rows(sampler, uniforms, rows)
     assert_array_equal(rows, cdf.searchsorted(uniforms, side="right"))
     if w is not None:
         assert w[rows].min() > 0  # a zero-weight row is never drawn

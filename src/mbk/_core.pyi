@@ -1,10 +1,6 @@
-# Type stubs for the compiled kernels (src/mbk/_core.pyx).
-from collections.abc import Callable
-
+# Type stubs for src/mbk/_core.pyx: dispatch, assignment, input scan, distances.
 import numpy as np
 from numpy.typing import NDArray
-
-from ._sampling import WeightedRowSampler
 
 OPENMP_ENABLED: bool
 CHUNK_SIZE: int
@@ -28,103 +24,6 @@ def assign_labels(
     check_finite: bool = False,
 ) -> float | None: ...
 def all_finite(X: NDArray[_Float], n_threads: int = 1) -> bool: ...
-def minibatch_step(
-    X: NDArray[_Float],
-    centers_old: NDArray[_Float],
-    centers_new: NDArray[_Float],
-    weight_sums: NDArray[np.float64],
-    labels: NDArray[np.int32],
-    sample_indices: NDArray[np.intp] | None = None,
-    sample_weight: NDArray[_Float] | None = None,
-    n_threads: int = 1,
-) -> float: ...
 def euclidean_distances(
     X: NDArray[_Float], centers: NDArray[_Float], out: NDArray[_Float], n_threads: int = 1
-) -> None: ...
-def draw_rows(
-    sampler: WeightedRowSampler, uniforms: NDArray[np.float64], rows: NDArray[np.intp]
-) -> None: ...
-def weighted_cumsum(
-    weights: NDArray[_Float], values: NDArray[_Float], out: NDArray[_Float]
-) -> None: ...
-def candidate_block_rows() -> int: ...
-def pack_rows(X: NDArray[_Float]) -> NDArray[_Float]: ...
-def kmeanspp_distances(
-    X: NDArray[_Float],
-    packed: NDArray[_Float] | None,
-    x_sq_norms: NDArray[np.float64],
-    candidates: NDArray[np.intp],
-    candidate_sq_norms: NDArray[np.float64],
-    closest: NDArray[_Float] | None,
-    out: NDArray[_Float],
-    n_threads: int = 1,
-) -> None: ...
-def random_sample(random_state: np.random.RandomState, n: int) -> list[float]: ...
-def reassign_due(
-    counts: NDArray[np.float64], n_since: int, batch_size: int
-) -> tuple[bool, int]: ...
-
-class EarlyStopping:
-    ewa_inertia: float | None
-    ewa_inertia_min: float | None
-    no_improvement: int
-    def __init__(
-        self,
-        batch_size: int,
-        n_samples: int,
-        n_steps: int,
-        tol: float,
-        max_no_improvement: int | None,
-        verbose: int,
-    ) -> None: ...
-
-def fit_steps(
-    X: NDArray[_Float],
-    centers_a: NDArray[_Float],
-    centers_b: NDArray[_Float],
-    counts: NDArray[np.float64],
-    rows: NDArray[np.intp],
-    labels: NDArray[np.int32],
-    sampler: WeightedRowSampler,
-    random_state: np.random.RandomState,
-    stopping: EarlyStopping,
-    reassign: Callable[[int], None],
-    n_steps: int,
-    n_since_last_reassign: int,
-    reassignment_ratio: float,
-    track_center_change: bool,
-    n_threads: int,
-) -> tuple[int, int, float, int]: ...
-def nested_round(
-    X: NDArray[_Float],
-    order: NDArray[np.intp],
-    sample_weight: NDArray[_Float] | None,
-    centers: NDArray[_Float],
-    sums: NDArray[np.float64],
-    weight_sums: NDArray[np.float64],
-    counts: NDArray[np.intp],
-    labels: NDArray[np.int32],
-    upper: NDArray[np.float64],
-    lower: NDArray[np.float64],
-    movement: NDArray[np.float64],
-    half_gap: NDArray[np.float64],
-    changed: NDArray[np.intp],
-    moved_from: NDArray[np.int32],
-    n_batch: int,
-    n_threads: int = 1,
-) -> tuple[int, int]: ...
-def labelled_inertia(
-    X: NDArray[_Float],
-    centers: NDArray[_Float],
-    labels: NDArray[np.int32],
-    sample_weight: NDArray[_Float] | None = None,
-    n_threads: int = 1,
-) -> float: ...
-def cluster_spread(
-    labels: NDArray[np.int32],
-    upper: NDArray[np.float64],
-    order: NDArray[np.intp],
-    sample_weight: NDArray[_Float] | None,
-    out: NDArray[np.float64],
-    n_batch: int,
 ) -> None: ...

@@ -1,9 +1,9 @@
 """The estimator: parameters, fit / partial_fit / predict, initialisation and early stopping.
 
 Python decides what runs and owns every random draw (one ``RandomState`` stream, consumed in
-scikit-learn's order); the compiled kernels in ``_core`` do the arithmetic on row indices. That
-split is what makes results identical to scikit-learn for the same ``random_state`` and
-identical to themselves for any thread count.
+scikit-learn's order); the compiled kernels (``_core`` and ``_*_kernels``) do the arithmetic on
+row indices. That split is what makes results identical to scikit-learn for the same
+``random_state`` and identical to themselves for any thread count.
 """
 
 import functools
@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from . import _core
+from . import _core, _step_kernels
 from ._compat import ESTIMATOR_BASES, NotFittedError
 from ._kmeans_plusplus import kmeans_plusplus_seeds
 from ._nested import fit_nested
@@ -427,7 +427,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
     def _step(self, X, sample_weight, centers, random_state, reassign):
         """partial_fit's step: all rows of X, centers updated in place."""
         labels = np.empty(X.shape[0], dtype=np.int32)
-        _core.minibatch_step(
+        _step_kernels.minibatch_step(
             X, centers, centers, self._counts, labels, None, sample_weight, self._n_threads
         )
         if reassign and self.reassignment_ratio > 0:
@@ -569,7 +569,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
         self._counts = np.zeros(self.n_clusters, dtype=np.float64)
         n_steps = (self.max_iter * n_samples) // self._batch_size
-        stopping = _core.EarlyStopping(
+        stopping = _step_kernels.EarlyStopping(
             self._batch_size,
             n_samples,
             n_steps,
@@ -588,7 +588,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         # The loop runs compiled; it draws each batch from random_state's stream in
         # proportion to the weights, so the steps themselves use unit weights (scikit-learn
         # >= 1.9): a weight counts once, not twice.
-        n_run, final, batch_inertia, self._n_since_last_reassign = _core.fit_steps(
+        n_run, final, batch_inertia, self._n_since_last_reassign = _step_kernels.fit_steps(
             X,
             centers,
             centers_new,
@@ -716,7 +716,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             self._n_features_out = self.n_clusters
 
         centers = self.cluster_centers_
-        reassign, self._n_since_last_reassign = _core.reassign_due(
+        reassign, self._n_since_last_reassign = _step_kernels.reassign_due(
             self._counts, self._n_since_last_reassign, self._batch_size
         )
         self._step(X, sample_weight, centers, self._random_state, reassign)

@@ -7,7 +7,7 @@ the random draws come in the same order, so the same ``random_state`` picks the 
 
 import numpy as np
 
-from . import _core
+from . import _seeding_kernels
 from ._validation import (
     as_float_array,
     check_random_state,
@@ -60,7 +60,7 @@ def kmeans_plusplus_seeds(
     indices = np.full(n_clusters, -1, dtype=np.intp)
     # The kernel reads X in blocks of rows, feature-major: packed once here, unless that copy
     # would be large (then each call packs chunk by chunk, as it goes).
-    packed = _core.pack_rows(X) if X.nbytes <= _PACK_BYTES else None
+    packed = _seeding_kernels.pack_rows(X) if X.nbytes <= _PACK_BYTES else None
     # Two output buffers in turn: the closest distances are a row of the previous one.
     buffers = [np.empty((n_local_trials, n_samples), dtype=X.dtype) for _ in range(2)]
 
@@ -71,7 +71,7 @@ def kmeans_plusplus_seeds(
         buffers.reverse()
         # A row's norm does not depend on the rows computed beside it (tested), so the
         # candidates' norms are the rows' norms.
-        _core.kmeanspp_distances(
+        _seeding_kernels.kmeanspp_distances(
             X, packed, x_sq_norms, candidates, x_sq_norms[candidates], closest, out, n_threads
         )
         return out
@@ -85,7 +85,9 @@ def kmeans_plusplus_seeds(
     for c in range(1, n_clusters):
         # Sample candidates with probability proportional to w * D^2 ...
         targets = random_state.uniform(size=n_local_trials) * potential
-        _core.weighted_cumsum(sample_weight, closest_sq.ravel(), cumulative)  # np.cumsum's bits
+        _seeding_kernels.weighted_cumsum(
+            sample_weight, closest_sq.ravel(), cumulative
+        )  # np.cumsum's bits
         candidates = cumulative.searchsorted(targets).astype(np.intp)
         np.minimum(candidates, n_samples - 1, out=candidates)
         # ... and keep the one that lowers the potential most (first one on ties).

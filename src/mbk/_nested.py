@@ -19,8 +19,8 @@ Seeding. k-means++ runs on the first batch; then single center moves ("swaps", s
 _best_swap) are tried, each followed by rounds on the first batch and kept while they lower
 its inertia. With n_init > 1, the best seeding on the first batch goes on.
 
-The compiled round is ``_core.nested_round``; this module drives it: seeding and swaps, the
-doubling rule, the stopping rules. The estimator decides that it runs.
+The compiled round is ``_nested_kernels.nested_round``; this module drives it: seeding and
+swaps, the doubling rule, the stopping rules. The estimator decides that it runs.
 """
 
 import math
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
+from . import _core, _nested_kernels
 
 # Double the batch when every center's movement is below its standard error / RHO. Chosen by
 # measurement on the benchmark workloads (bench/nested.py): smaller values double earlier.
@@ -56,7 +56,7 @@ class NestedResult:
 def _should_double(labels, upper, order, sample_weight, weight_sums, movement, n_batch):
     """The doubling rule: every center's movement is below sigma_j / RHO."""
     spread = np.empty(weight_sums.shape[0])
-    _core.cluster_spread(labels, upper, order, sample_weight, spread, n_batch)
+    _nested_kernels.cluster_spread(labels, upper, order, sample_weight, spread, n_batch)
     live = weight_sums > 0
     sigma = np.sqrt(spread[live]) / weight_sums[live]
     return bool(np.all(movement[live] * RHO < sigma))
@@ -103,7 +103,7 @@ def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, 
     if n_batch == n_samples:
         order = state.in_row_order(order, 0)
     while n_rounds == 0 or visits + n_batch <= max_visits:
-        n_changes, n_full = _core.nested_round(
+        n_changes, n_full = _nested_kernels.nested_round(
             X, order, sample_weight, centers, state.sums, state.weight_sums, state.counts,
             state.labels, state.upper, state.lower, state.movement, state.half_gap,
             state.changed, state.moved_from, n_batch, n_threads,
@@ -147,7 +147,7 @@ def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, 
     if converged:
         # Every row's label is exact for these centers (the last round moved nothing).
         row_labels[order] = state.labels
-        inertia = _core.labelled_inertia(X, centers, row_labels, sample_weight, n_threads)
+        inertia = _nested_kernels.labelled_inertia(X, centers, row_labels, sample_weight, n_threads)
     else:
         inertia = _core.assign_labels(X, centers, row_labels, None, sample_weight, n_threads)
     result = NestedResult(

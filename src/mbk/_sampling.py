@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from . import _core
+from . import _sampling_kernels
 
 # cdf entries per guide-table bucket, at least: a few, so a search touches a cache line or
 # two, while the table costs at most a quarter of the cdf's memory.
@@ -101,7 +101,7 @@ class WeightedRowSampler:
         ``fit`` draws inside its compiled loop from the same tables.
         """
         rows = np.empty(batch_size, dtype=np.intp)
-        _core.draw_rows(self, random_state.random_sample(batch_size), rows)
+        _sampling_kernels.draw_rows(self, random_state.random_sample(batch_size), rows)
         return rows
 
 

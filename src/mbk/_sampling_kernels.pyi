@@ -1,0 +1,11 @@
+# Type stubs for src/mbk/_sampling_kernels.pyx: drawing batch rows.
+import numpy as np
+from numpy.typing import NDArray
+
+from ._sampling import WeightedRowSampler
+
+_Float = np.float32 | np.float64
+
+def draw_rows(
+    sampler: WeightedRowSampler, uniforms: NDArray[np.float64], rows: NDArray[np.intp]
+) -> None: ...

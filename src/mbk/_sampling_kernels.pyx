@@ -1,0 +1,132 @@
+"""Compiled batch drawing: rows of X from uniform draws, by the sampler's cdf.
+
+A batch row is the first index whose cdf exceeds a uniform draw, as
+``RandomState.choice(n, p=...)`` finds it; ``mbk._sampling.WeightedRowSampler`` builds the
+distribution once per fit (a cdf with a guide table, or exact straight segments for equal
+weights) and these searches run per draw, inside the parallel assignment during fit.
+"""
+
+from mbk._kernels cimport mbk_prefetch
+
+
+# ---------------------------------------------------------------------------------------------
+# Searching the cdf
+# ---------------------------------------------------------------------------------------------
+
+cdef inline Py_ssize_t _search_table(const Sampling* sampling, double u) noexcept nogil:
+    """First index i with cdf[i] > u (``cdf.searchsorted(u, side="right")``).
+
+    The guide table (Chen & Asau) holds, for each bucket b, the first index with
+    cdf > b / n_buckets. n_buckets is a power of two, so the bucket of u, floor(u * n_buckets),
+    is computed exactly, and the answer lies in [guide[b], guide[b + 1]]: a few entries,
+    searched without branches.
+    """
+    cdef const double* cdf = sampling.cdf
+    cdef Py_ssize_t b = <Py_ssize_t> (u * sampling.n_buckets)
+    cdef Py_ssize_t base = sampling.guide[b], n = sampling.guide[b + 1] - base, half
+    while n > 1:
+        half = n >> 1
+        base = base + half if cdf[base + half] <= u else base
+        n -= half
+    return base + (cdf[base] <= u)
+
+
+cdef inline double _segment_cdf(const Sampling* sampling, Py_ssize_t i) noexcept nogil:
+    """cdf[i] of equal weights, exactly as the table would hold it."""
+    cdef const Py_ssize_t* starts = sampling.segment_starts
+    cdef Py_ssize_t s = 0, n = sampling.n_segments, half
+    while n > 1:
+        half = n >> 1
+        s = s + half if starts[s + half] <= i else s
+        n -= half
+    # (i - start) * step is exact (see _constant_step_segments), so is the sum; the division
+    # rounds as NumPy's cdf /= cdf[-1] does.
+    return (sampling.segment_values[s]
+            + <double> (i - starts[s]) * sampling.segment_steps[s]) / sampling.last
+
+
+cdef inline Py_ssize_t _search_segments(const Sampling* sampling, double u) noexcept nogil:
+    """First index i with cdf[i] > u, for equal weights: cdf[i] is within a few rounding
+    errors of (i + 1) / n, so floor(u * n) is the answer or next to it."""
+    cdef Py_ssize_t i = min(<Py_ssize_t> (u * sampling.n_samples), sampling.n_samples - 1)
+    while i > 0 and _segment_cdf(sampling, i - 1) > u:
+        i -= 1
+    while _segment_cdf(sampling, i) <= u:  # ends: the last entry is 1 > u
+        i += 1
+    return i
+
+
+cdef void _search_rows(const Sampling* sampling, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    """Fill sampling.rows[start:end], in passes that keep many cache misses in flight.
+
+    On a large X the cdf and guide table do not fit in cache: the guide entries of every
+    draw are requested first, then the cdf entries they point to, then the searches run.
+    """
+    cdef const double* cdf = sampling.cdf
+    cdef const Py_ssize_t* guide = sampling.guide
+    cdef const double* uniforms = sampling.uniforms
+    cdef Py_ssize_t n_buckets = sampling.n_buckets, i
+    if cdf == NULL:
+        for i in range(start, end):
+            sampling.rows[i] = _search_segments(sampling, uniforms[i])
+        return
+    for i in range(start, end):
+        mbk_prefetch(&guide[<Py_ssize_t> (uniforms[i] * n_buckets)])
+    for i in range(start, end):
+        mbk_prefetch(&cdf[guide[<Py_ssize_t> (uniforms[i] * n_buckets)]])
+    for i in range(start, end):
+        sampling.rows[i] = _search_table(sampling, uniforms[i])
+
+
+cdef int _prepare_sampling(Sampling* sampling, sampler, Py_ssize_t n_samples) except -1:
+    """Point ``sampling`` at a WeightedRowSampler's arrays (which must outlive its use)."""
+    cdef const double[::1] cdf, values, steps
+    cdef const Py_ssize_t[::1] guide, starts
+    cdef Py_ssize_t n_buckets
+    if sampler.n_samples != n_samples:
+        raise ValueError("the sampler must have one entry per row of X")
+    sampling.n_samples = n_samples
+    sampling.cdf = NULL
+    sampling.guide = NULL
+    if sampler.segments is not None:
+        starts, values, steps, sampling.last = sampler.segments
+        sampling.n_segments = values.shape[0]
+        if (sampling.n_segments < 1 or starts.shape[0] != sampling.n_segments + 1
+                or steps.shape[0] != sampling.n_segments or starts[0] != 0
+                or starts[sampling.n_segments] != n_samples):
+            raise ValueError("malformed cdf segments")
+        sampling.segment_starts = &starts[0]
+        sampling.segment_values = &values[0]
+        sampling.segment_steps = &steps[0]
+        return 0
+    cdf = sampler.cdf
+    guide = sampler.guide
+    n_buckets = guide.shape[0] - 1
+    if cdf.shape[0] != n_samples or n_buckets < 1 or n_buckets & (n_buckets - 1):
+        raise ValueError("a cdf of n_samples entries and a guide table of 2**m + 1 entries "
+                         "are needed")
+    sampling.cdf = &cdf[0]
+    sampling.guide = &guide[0]
+    sampling.n_buckets = n_buckets
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing a batch outside fit (WeightedRowSampler.draw)
+# ---------------------------------------------------------------------------------------------
+
+def draw_rows(
+        sampler,                          # IN a mbk._sampling.WeightedRowSampler
+        const double[::1] uniforms,       # IN draws in [0, 1)
+        Py_ssize_t[::1] rows):            # OUT (len(uniforms),)
+    """rows[i] = first index with cdf > uniforms[i], by the sampler's search."""
+    cdef Sampling sampling
+    if rows.shape[0] != uniforms.shape[0]:
+        raise ValueError("rows must have one entry per uniform draw")
+    _prepare_sampling(&sampling, sampler, sampler.n_samples)
+    if rows.shape[0] == 0:
+        return
+    sampling.uniforms = &uniforms[0]
+    sampling.rows = &rows[0]
+    with nogil:
+        _search_rows(&sampling, 0, rows.shape[0])

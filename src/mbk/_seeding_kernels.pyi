@@ -1,0 +1,21 @@
+# Type stubs for src/mbk/_seeding_kernels.pyx: k-means++.
+import numpy as np
+from numpy.typing import NDArray
+
+_Float = np.float32 | np.float64
+
+def weighted_cumsum(
+    weights: NDArray[_Float], values: NDArray[_Float], out: NDArray[_Float]
+) -> None: ...
+def candidate_block_rows() -> int: ...
+def pack_rows(X: NDArray[_Float]) -> NDArray[_Float]: ...
+def kmeanspp_distances(
+    X: NDArray[_Float],
+    packed: NDArray[_Float] | None,
+    x_sq_norms: NDArray[np.float64],
+    candidates: NDArray[np.intp],
+    candidate_sq_norms: NDArray[np.float64],
+    closest: NDArray[_Float] | None,
+    out: NDArray[_Float],
+    n_threads: int = 1,
+) -> None: ...

@@ -1,0 +1,158 @@
+"""Compiled k-means++: squared distances from candidate seeds to every row, in scikit-learn's
+arithmetic, and the weighted running sum the candidates are drawn from. The choice among
+candidates stays in Python (mbk._kmeans_plusplus), as in scikit-learn.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+
+import numpy as np
+
+from mbk._core cimport (
+    CHUNK_ROWS, Rows, _Scratch, _clamp_threads, _fill_rows, _round_up, active_kernels,
+)
+
+# ---------------------------------------------------------------------------------------------
+# k-means++ candidate distances
+# ---------------------------------------------------------------------------------------------
+
+cdef void _pack_rows(
+        const Rows* rows, const floating* data, Py_ssize_t start, Py_ssize_t end,
+        floating* packed,        # OUT round_up(end - start, block) * n_features values
+        Py_ssize_t block,        # rows per block (the kernel's candidate_rows)
+) noexcept nogil:
+    """Rows [start, end) in blocks of ``block`` rows, each block feature-major (the k-means++
+    kernel's layout: one vector load reads one feature of consecutive rows, and a block's
+    features follow each other in memory); the last block padded with zero rows."""
+    cdef Py_ssize_t i, f, n = end - start, n_features = rows.n_features
+    cdef const floating* row
+    cdef floating* out
+    for i in range(_round_up(n, block)):
+        out = packed + (i // block * n_features) * block + i % block
+        if i < n:
+            row = data + (start + i) * rows.row_stride
+            for f in range(n_features):
+                out[f * block] = row[f * rows.col_stride]
+        else:
+            for f in range(n_features):
+                out[f * block] = 0
+
+
+def candidate_block_rows():
+    """Rows per block of the k-means++ kernel's packed layout (see pack_rows)."""
+    return active_kernels().candidate_rows
+
+
+def pack_rows(const floating[:, :] X):
+    """X in the k-means++ kernel's layout, in X's dtype (see _pack_rows): built once per
+    seeding instead of once per candidate. Returns a 1-D array of
+    round_up(n_samples, candidate_block_rows()) * n_features values."""
+    cdef Rows rows
+    cdef const Py_ssize_t[::1] all_rows = None
+    cdef Py_ssize_t block = active_kernels().candidate_rows
+    packed = np.empty(_round_up(X.shape[0], block) * X.shape[1],
+                      dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] out = packed
+    _fill_rows(&rows, X, all_rows, None)
+    if X.shape[0] > 0 and X.shape[1] > 0:
+        with nogil:
+            _pack_rows(&rows, &X[0, 0], 0, X.shape[0], &out[0], block)
+    return packed
+
+
+def weighted_cumsum(
+        const floating[::1] weights, const floating[::1] values, floating[::1] out):
+    """``out = np.cumsum(weights * values)`` with NumPy's rounding: each product rounded to
+    the dtype, then added one after another in the dtype; without the temporary."""
+    cdef Py_ssize_t i, n = out.shape[0]
+    cdef floating total = 0, product
+    if weights.shape[0] != n or values.shape[0] != n:
+        raise ValueError("weights, values and out must have the same length")
+    with nogil:
+        for i in range(n):
+            product = weights[i] * values[i]
+            total = total + product
+            out[i] = total
+
+
+def kmeanspp_distances(
+        const floating[:, :] X,                 # IN (n_samples, n_features)
+        packed,                                 # IN pack_rows(X), or None
+        const double[::1] x_sq_norms,           # IN (n_samples,) in float64
+        const Py_ssize_t[::1] candidates,       # IN (n_candidates,) rows of X
+        const double[::1] candidate_sq_norms,   # IN (n_candidates,) in float64
+        closest,                                # IN floating[::1] (n_samples,) or None
+        floating[:, ::1] out,                   # OUT (n_candidates, n_samples)
+        int n_threads=1):
+    """Squared distances from candidate seeds to every row, as scikit-learn's k-means++.
+
+    ``out[cand, i] = min(closest[i], max(0, (-2 c_l.x_i + ||c_l||^2) + ||x_i||^2))`` with the
+    arithmetic in float64 (float32 data is widened, as scikit-learn does) and the result
+    rounded to X's dtype. Only the dot products are computed differently (accumulated
+    feature by feature instead of by BLAS), so the distances agree with scikit-learn's to the
+    last bit or so, and the seeds drawn from them are the same.
+
+    The kernel reads X packed in blocks of rows (rows in vector lanes): from ``packed`` when
+    given, else each thread packs its chunk of rows on every call.
+    """
+    cdef Rows rows
+    cdef _Scratch owner = _Scratch()
+    cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
+    cdef Py_ssize_t n_candidates = candidates.shape[0], cand, f, chunk, start, end, n_chunks
+    cdef Py_ssize_t block = active_kernels().candidate_rows
+    cdef Py_ssize_t chunk_rows = _round_up(CHUNK_ROWS, block), per_thread
+    cdef double* candidate_rows
+    cdef floating* xt
+    cdef const floating[::1] packed_view
+    cdef const floating* packed_ptr = NULL
+    cdef const floating[::1] closest_view
+    cdef const floating* closest_ptr = NULL
+    cdef const Py_ssize_t[::1] all_rows = None
+    _fill_rows(&rows, X, all_rows, None)
+    if x_sq_norms.shape[0] != n_samples or candidate_sq_norms.shape[0] != n_candidates:
+        raise ValueError("one squared norm per row and per candidate is needed")
+    if out.shape[0] != n_candidates or out.shape[1] != n_samples or n_candidates < 1:
+        raise ValueError("out must have shape (n_candidates, n_samples), n_candidates >= 1")
+    for cand in range(n_candidates):
+        if not 0 <= candidates[cand] < n_samples:
+            raise ValueError("candidate rows must be rows of X")
+    if closest is not None:
+        closest_view = closest
+        if closest_view.shape[0] != n_samples:
+            raise ValueError("closest must have one entry per row of X")
+        closest_ptr = &closest_view[0]
+    if packed is not None:
+        packed_view = packed
+        if packed_view.shape[0] != _round_up(n_samples, block) * n_features:
+            raise ValueError("packed must be pack_rows(X) for the kernel variant in use")
+        packed_ptr = &packed_view[0]
+    n_threads = _clamp_threads(n_threads, n_samples, n_candidates, n_features)
+    n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
+    per_thread = 0 if packed is not None else n_features * chunk_rows
+    owner.centers_storage = owner.take(n_candidates * n_features * sizeof(double))
+    owner.per_thread = owner.take(n_threads * per_thread * sizeof(floating))
+    candidate_rows = <double*> owner.centers_storage
+    with nogil:
+        for cand in range(n_candidates):
+            for f in range(n_features):
+                candidate_rows[cand * n_features + f] = X[candidates[cand], f]
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
+            start = chunk * chunk_rows
+            end = min(start + chunk_rows, n_samples)
+            if packed_ptr != NULL:
+                xt = <floating*> packed_ptr + start * n_features
+            else:
+                xt = (<floating*> owner.per_thread) + threadid() * per_thread
+                _pack_rows(&rows, &X[0, 0], start, end, xt, block)
+            if floating is float:
+                active_kernels().candidates_float(
+                    xt, end - start, n_features, candidate_rows, <int> n_candidates,
+                    &candidate_sq_norms[0], &x_sq_norms[start],
+                    closest_ptr + start if closest_ptr != NULL else NULL,
+                    &out[0, start], n_samples)
+            else:
+                active_kernels().candidates_double(
+                    xt, end - start, n_features, candidate_rows, <int> n_candidates,
+                    &candidate_sq_norms[0], &x_sq_norms[start],
+                    closest_ptr + start if closest_ptr != NULL else NULL,
+                    &out[0, start], n_samples)

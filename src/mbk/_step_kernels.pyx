@@ -1,0 +1,416 @@
+"""Compiled mini-batch steps: the per-center incremental mean, one step (assignment and
+update), and fit's loop of steps with its random draws, reassignment schedule and early
+stopping.
+"""
+
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+
+from mbk._core cimport (
+    CHUNK_ROWS, Centers, Rows, _Scratch, _assign_rows, _check_centers, _clamp_threads,
+    _fill_rows, _padded_count, _prepare_centers, _row_ptr, _source_row, _threads_for,
+    _tile_scratch, _weight, active_kernels,
+)
+from mbk._sampling_kernels cimport Sampling, _prepare_sampling, _search_rows
+
+# NumPy's bit-generator interface (numpy/random/bitgen.h, a stable C ABI since NumPy 1.17):
+# drawing doubles through it continues the very stream RandomState.random_sample reads, so
+# the loop below consumes scikit-learn's random numbers in scikit-learn's order without a
+# Python call per step.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    typedef struct mbk_bitgen {
+        void *state;
+        uint64_t (*next_uint64)(void *st);
+        uint32_t (*next_uint32)(void *st);
+        double (*next_double)(void *st);
+        uint64_t (*next_raw)(void *st);
+    } mbk_bitgen;
+    """
+    ctypedef struct mbk_bitgen:
+        void* state
+        double (*next_double)(void* st) noexcept nogil
+
+
+# ---------------------------------------------------------------------------------------------
+# The mini-batch step: assignment, then the per-center incremental mean
+# ---------------------------------------------------------------------------------------------
+
+cdef void _update_center(
+        const Rows* rows,                  # IN
+        const floating* center_old,        # IN (n_features,)
+        floating* center_new,              # OUT (n_features,), may alias center_old
+        double* weight_sum,                # INOUT: this center's running weight
+        const Py_ssize_t* members,         # IN batch positions labelled with this center
+        Py_ssize_t n_members,
+        double* sums,                      # TMP (n_features,)
+        floating* row_buffer,              # TMP (n_features,)
+) noexcept nogil:
+    """c_new = (c_old * v + sum_i w_i x_i) * (1 / (v + sum_i w_i)).
+
+    The incremental mean with per-center learning rate W / (v + W): the same operations in
+    the same order as scikit-learn, with the running weight and the sums kept in float64.
+    """
+    cdef Py_ssize_t n_features = rows.n_features
+    cdef Py_ssize_t q, r, f
+    cdef const floating* x
+    cdef double w, batch_weight = 0, count = weight_sum[0], alpha
+
+    for q in range(n_members):
+        batch_weight += _weight(<const floating*> rows.weights, _source_row(rows, members[q]))
+    if not batch_weight > 0:
+        # Nothing (or only zero/negative weight) landed here: the center stays put.
+        if center_new != center_old:
+            for f in range(n_features):
+                center_new[f] = center_old[f]
+        return
+    for f in range(n_features):
+        sums[f] = center_old[f] * count
+    if rows.col_stride == 1:
+        # Rows with contiguous features: the vector kernel, same bits (see add_rows).
+        if floating is float:
+            active_kernels().add_rows_float(
+                <const float*> rows.data, rows.row_stride, rows.index, members, n_members,
+                <const float*> rows.weights, n_features, sums)
+        else:
+            active_kernels().add_rows_double(
+                <const double*> rows.data, rows.row_stride, rows.index, members, n_members,
+                <const double*> rows.weights, n_features, sums)
+    else:
+        for q in range(n_members):
+            r = _source_row(rows, members[q])
+            x = _row_ptr(rows, r, row_buffer)
+            w = _weight(<const floating*> rows.weights, r)
+            for f in range(n_features):
+                sums[f] += x[f] * w
+    count = count + batch_weight
+    weight_sum[0] = count
+    alpha = 1 / count
+    for f in range(n_features):
+        center_new[f] = <floating> (sums[f] * alpha)
+
+
+cdef struct StepScratch:
+    # Everything a mini-batch step needs besides its inputs, sized once for a batch shape.
+    void* centers_storage     # prepared centers (_prepare_centers)
+    double* per_thread        # per_thread_stride doubles per thread
+    Py_ssize_t per_thread_stride
+    double* per_chunk         # one partial inertia per 256-row chunk
+    Py_ssize_t* offsets       # (n_clusters + 1,) start of each cluster's rows in members
+    Py_ssize_t* members       # (n_batch,) batch positions grouped by label
+    int n_threads             # for the assignment
+    int n_update_threads      # for the update
+
+
+cdef int _step_scratch(
+        StepScratch* out, _Scratch owner, Py_ssize_t n_batch, Py_ssize_t n_clusters,
+        Py_ssize_t n_features, Py_ssize_t padded_clusters, size_t itemsize, int n_threads,
+) except -1:
+    """Allocate (owned by ``owner``) the scratch of steps on batches of n_batch rows."""
+    n_threads = max(n_threads, 1)
+    out.n_update_threads = _threads_for(n_threads, n_clusters, <double> n_batch * n_features)
+    out.n_threads = _clamp_threads(n_threads, n_batch, n_clusters, n_features)
+    # Per thread: a row tile for the assignment, or 2 * n_features doubles (sums, row buffer)
+    # for the update; one double per value covers both.
+    out.per_thread_stride = max(_tile_scratch(n_features), 2 * n_features)
+    owner.centers_storage = owner.take(padded_clusters * (n_features + 1) * itemsize)
+    owner.per_thread = owner.take(max(out.n_threads, out.n_update_threads)
+                                  * out.per_thread_stride * sizeof(double))
+    owner.per_chunk = owner.take(((n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
+    owner.members = owner.take((n_clusters + 1 + n_batch) * sizeof(Py_ssize_t))
+    out.centers_storage = owner.centers_storage
+    out.per_thread = <double*> owner.per_thread
+    out.per_chunk = <double*> owner.per_chunk
+    out.offsets = <Py_ssize_t*> owner.members
+    out.members = out.offsets + n_clusters + 1
+    return 0
+
+
+cdef double _minibatch_step(
+        const Rows* rows,                    # IN the batch
+        const floating[:, ::1] centers_old,  # IN
+        floating[:, ::1] centers_new,        # OUT (may be centers_old)
+        double* weight_sums,                 # INOUT (n_clusters,)
+        int* labels,                         # OUT (n_batch,)
+        const StepScratch* scratch,          # TMP
+        const Sampling* sampling=NULL,       # the batch's rows still to be drawn, or NULL
+) noexcept nogil:
+    """Label the batch with centers_old, move every center; return the batch inertia."""
+    cdef Centers prepared
+    cdef Py_ssize_t n_clusters = centers_old.shape[0], n_batch = rows.n_rows
+    cdef Py_ssize_t n_features = rows.n_features, i, j
+    cdef Py_ssize_t* offsets = scratch.offsets
+    cdef Py_ssize_t* members = scratch.members
+    cdef double* sums
+    cdef double inertia
+
+    _prepare_centers(&prepared, centers_old, <floating*> scratch.centers_storage)
+    inertia = _assign_rows(rows, &prepared, labels, <floating*> scratch.per_thread,
+                           scratch.per_chunk, scratch.n_threads, sampling)
+
+    # Group batch positions by label, keeping batch order inside each group (counting sort,
+    # O(n_batch + n_clusters)): every center then reads only its own rows.
+    for j in range(n_clusters + 1):
+        offsets[j] = 0
+    for i in range(n_batch):
+        offsets[labels[i] + 1] += 1
+    for j in range(n_clusters):
+        offsets[j + 1] += offsets[j]
+    for i in range(n_batch):
+        members[offsets[labels[i]]] = i
+        offsets[labels[i]] += 1
+    for j in range(n_clusters, 0, -1):
+        offsets[j] = offsets[j - 1]
+    offsets[0] = 0
+
+    # Owner computes: the thread that owns center j does all of center j's arithmetic.
+    for j in prange(n_clusters, schedule="static", num_threads=scratch.n_update_threads):
+        sums = scratch.per_thread + threadid() * scratch.per_thread_stride
+        _update_center(rows, &centers_old[j, 0], &centers_new[j, 0], &weight_sums[j],
+                       members + offsets[j], offsets[j + 1] - offsets[j], sums,
+                       <floating*> (sums + n_features))
+    return inertia
+
+
+cdef int _check_step_shapes(
+        const floating[:, ::1] centers_old, floating[:, ::1] centers_new,
+        double[::1] weight_sums, int[::1] labels, Py_ssize_t n_batch, Py_ssize_t n_features,
+) except -1:
+    _check_centers(centers_old, n_features)
+    if (centers_new.shape[0] != centers_old.shape[0] or centers_new.shape[1] != n_features
+            or weight_sums.shape[0] != centers_old.shape[0]):
+        raise ValueError("centers_new and weight_sums must match centers_old")
+    if labels.shape[0] != n_batch:
+        raise ValueError("labels must have one entry per batch row")
+    if n_batch == 0:
+        raise ValueError("a mini-batch step needs at least one row")
+    return 0
+
+
+def minibatch_step(
+        const floating[:, :] X,                              # IN
+        const floating[:, ::1] centers_old,                  # IN
+        floating[:, ::1] centers_new,                        # OUT (may be centers_old)
+        double[::1] weight_sums,                             # INOUT (n_clusters,)
+        int[::1] labels,                                     # OUT (n_batch,)
+        const Py_ssize_t[::1] sample_indices=None,           # IN the batch; None = all rows
+        sample_weight=None,             # IN floating[::1] per row of X; None = unit
+        int n_threads=1):
+    """One mini-batch step: label the batch with centers_old, then move each center.
+
+    Returns the batch's weighted inertia against centers_old. Random reassignment of
+    low-weight centers is the caller's job (it draws random numbers).
+    """
+    cdef Rows rows
+    cdef StepScratch scratch
+    cdef _Scratch owner = _Scratch()
+    cdef double inertia
+    _fill_rows(&rows, X, sample_indices, sample_weight)
+    _check_step_shapes(centers_old, centers_new, weight_sums, labels, rows.n_rows, X.shape[1])
+    _step_scratch(&scratch, owner, rows.n_rows, centers_old.shape[0], X.shape[1],
+                  _padded_count(centers_old.shape[0], <floating*> NULL), sizeof(floating),
+                  n_threads)
+    with nogil:
+        inertia = _minibatch_step(&rows, centers_old, centers_new, &weight_sums[0],
+                                  &labels[0], &scratch)
+    return inertia
+
+
+# ---------------------------------------------------------------------------------------------
+# The fit loop
+# ---------------------------------------------------------------------------------------------
+
+cdef mbk_bitgen* _bitgen_of(random_state) except NULL:
+    return <mbk_bitgen*> PyCapsule_GetPointer(random_state._bit_generator.capsule,
+                                              b"BitGenerator")
+
+
+def random_sample(random_state, Py_ssize_t n):
+    """n doubles from the bit generator (what ``random_state.random_sample(n)`` returns)."""
+    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
+    cdef Py_ssize_t i
+    out = [0.0] * n
+    with random_state._bit_generator.lock:
+        for i in range(n):
+            out[i] = bitgen.next_double(bitgen.state)
+    return out
+
+
+cdef bint _reassign_due(
+        const double[::1] counts, Py_ssize_t* n_since, Py_ssize_t batch_size,
+) noexcept nogil:
+    """scikit-learn's schedule: reassign when a center is empty or every 10 * k rows."""
+    cdef Py_ssize_t j, n_clusters = counts.shape[0]
+    n_since[0] += batch_size
+    for j in range(n_clusters):
+        if counts[j] == 0:
+            n_since[0] = 0
+            return True
+    if n_since[0] >= 10 * n_clusters:
+        n_since[0] = 0
+        return True
+    return False
+
+
+def reassign_due(const double[::1] counts, Py_ssize_t n_since, Py_ssize_t batch_size):
+    """(due, new n_since): whether this step reassigns small centers (for partial_fit)."""
+    due = _reassign_due(counts, &n_since, batch_size)
+    return due, n_since
+
+
+cdef bint _any_small(const double[::1] counts, double ratio) noexcept nogil:
+    """Whether any count is below ratio * max(counts) (a reassignment has work to do)."""
+    cdef Py_ssize_t j
+    cdef double largest = counts[0]
+    for j in range(1, counts.shape[0]):
+        largest = max(largest, counts[j])
+    for j in range(counts.shape[0]):
+        if counts[j] < ratio * largest:
+            return True
+    return False
+
+
+cdef class EarlyStopping:
+    """scikit-learn's stopping rules on the batch inertia: EWA stall, or small center moves.
+
+    The first step's inertia is ignored (it measures the initialisation). The smoothed
+    inertia is ewa <- ewa * (1 - a) + inertia * a with a = min(2 * batch / (n + 1), 1).
+    """
+    cdef public object ewa_inertia, ewa_inertia_min
+    cdef public Py_ssize_t no_improvement
+    cdef double alpha, tol
+    cdef Py_ssize_t batch_size, n_steps, max_no_improvement
+    cdef int verbose
+
+    def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_samples, Py_ssize_t n_steps,
+                 double tol, max_no_improvement, int verbose):
+        self.ewa_inertia = None
+        self.ewa_inertia_min = None
+        self.no_improvement = 0
+        self.alpha = min(batch_size * 2.0 / (n_samples + 1), 1.0)
+        self.tol = tol
+        self.batch_size = batch_size
+        self.n_steps = n_steps
+        self.max_no_improvement = -1 if max_no_improvement is None else max_no_improvement
+        self.verbose = verbose
+
+    cdef bint converged(self, Py_ssize_t step, double batch_inertia,
+                        double centers_squared_diff) except -1:
+        cdef double mean_inertia = batch_inertia / self.batch_size
+        step += 1
+        if step == 1:
+            if self.verbose:
+                print(f"Minibatch step {step}/{self.n_steps}: mean batch inertia: "
+                      f"{mean_inertia}")
+            return False
+        if self.ewa_inertia is None:
+            self.ewa_inertia = mean_inertia
+        else:
+            self.ewa_inertia = (self.ewa_inertia * (1 - self.alpha)
+                                + mean_inertia * self.alpha)
+        if self.verbose:
+            print(f"Minibatch step {step}/{self.n_steps}: mean batch inertia: "
+                  f"{mean_inertia}, ewa inertia: {self.ewa_inertia}")
+        if self.tol > 0.0 and centers_squared_diff <= self.tol:
+            if self.verbose:
+                print(f"Converged (small centers change) at step {step}/{self.n_steps}")
+            return True
+        if self.ewa_inertia_min is None or self.ewa_inertia < self.ewa_inertia_min:
+            self.no_improvement = 0
+            self.ewa_inertia_min = self.ewa_inertia
+        else:
+            self.no_improvement += 1
+        if 0 <= self.max_no_improvement <= self.no_improvement:
+            if self.verbose:
+                print("Converged (lack of improvement in inertia) at step "
+                      f"{step}/{self.n_steps}")
+            return True
+        return False
+
+
+cdef double _squared_change(const floating[:, ::1] a, const floating[:, ::1] b) noexcept nogil:
+    cdef Py_ssize_t j, f
+    cdef double total = 0, diff
+    for j in range(a.shape[0]):
+        for f in range(a.shape[1]):
+            diff = a[j, f] - b[j, f]
+            total += diff * diff
+    return total
+
+
+def fit_steps(
+        const floating[:, :] X,                  # IN training data
+        floating[:, ::1] centers_a,              # INOUT current centers
+        floating[:, ::1] centers_b,              # TMP the other buffer
+        double[::1] counts,                      # INOUT running weight per center
+        Py_ssize_t[::1] rows,                    # TMP (batch_size,) the batch's rows
+        int[::1] labels,                         # TMP (batch_size,)
+        sampler,                                 # IN a mbk._sampling.WeightedRowSampler
+        random_state,                            # IN/OUT numpy.random.RandomState
+        EarlyStopping stopping,                  # INOUT
+        reassign,                                # callable(buffer_index): reassign on a buffer
+        Py_ssize_t n_steps,
+        Py_ssize_t n_since_last_reassign,
+        double reassignment_ratio,
+        bint track_center_change,
+        int n_threads):
+    """Run fit's steps until n_steps or early stopping; returns
+    (steps run, index of the buffer holding the centers (0: a, 1: b), last batch inertia,
+    n_since_last_reassign).
+
+    Each step draws its batch (random_sample(batch) on random_state's stream, searched in
+    the sampler's cdf), labels it and moves the centers from one buffer into the other. Reassigning
+    small centers draws a data-dependent number of random values: it stays in Python
+    (``reassign``), called only on steps where some center is small enough to move.
+    """
+    cdef Rows batch
+    cdef StepScratch scratch
+    cdef _Scratch owner = _Scratch()
+    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
+    cdef Py_ssize_t batch_size = rows.shape[0]
+    cdef Py_ssize_t step = 0, i
+    cdef double* uniforms
+    cdef Sampling sampling
+    cdef floating[:, ::1] current = centers_a
+    cdef floating[:, ::1] following = centers_b
+    cdef int current_index = 0
+    cdef double inertia = 0, change = 0
+    cdef bint due
+    lock = random_state._bit_generator.lock
+
+    _fill_rows(&batch, X, rows, None)
+    _check_step_shapes(centers_a, centers_b, counts, labels, batch_size, X.shape[1])
+    _prepare_sampling(&sampling, sampler, X.shape[0])
+    _step_scratch(&scratch, owner, batch_size, centers_a.shape[0], X.shape[1],
+                  _padded_count(centers_a.shape[0], <floating*> NULL), sizeof(floating),
+                  n_threads)
+    owner.extra = owner.take(batch_size * sizeof(double))
+    uniforms = <double*> owner.extra
+    sampling.uniforms = uniforms
+    sampling.rows = &rows[0]
+    for step in range(n_steps):
+        with lock:
+            for i in range(batch_size):
+                uniforms[i] = bitgen.next_double(bitgen.state)
+        due = _reassign_due(counts, &n_since_last_reassign, batch_size)
+        with nogil:
+            # With several threads, each searches the rows of the chunks it assigns; alone,
+            # one pass over the whole batch keeps more cache misses in flight.
+            if scratch.n_threads == 1:
+                _search_rows(&sampling, 0, batch_size)
+            inertia = _minibatch_step(&batch, current, following, &counts[0], &labels[0],
+                                      &scratch, &sampling if scratch.n_threads > 1 else NULL)
+        if due and reassignment_ratio > 0 and _any_small(counts, reassignment_ratio):
+            reassign(1 - current_index)
+        if track_center_change:
+            change = _squared_change(following, current)
+        current, following = following, current
+        current_index = 1 - current_index
+        # Ctrl-C: Python's handler runs here, between steps, and raises KeyboardInterrupt.
+        PyErr_CheckSignals()
+        if stopping.converged(step, inertia, change):
+            break
+    return step + 1, current_index, inertia, n_since_last_reassign

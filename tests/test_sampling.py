@@ -67,3 +67,18 @@ def test_equal_weight_segments_are_numpys_running_sums(dtype):
         )
         assert_array_equal(ours, expected, err_msg=f"n_samples={n_samples}")
         assert last == expected[-1]
+
+
+@pytest.mark.parametrize("n_samples", [1, 2, 5, 1000, 1023, 1024, 1025, 20640, 300_007])
+def test_segment_guide_starts_each_bucket_at_or_before_its_draws(n_samples):
+    sampler = WeightedRowSampler(None, n_samples, np.dtype(np.float64))
+    starts = sampler.segments[0]
+    guide = sampler.segment_guide
+    n_buckets = len(guide)
+    assert n_buckets & (n_buckets - 1) == 0 and n_buckets <= min(1024, n_samples)
+    for b, s in enumerate(guide):
+        first_row = b * n_samples // n_buckets
+        assert starts[s] <= first_row < starts[s + 1]
+    sampler.segment_guide = np.full(n_buckets, len(starts), dtype=np.intp)
+    with pytest.raises(ValueError, match="malformed segment guide"):
+        _sampling_kernels.draw_rows(sampler, np.zeros(1), np.empty(1, dtype=np.intp))

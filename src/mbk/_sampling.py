@@ -31,6 +31,9 @@ _ROWS_PER_BUCKET = 4
 # Rows per block while the cdf is built: bounds the temporaries to a few hundred KiB.
 _BLOCK_ROWS = 65536
 
+# Buckets of the segments' guide, at most: a draw's search starts at its bucket's segment.
+_SEGMENT_BUCKETS = 1024
+
 
 class WeightedRowSampler:
     """Draws batches of row indices with probability proportional to the row weights.
@@ -50,6 +53,10 @@ class WeightedRowSampler:
         Equal weights: ``(starts, values, steps, last)``. Entry i of the cumulative sum, for
         ``starts[s] <= i < starts[s + 1]``, is ``values[s] + (i - starts[s]) * steps[s]``
         (exact in float64), and the cdf is that divided by ``last``. None otherwise.
+    segment_guide : ndarray or None
+        With ``segments``: for each of n_buckets (a power of two) equal parts of [0, 1), the
+        segment holding row ``floor(b * n_samples / n_buckets)``, where a draw u of bucket
+        ``floor(u * n_buckets)`` starts its search (its row is at or after that one).
     cdf, guide : ndarray or None
         Other weights: the cdf and its guide table (``guide[b]`` is the first index with
         ``cdf > b / n_buckets``; n_buckets is a power of two). None with ``segments``.
@@ -62,7 +69,7 @@ class WeightedRowSampler:
                 "non-negative; use partial_fit to apply negative weights."
             )
         self.n_samples = n_samples
-        self.cdf = self.guide = self.segments = None
+        self.cdf = self.guide = self.segments = self.segment_guide = None
         # scikit-learn's p = w / w.sum() is computed in the data's dtype and widened to
         # float64 by NumPy's choice, then cumsum(p) / cumsum(p)[-1].
         if sample_weight is None:
@@ -74,6 +81,8 @@ class WeightedRowSampler:
         if self.segments is None:
             weights = np.ones(n_samples, dtype) if sample_weight is None else sample_weight
             self._build_table(weights / weights.sum())
+        else:
+            self.segment_guide = _segment_guide(self.segments[0], n_samples)
 
     def _build_table(self, p):
         # The cumulative sum runs block by block, carrying the running total in, which adds
@@ -147,6 +156,16 @@ def _constant_step_segments(p, n_samples):
         value = last + p
     starts.append(n_samples)
     return np.array(starts, dtype=np.intp), np.array(values), np.array(steps), last
+
+
+def _segment_guide(starts, n_samples):
+    """The segment of row floor(b * n_samples / n_buckets) for each bucket b (see
+    WeightedRowSampler.segment_guide). A draw u in bucket b has u * n_samples >=
+    b * n_samples / n_buckets, and so does its rounded product (rounding is monotone), so its
+    search never needs a segment before the bucket's."""
+    n_buckets = 1 << min(_SEGMENT_BUCKETS.bit_length() - 1, n_samples.bit_length() - 1)
+    first_rows = [b * n_samples // n_buckets for b in range(n_buckets)]  # exact integers
+    return np.searchsorted(starts, first_rows, side="right").astype(np.intp) - 1
 
 
 def _sum_of_ones(n_samples, dtype):

@@ -14,6 +14,8 @@ cdef struct Sampling:
     const double* segment_values
     const double* segment_steps
     Py_ssize_t n_segments
+    const Py_ssize_t* segment_guide    # (n_segment_buckets,) where each bucket's search starts
+    Py_ssize_t n_segment_buckets
     double last                        # the running sum's last value: cdf = sum / last
     Py_ssize_t n_samples
     const double* uniforms

@@ -31,28 +31,39 @@ cdef inline Py_ssize_t _search_table(const Sampling* sampling, double u) noexcep
     return base + (cdf[base] <= u)
 
 
-cdef inline double _segment_cdf(const Sampling* sampling, Py_ssize_t i) noexcept nogil:
-    """cdf[i] of equal weights, exactly as the table would hold it."""
-    cdef const Py_ssize_t* starts = sampling.segment_starts
-    cdef Py_ssize_t s = 0, n = sampling.n_segments, half
-    while n > 1:
-        half = n >> 1
-        s = s + half if starts[s + half] <= i else s
-        n -= half
+cdef inline double _segment_cdf(
+        const Sampling* sampling, Py_ssize_t s, Py_ssize_t i) noexcept nogil:
+    """cdf[i] of equal weights, for i in segment s, exactly as the table would hold it."""
     # (i - start) * step is exact (see _constant_step_segments), so is the sum; the division
     # rounds as NumPy's cdf /= cdf[-1] does.
     return (sampling.segment_values[s]
-            + <double> (i - starts[s]) * sampling.segment_steps[s]) / sampling.last
+            + <double> (i - sampling.segment_starts[s]) * sampling.segment_steps[s]
+            ) / sampling.last
 
 
 cdef inline Py_ssize_t _search_segments(const Sampling* sampling, double u) noexcept nogil:
     """First index i with cdf[i] > u, for equal weights: cdf[i] is within a few rounding
-    errors of (i + 1) / n, so floor(u * n) is the answer or next to it."""
+    errors of (i + 1) / n, so floor(u * n) is the answer or next to it.
+
+    Its segment s comes from the guide (the bucket's segment, then forward); the row before
+    i is in s or the segment before.
+    """
+    cdef const Py_ssize_t* starts = sampling.segment_starts
     cdef Py_ssize_t i = min(<Py_ssize_t> (u * sampling.n_samples), sampling.n_samples - 1)
-    while i > 0 and _segment_cdf(sampling, i - 1) > u:
+    cdef Py_ssize_t s = sampling.segment_guide[<Py_ssize_t> (u * sampling.n_segment_buckets)]
+    cdef Py_ssize_t before
+    while starts[s + 1] <= i:
+        s += 1
+    while i > 0:
+        before = s - 1 if i - 1 < starts[s] else s
+        if _segment_cdf(sampling, before, i - 1) <= u:
+            break
         i -= 1
-    while _segment_cdf(sampling, i) <= u:  # ends: the last entry is 1 > u
+        s = before
+    while _segment_cdf(sampling, s, i) <= u:  # ends: the last entry is 1 > u
         i += 1
+        if starts[s + 1] <= i:
+            s += 1
     return i
 
 
@@ -81,8 +92,8 @@ cdef void _search_rows(const Sampling* sampling, Py_ssize_t start, Py_ssize_t en
 cdef int _prepare_sampling(Sampling* sampling, sampler, Py_ssize_t n_samples) except -1:
     """Point ``sampling`` at a WeightedRowSampler's arrays (which must outlive its use)."""
     cdef const double[::1] cdf, values, steps
-    cdef const Py_ssize_t[::1] guide, starts
-    cdef Py_ssize_t n_buckets
+    cdef const Py_ssize_t[::1] guide, starts, segment_guide
+    cdef Py_ssize_t n_buckets, b
     if sampler.n_samples != n_samples:
         raise ValueError("the sampler must have one entry per row of X")
     sampling.n_samples = n_samples
@@ -95,9 +106,18 @@ cdef int _prepare_sampling(Sampling* sampling, sampler, Py_ssize_t n_samples) ex
                 or steps.shape[0] != sampling.n_segments or starts[0] != 0
                 or starts[sampling.n_segments] != n_samples):
             raise ValueError("malformed cdf segments")
+        segment_guide = sampler.segment_guide
+        n_buckets = segment_guide.shape[0]
+        if n_buckets < 1 or n_buckets & (n_buckets - 1):
+            raise ValueError("a segment guide of 2**m entries is needed")
+        for b in range(n_buckets):
+            if not 0 <= segment_guide[b] < sampling.n_segments:
+                raise ValueError("malformed segment guide")
         sampling.segment_starts = &starts[0]
         sampling.segment_values = &values[0]
         sampling.segment_steps = &steps[0]
+        sampling.segment_guide = &segment_guide[0]
+        sampling.n_segment_buckets = n_buckets
         return 0
     cdf = sampler.cdf
     guide = sampler.guide

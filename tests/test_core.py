@@ -439,6 +439,41 @@ def test_packed_rows_must_match_the_kernel():
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("n_clusters", [1, 2, 3, 6, 7])
+def test_few_centers_kernel_has_the_baseline_tiles_bits(dtype, n_features, n_clusters):
+    # Rows in lanes for few centers (any variant) against the baseline tiles, which also
+    # add without FMA: the same labels and the same inertia bits, for contiguous, Fortran
+    # and strided rows, scattered batch rows and weights, around the chunk size.
+    rng = np.random.RandomState(n_features * 10 + n_clusters)
+    X = rng.standard_normal((700, n_features)).astype(dtype)
+    X[5] = X[6]  # duplicated rows tie on every center
+    centers = np.ascontiguousarray(X[rng.choice(700, n_clusters, replace=False)])
+    centers[-1] = centers[0] if n_clusters > 1 else centers[-1]  # tied centers
+    weights = rng.uniform(0, 2, 700).astype(dtype)
+    rows = rng.randint(0, 700, 513).astype(np.intp)
+    cases = [(X, None, None), (np.asfortranarray(X), None, weights), (X[::2], None, None),
+             (X, rows, weights), (X[:257], None, None), (X[:1], None, None)]  # fmt: skip
+
+    def assign(data, indices, w):
+        labels = np.empty(len(data) if indices is None else len(indices), dtype=np.int32)
+        total = _core.assign_labels(data, centers, labels, indices, w, 2)
+        return labels, total
+
+    few = [assign(*case) for case in cases]
+    variant = _core.use_isa("baseline")
+    previous = _core.set_few_centers_kernel(False)
+    try:
+        tiles = [assign(*case) for case in cases]
+    finally:
+        _core.set_few_centers_kernel(previous)
+        _core.use_isa(variant)
+    for (labels, total), (expected_labels, expected_total) in zip(few, tiles, strict=True):
+        assert_array_equal(labels, expected_labels)
+        assert total == expected_total
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 def test_labels_without_inertia_are_the_same_labels(dtype):
     X, centers = random_problem(3 * CHUNK + 5, 9, 20, dtype, seed=4)
     with_inertia = np.empty(len(X), dtype=np.int32)

@@ -40,6 +40,9 @@ cdef struct Centers:
     Py_ssize_t n_clusters
     Py_ssize_t n_padded
     const mbk_variant* kernels  # the variant for the whole call, chosen when prepared
+    # Few centers (fewer than a register block) of few features: the assignment puts rows in
+    # the vector lanes instead (nearest_few), with the widest variant.
+    bint few
 
 
 cdef class _Scratch:

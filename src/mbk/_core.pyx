@@ -21,7 +21,9 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
 from libc.stdlib cimport free, malloc
 
-from mbk._kernels cimport MBK_OPENMP_ENABLED, mbk_omp_max_threads, mbk_prefetch
+from mbk._kernels cimport (
+    MBK_MAX_FEW_FEATURES, MBK_OPENMP_ENABLED, mbk_omp_max_threads, mbk_prefetch,
+)
 from mbk._sampling_kernels cimport _search_rows
 
 # The micro-kernels and their runtime dispatch (the types are in _kernels.pxd).
@@ -135,6 +137,18 @@ cdef const mbk_variant* kernels_for(Py_ssize_t n_columns, bint is_double) noexce
     return mbk_variant_for(n_columns, is_double)
 
 
+# Whether the assignment may use nearest_few (tests turn it off to compare with the tiles).
+cdef bint few_centers_kernel = True
+
+
+def set_few_centers_kernel(bint enabled):
+    """Allow or forbid the rows-in-lanes kernel for few centers; returns the old setting."""
+    global few_centers_kernel
+    old = few_centers_kernel
+    few_centers_kernel = enabled
+    return old
+
+
 cdef Py_ssize_t _padded_count(Py_ssize_t n_clusters, const floating* witness) noexcept nogil:
     """n_clusters rounded up to a whole number of vector lanes of its kernel variant."""
     cdef const mbk_variant* kernels = kernels_for(n_clusters, floating is double)
@@ -149,7 +163,7 @@ cdef int _prepare_centers(
 ) noexcept nogil:
     cdef Py_ssize_t n_clusters = centers.shape[0], n_features = centers.shape[1]
     cdef Py_ssize_t n_padded = _padded_count(n_clusters, storage)
-    cdef Py_ssize_t j, f
+    cdef Py_ssize_t j, f, widest_block
     cdef floating* transposed = storage
     cdef floating* sq_norms = storage + n_padded * n_features
     cdef floating norm
@@ -170,6 +184,12 @@ cdef int _prepare_centers(
     prepared.n_clusters = n_clusters
     prepared.n_padded = n_padded
     prepared.kernels = kernels_for(n_clusters, floating is double)
+    if floating is float:
+        widest_block = mbk_active.block_float
+    else:
+        widest_block = mbk_active.block_double
+    prepared.few = (few_centers_kernel and n_features <= MBK_MAX_FEW_FEATURES
+                    and n_clusters < widest_block)
     return 0
 
 
@@ -257,6 +277,25 @@ cdef double _assign_chunk(
     cdef Py_ssize_t x_stride
     cdef Py_ssize_t i = start, t, n_in_tile
     cdef double inertia = 0
+    cdef floating few_dist[CHUNK_ROWS]
+    if centers.few:
+        if floating is float:
+            mbk_active.nearest_few_float(
+                <const float*> rows.data, rows.row_stride, rows.col_stride, rows.index, start,
+                <int> (end - start), center_rows, <const float*> centers.sq_norms,
+                centers.n_clusters, n_features, labels + start,
+                few_dist if with_inertia else NULL)
+        else:
+            mbk_active.nearest_few_double(
+                <const double*> rows.data, rows.row_stride, rows.col_stride, rows.index, start,
+                <int> (end - start), center_rows, <const double*> centers.sq_norms,
+                centers.n_clusters, n_features, labels + start,
+                few_dist if with_inertia else NULL)
+        if with_inertia:
+            for t in range(end - start):
+                inertia += <double> few_dist[t] * <double> _weight(
+                    <const floating*> rows.weights, _source_row(rows, start + t))
+        return inertia
     while i < end:
         n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
         x = _tile_rows(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile,

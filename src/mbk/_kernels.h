@@ -57,6 +57,18 @@ typedef void (*mbk_candidates_double_fn)(const double *xt, Py_ssize_t n_rows,
                                          Py_ssize_t n_features, const double *cand, int n_candidates,
                                          const double *cand_sq_norms, const double *x_sq_norms,
                                          const double *closest, double *out, Py_ssize_t out_stride);
+/* Nearest centers of rows with at most MBK_MAX_FEW_FEATURES features, rows in lanes (see
+ * MBK_DEFINE_NEAREST_FEW in _tiles.h). */
+#define MBK_MAX_FEW_FEATURES 8
+typedef void (*mbk_nearest_few_float_fn)(const float *data, Py_ssize_t row_stride, Py_ssize_t col_stride,
+                                         const Py_ssize_t *index, Py_ssize_t first, int n_rows,
+                                         const float *centers, const float *norms, Py_ssize_t n_clusters,
+                                         Py_ssize_t n_features, int *labels, float *out_dist);
+typedef void (*mbk_nearest_few_double_fn)(const double *data, Py_ssize_t row_stride, Py_ssize_t col_stride,
+                                          const Py_ssize_t *index, Py_ssize_t first, int n_rows,
+                                          const double *centers, const double *norms,
+                                          Py_ssize_t n_clusters, Py_ssize_t n_features, int *labels,
+                                          double *out_dist);
 /* Whether x[0], ..., x[n - 1] are all finite (neither NaN nor infinite). */
 typedef int (*mbk_all_finite_float_fn)(const float *x, Py_ssize_t n);
 typedef int (*mbk_all_finite_double_fn)(const double *x, Py_ssize_t n);
@@ -82,6 +94,8 @@ typedef struct {
     mbk_candidates_float_fn candidates_float;
     mbk_candidates_double_fn candidates_double;
     Py_ssize_t candidate_rows;  /* rows per block of the candidates kernel: pad xt to this */
+    mbk_nearest_few_float_fn nearest_few_float;
+    mbk_nearest_few_double_fn nearest_few_double;
 } mbk_variant;
 
 #endif /* MBK_KERNELS_H */

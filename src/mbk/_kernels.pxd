@@ -56,6 +56,14 @@ cdef extern from "_kernels.h":
                                               const double*, int, const double*,
                                               const double*, const double*, double*,
                                               Py_ssize_t) noexcept nogil
+    ctypedef void (*mbk_nearest_few_float_fn)(const float*, Py_ssize_t, Py_ssize_t,
+                                              const Py_ssize_t*, Py_ssize_t, int, const float*,
+                                              const float*, Py_ssize_t, Py_ssize_t, int*,
+                                              float*) noexcept nogil
+    ctypedef void (*mbk_nearest_few_double_fn)(const double*, Py_ssize_t, Py_ssize_t,
+                                               const Py_ssize_t*, Py_ssize_t, int,
+                                               const double*, const double*, Py_ssize_t,
+                                               Py_ssize_t, int*, double*) noexcept nogil
     ctypedef struct mbk_variant:
         const char* name
         int tile_rows
@@ -76,4 +84,7 @@ cdef extern from "_kernels.h":
         mbk_candidates_float_fn candidates_float
         mbk_candidates_double_fn candidates_double
         Py_ssize_t candidate_rows
+        mbk_nearest_few_float_fn nearest_few_float
+        mbk_nearest_few_double_fn nearest_few_double
     const int MBK_MAX_TILE_ROWS
+    const int MBK_MAX_FEW_FEATURES

@@ -207,6 +207,67 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         MBK_ACROSS_LANES(T, IT, V, VI, MR, best, best_at, best_dist, best_index);            \
     }
 
+/* ---- nearest center among few centers, for rows with few features: rows in lanes ---------- */
+
+/* With fewer centers than a register block the tiles would mostly multiply padding. Here each
+ * vector holds one feature of `lanes` rows instead (read from X in place, any layout; the
+ * scattered rows of a batch through index), and every center is compared with all of them.
+ * The arithmetic per (row, center) is the tiles' without FMA: dot = sum_f x_f * c_f in
+ * feature order, dist = ||c||^2 - 2 dot, the lowest index among equal distances: the same
+ * bits as the baseline tiles, in every variant. With out_dist, also each row's squared
+ * distance to its center by direct differences, rounded as row_distances. The n_rows rows
+ * are batch positions first, first + 1, ...; labels and out_dist get one entry per row. */
+#define MBK_DEFINE_NEAREST_FEW(NAME, T, IT, VBYTES, ATTRS)                                    \
+    ATTRS static void NAME(const T *data, Py_ssize_t row_stride, Py_ssize_t col_stride,       \
+                           const Py_ssize_t *index, Py_ssize_t first, int n_rows,             \
+                           const T *centers, const T *norms, Py_ssize_t n_clusters,           \
+                           Py_ssize_t n_features, int *labels, T *out_dist) {                 \
+        typedef T V __attribute__((vector_size(VBYTES)));                                     \
+        typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
+        enum { lanes = VBYTES / sizeof(T), ahead = 4 * (VBYTES / sizeof(T)) };                \
+        Py_ssize_t n_grouped = n_features / 4 * 4;                                            \
+        if (index)                                                                            \
+            for (int r = 0; r < ahead && r < n_rows; r++)                                     \
+                __builtin_prefetch(data + index[first + r] * row_stride);                     \
+        for (int g = 0; g < n_rows; g += lanes) {                                             \
+            const T *row[lanes];                                                              \
+            V x[MBK_MAX_FEW_FEATURES];                                                        \
+            int n_valid = n_rows - g < lanes ? n_rows - g : lanes;                            \
+            if (index)                                                                        \
+                for (int r = g + ahead; r < g + ahead + lanes && r < n_rows; r++)             \
+                    __builtin_prefetch(data + index[first + r] * row_stride);                 \
+            for (int l = 0; l < lanes; l++) {                                                 \
+                Py_ssize_t at = first + g + (l < n_valid ? l : 0); /* spare lanes: a copy */  \
+                row[l] = data + (index ? index[at] : at) * row_stride;                        \
+            }                                                                                 \
+            for (Py_ssize_t f = 0; f < n_features; f++)                                       \
+                for (int l = 0; l < lanes; l++) x[f][l] = row[l][f * col_stride];             \
+            V best = (V){0} + (T)INFINITY;                                                    \
+            VI best_at = (VI){0};                                                             \
+            for (Py_ssize_t j = 0; j < n_clusters; j++) {                                     \
+                const T *c = centers + j * n_features;                                        \
+                V dot = (V){0};                                                               \
+                for (Py_ssize_t f = 0; f < n_features; f++) dot += x[f] * c[f];               \
+                V dist = norms[j] - (T)2 * dot;                                               \
+                VI closer = dist < best;                                                      \
+                best = MBK_SELECT(V, VI, closer, dist, best);                                 \
+                best_at = (((VI){0} + (IT)j) & closer) | (best_at & ~closer);                 \
+            }                                                                                 \
+            for (int l = 0; l < n_valid; l++) labels[g + l] = (int)best_at[l];                \
+            if (out_dist) {                                                                   \
+                V total = (V){0}, group = (V){0};                                             \
+                for (Py_ssize_t f = 0; f < n_features; f++) {                                 \
+                    V c;                                                                      \
+                    for (int l = 0; l < lanes; l++)                                           \
+                        c[l] = centers[(Py_ssize_t)best_at[l] * n_features + f];              \
+                    V d = x[f] - c;                                                           \
+                    MBK_JOIN_FEATURE(f, d * d, n_grouped, group, total);                      \
+                }                                                                             \
+                for (int l = 0; l < n_valid; l++) out_dist[g + l] = total[l];                 \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
 /* ---- distances to every center (transform) ------------------------------------------------ */
 
 #define MBK_DISTANCE_BLOCK(T, V, MR, NVB)                                                     \
@@ -487,6 +548,9 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
     MBK_DEFINE_ROW_DISTANCES(mbk_row_distances_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)   \
     MBK_DEFINE_ROW_DISTANCES(mbk_row_distances_double_##ISA, double, long long, VBYTES,        \
                              PLAIN_ATTRS)                                                     \
+    MBK_DEFINE_NEAREST_FEW(mbk_nearest_few_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)       \
+    MBK_DEFINE_NEAREST_FEW(mbk_nearest_few_double_##ISA, double, long long, VBYTES,            \
+                           PLAIN_ATTRS)                                                       \
     MBK_DEFINE_CANDIDATES(mbk_candidates_float_##ISA, float, int, VBYTES, NC_CANDIDATES, 3,    \
                           ATTRS)                                                              \
     MBK_DEFINE_CANDIDATES(mbk_candidates_double_##ISA, double, long long, VBYTES,              \
@@ -500,7 +564,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         mbk_all_finite_float_##ISA, mbk_all_finite_double_##ISA,                              \
         mbk_row_distances_float_##ISA, mbk_row_distances_double_##ISA,                        \
         mbk_candidates_float_##ISA, mbk_candidates_double_##ISA,                              \
-        3 * (VBYTES / sizeof(double))};
+        3 * (VBYTES / sizeof(double)),                                                        \
+        mbk_nearest_few_float_##ISA, mbk_nearest_few_double_##ISA};
 
 /* Baseline: 16-byte vectors (SSE2 on x86-64, NEON on ARM), no FMA. */
 MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, 4, , )

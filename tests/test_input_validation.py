@@ -658,3 +658,14 @@ def test_float64_data_after_a_float32_fit_is_computed_in_float32():
     assert_array_equal(model.predict(X), model.predict(X.astype(np.float32)))
     model.partial_fit(X)
     assert model.cluster_centers_.dtype == np.float32
+
+
+@pytest.mark.parametrize("seed", [0, 1, 42, 2**31, 2**32 - 1])
+def test_an_int_random_state_is_numpys_random_state_of_that_seed(seed):
+    from mbk._validation import check_random_state
+
+    ours, numpys = check_random_state(seed), np.random.RandomState(seed)
+    for a, b in zip(ours.get_state(), numpys.get_state(), strict=True):
+        assert np.array_equal(a, b)
+    assert np.array_equal(ours.random_sample(10), numpys.random_sample(10))
+    assert check_random_state(seed) is not check_random_state(seed)  # a fresh one each time

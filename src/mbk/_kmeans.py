@@ -303,7 +303,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
                 f"algorithm must be 'sculley' or 'nested'; got {self.algorithm!r}."
             )
         try:
-            check_random_state(self.random_state)
+            check_random_state(self.random_state, validate_only=True)
         except ValueError as error:
             raise InvalidParameterError(str(error)) from None
 

@@ -164,7 +164,7 @@ def _segment_guide(starts, n_samples):
     b * n_samples / n_buckets, and so does its rounded product (rounding is monotone), so its
     search never needs a segment before the bucket's."""
     n_buckets = 1 << min(_SEGMENT_BUCKETS.bit_length() - 1, n_samples.bit_length() - 1)
-    first_rows = [b * n_samples // n_buckets for b in range(n_buckets)]  # exact integers
+    first_rows = np.arange(n_buckets, dtype=np.int64) * n_samples // n_buckets  # exact
     return np.searchsorted(starts, first_rows, side="right").astype(np.intp) - 1
 
 

@@ -179,14 +179,30 @@ def check_sample_weight(sample_weight, n_samples, dtype):
     return weights
 
 
-def check_random_state(seed):
-    """A RandomState from None (NumPy's global one), an int, or a RandomState."""
+class _NoEntropy(np.random.bit_generator.ISeedSequence):
+    """A seed sequence of zeros, for a bit generator that is seeded right after."""
+
+    def generate_state(self, n_words, dtype=np.uint32):
+        return np.zeros(n_words, dtype=dtype)
+
+
+def check_random_state(seed, validate_only=False):
+    """A RandomState from None (NumPy's global one), an int, or a RandomState.
+
+    An int gives the state of ``np.random.RandomState(seed)``, built without drawing OS
+    entropy for a state that the seeding then overwrites (a third of the time; it matters
+    on small fits). ``validate_only`` checks the seed and builds nothing.
+    """
     if seed is None or seed is np.random:
         return np.random.mtrand._rand
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
         if not 0 <= seed < 2**32:
             raise ValueError(f"random_state must be between 0 and 2**32 - 1; got {seed}.")
-        return np.random.RandomState(seed)
+        if validate_only:
+            return None
+        random_state = np.random.RandomState(np.random.MT19937(_NoEntropy()))
+        random_state.seed(seed)
+        return random_state
     if isinstance(seed, np.random.RandomState):
         return seed
     raise ValueError(
@@ -218,8 +234,15 @@ def _format_bytes(n_bytes):
     return None  # not reached
 
 
+# Working sets below this are not checked against the available memory: reading it costs
+# more than small fits take, and an allocation that small failing raises MemoryError anyway.
+_UNCHECKED_BYTES = 64 << 20
+
+
 def check_memory(n_bytes, what):
     """Raise MemoryError, before any work, if n_bytes cannot fit in the available memory."""
+    if n_bytes < _UNCHECKED_BYTES:
+        return
     available = available_memory()
     if available is not None and n_bytes > available:
         raise MemoryError(

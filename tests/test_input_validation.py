@@ -669,3 +669,25 @@ def test_an_int_random_state_is_numpys_random_state_of_that_seed(seed):
         assert np.array_equal(a, b)
     assert np.array_equal(ours.random_sample(10), numpys.random_sample(10))
     assert check_random_state(seed) is not check_random_state(seed)  # a fresh one each time
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("value, match", NON_FINITE)
+def test_a_non_finite_batch_after_seeding_changes_nothing(dtype, value, match):
+    # Once seeded, partial_fit scans a batch on the step's own pass: the error comes before
+    # any center, running weight or counter moves, and the next batches continue exactly.
+    rng = np.random.RandomState(0)
+    batches = [rng.standard_normal((300, 4)).astype(dtype) for _ in range(4)]
+    bad = batches[1].copy()
+    bad[-1, -1] = value
+    model = _estimator(n_clusters=3, batch_size=300).partial_fit(batches[0])
+    reference = _estimator(n_clusters=3, batch_size=300).partial_fit(batches[0])
+    before = {key: np.copy(val) for key, val in vars(model).items() if key.endswith("_")}
+    with pytest.raises(ValueError, match=match):
+        model.partial_fit(bad)
+    for key, val in before.items():
+        assert_array_equal(getattr(model, key), val)
+    for batch in batches[1:]:
+        model.partial_fit(batch)
+        reference.partial_fit(batch)
+    assert_array_equal(model.cluster_centers_, reference.cluster_centers_)

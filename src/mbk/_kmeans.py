@@ -424,12 +424,23 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
     # -- the steps ---------------------------------------------------------------------------
 
-    def _step(self, X, sample_weight, centers, random_state, reassign):
-        """partial_fit's step: all rows of X, centers updated in place."""
+    def _step(self, X, sample_weight, centers, random_state, reassign, check_finite):
+        """partial_fit's step: all rows of X, centers updated in place (unless X, scanned on
+        the step's pass with ``check_finite``, holds NaN or infinity: then a ValueError)."""
         labels = np.empty(X.shape[0], dtype=np.int32)
-        _step_kernels.minibatch_step(
-            X, centers, centers, self._counts, labels, None, sample_weight, self._n_threads
+        inertia = _step_kernels.minibatch_step(
+            X,
+            centers,
+            centers,
+            self._counts,
+            labels,
+            None,
+            sample_weight,
+            self._n_threads,
+            check_finite,
         )
+        if inertia is None:
+            report_non_finite(X, "X")
         if reassign and self.reassignment_ratio > 0:
             self._reassign_small_centers(X, None, X.shape[0], centers, random_state)
 
@@ -437,6 +448,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         """Move centers with a small running weight onto random rows of the batch."""
         counts = self._counts
         to_reassign = counts < self.reassignment_ratio * counts.max()
+        if not to_reassign.any():
+            return
         # Never more than half the batch: keep the centers with the largest counts.
         if to_reassign.sum() > 0.5 * n_batch:
             keep = np.argsort(counts)[int(0.5 * n_batch) :]
@@ -699,7 +712,9 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         if not has_centers:
             self._validate_params()
         dtype = self.cluster_centers_.dtype if has_centers else None
-        X = validate_data(self, X, reset=not has_centers, dtype=dtype)
+        # Once seeded, the step scans the batch for NaN and infinity on its own pass over it
+        # (and moves nothing if it finds any); the seeding call scans first.
+        X = validate_data(self, X, reset=not has_centers, dtype=dtype, finite=not has_centers)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         # One stream for the life of the estimator, as in scikit-learn (fit does not reset it).
         if not hasattr(self, "_random_state"):
@@ -716,10 +731,11 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             self._n_features_out = self.n_clusters
 
         centers = self.cluster_centers_
-        reassign, self._n_since_last_reassign = _step_kernels.reassign_due(
+        reassign, n_since_last_reassign = _step_kernels.reassign_due(
             self._counts, self._n_since_last_reassign, self._batch_size
         )
-        self._step(X, sample_weight, centers, self._random_state, reassign)
+        self._step(X, sample_weight, centers, self._random_state, reassign, has_centers)
+        self._n_since_last_reassign = n_since_last_reassign
         if self.compute_labels:
             self.labels_, self.inertia_ = _labels_inertia(
                 X, centers, sample_weight, self._n_threads

@@ -17,7 +17,8 @@ def minibatch_step(
     sample_indices: NDArray[np.intp] | None = None,
     sample_weight: NDArray[_Float] | None = None,
     n_threads: int = 1,
-) -> float: ...
+    check_finite: bool = False,
+) -> float | None: ...
 def random_sample(random_state: np.random.RandomState, n: int) -> list[float]: ...
 def reassign_due(
     counts: NDArray[np.float64], n_since: int, batch_size: int

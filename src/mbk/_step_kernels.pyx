@@ -137,8 +137,14 @@ cdef double _minibatch_step(
         int* labels,                         # OUT (n_batch,)
         const StepScratch* scratch,          # TMP
         const Sampling* sampling=NULL,       # the batch's rows still to be drawn, or NULL
+        char* chunk_finite=NULL,             # TMP (n_chunks,): scan the batch for NaN and
+                                             # infinity on the assignment pass; or NULL
+        bint* finite=NULL,                   # OUT with chunk_finite: whether it was finite
 ) noexcept nogil:
-    """Label the batch with centers_old, move every center; return the batch inertia."""
+    """Label the batch with centers_old, move every center; return the batch inertia.
+
+    With chunk_finite, a batch holding NaN or infinity moves no center (finite is False).
+    """
     cdef Centers prepared
     cdef Py_ssize_t n_clusters = centers_old.shape[0], n_batch = rows.n_rows
     cdef Py_ssize_t n_features = rows.n_features, i, j
@@ -149,7 +155,13 @@ cdef double _minibatch_step(
 
     _prepare_centers(&prepared, centers_old, <floating*> scratch.centers_storage)
     inertia = _assign_rows(rows, &prepared, labels, <floating*> scratch.per_thread,
-                           scratch.per_chunk, scratch.n_threads, sampling)
+                           scratch.per_chunk, scratch.n_threads, sampling, True, chunk_finite)
+    if chunk_finite != NULL:
+        finite[0] = True
+        for i in range((n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS):
+            finite[0] &= chunk_finite[i]
+        if not finite[0]:
+            return inertia
 
     # Group batch positions by label, keeping batch order inside each group (counting sort,
     # O(n_batch + n_clusters)): every center then reads only its own rows.
@@ -198,25 +210,34 @@ def minibatch_step(
         int[::1] labels,                                     # OUT (n_batch,)
         const Py_ssize_t[::1] sample_indices=None,           # IN the batch; None = all rows
         sample_weight=None,             # IN floating[::1] per row of X; None = unit
-        int n_threads=1):
+        int n_threads=1,
+        bint check_finite=False):
     """One mini-batch step: label the batch with centers_old, then move each center.
 
     Returns the batch's weighted inertia against centers_old. Random reassignment of
-    low-weight centers is the caller's job (it draws random numbers).
+    low-weight centers is the caller's job (it draws random numbers). With
+    ``check_finite``, the batch's rows are scanned for NaN and infinity on the assignment
+    pass (while they are in cache), and if there are any no center moves and None is
+    returned.
     """
     cdef Rows rows
     cdef StepScratch scratch
     cdef _Scratch owner = _Scratch()
     cdef double inertia
+    cdef char* chunk_finite = NULL
+    cdef bint finite = True
     _fill_rows(&rows, X, sample_indices, sample_weight)
     _check_step_shapes(centers_old, centers_new, weight_sums, labels, rows.n_rows, X.shape[1])
     _step_scratch(&scratch, owner, rows.n_rows, centers_old.shape[0], X.shape[1],
                   _padded_count(centers_old.shape[0], <floating*> NULL), sizeof(floating),
                   n_threads)
+    if check_finite:
+        owner.extra = owner.take((rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS)
+        chunk_finite = <char*> owner.extra
     with nogil:
         inertia = _minibatch_step(&rows, centers_old, centers_new, &weight_sums[0],
-                                  &labels[0], &scratch)
-    return inertia
+                                  &labels[0], &scratch, NULL, chunk_finite, &finite)
+    return inertia if finite else None
 
 
 # ---------------------------------------------------------------------------------------------

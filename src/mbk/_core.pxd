@@ -52,6 +52,7 @@ cdef class _Scratch:
     cdef void* per_chunk
     cdef void* members
     cdef void* extra
+    cdef void* rows_copy
     cdef void* take(self, size_t n_bytes) except NULL
 
 
@@ -73,7 +74,7 @@ cdef const floating* _tile_rows(
 cdef double _assign_rows(
     const Rows* rows, const Centers* centers, int* labels, floating* scratch,
     double* chunk_inertia, int n_threads, const Sampling* sampling=*, bint with_inertia=*,
-    char* chunk_finite=*) noexcept nogil
+    char* chunk_finite=*, floating* packed=*) noexcept nogil
 cdef void _distance_chunk(
     const Rows* rows, const Centers* centers, Py_ssize_t start, Py_ssize_t end,
     floating* out, floating* tile) noexcept nogil

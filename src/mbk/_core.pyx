@@ -260,9 +260,15 @@ cdef double _assign_chunk(
         int* labels,                  # OUT (n_rows,)
         floating* tile,               # TMP (n_features * MBK_MAX_TILE_ROWS,)
         bint with_inertia,
+        floating* packed,             # OUT (n_rows, n_features) the rows, in batch order;
+                                      # or NULL
 ) noexcept nogil:
     """Label rows [start, end) with their nearest center; return their weighted inertia
     (0 without ``with_inertia``: predict needs only the labels).
+
+    With ``packed``, the rows are also copied there as they are read (the tiles are copied
+    there in the first place): the center update then reads them from one small block of
+    memory rather than from all over X.
 
     The nearest center minimises ||c||^2 - 2 x.c (||x||^2 is common to all centers); ties go
     to the lowest index (strict <). The inertia uses direct differences to that center.
@@ -275,10 +281,17 @@ cdef double _assign_chunk(
     cdef int tile_rows = centers.kernels.tile_rows
     cdef const floating* x
     cdef Py_ssize_t x_stride
-    cdef Py_ssize_t i = start, t, n_in_tile
+    cdef Py_ssize_t i = start, t, f, n_in_tile
     cdef double inertia = 0
     cdef floating few_dist[CHUNK_ROWS]
+    cdef floating* buffer
     if centers.few:
+        if packed != NULL:
+            for t in range(start, end):
+                x = _row_ptr(rows, _source_row(rows, t), packed + t * n_features)
+                if x != packed + t * n_features:
+                    for f in range(n_features):
+                        packed[t * n_features + f] = x[f]
         if floating is float:
             mbk_active.nearest_few_float(
                 <const float*> rows.data, rows.row_stride, rows.col_stride, rows.index, start,
@@ -298,8 +311,15 @@ cdef double _assign_chunk(
         return inertia
     while i < end:
         n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
-        x = _tile_rows(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, tile,
+        # A whole tile is copied straight into its place in packed; a partial one needs the
+        # zero-padded tile buffer (past its rows, packed holds the next chunk's).
+        buffer = packed + i * n_features if packed != NULL and n_in_tile == tile_rows else tile
+        x = _tile_rows(rows, <const floating*> rows.data, i, n_in_tile, tile_rows, buffer,
                        &x_stride)
+        if packed != NULL and x != packed + i * n_features:
+            for t in range(n_in_tile):
+                for f in range(n_features):
+                    packed[(i + t) * n_features + f] = x[t * x_stride + f]
         if floating is float:
             centers.kernels.nearest_float(
                 x, x_stride, <const float*> centers.transposed,
@@ -341,6 +361,7 @@ cdef double _assign_rows(
         bint with_inertia=True,
         char* chunk_finite=NULL,        # OUT (n_chunks,) whether each chunk's rows are
                                         # finite (scanned as they are read); or NULL
+        floating* packed=NULL,          # OUT (n_rows, n_features) the rows in order; or NULL
 ) noexcept nogil:
     cdef Py_ssize_t n_chunks = (rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS
     cdef Py_ssize_t per_thread = _tile_scratch(rows.n_features)
@@ -356,7 +377,7 @@ cdef double _assign_rows(
         if chunk_finite != NULL:
             chunk_finite[chunk] = _rows_finite(rows, <const floating*> rows.data, start, end)
         chunk_inertia[chunk] = _assign_chunk(
-            rows, centers, start, end, labels, tile, with_inertia)
+            rows, centers, start, end, labels, tile, with_inertia, packed)
     # Serial, in chunk order: the same sum for any thread count.
     for chunk in range(n_chunks):
         inertia += chunk_inertia[chunk]
@@ -372,6 +393,7 @@ cdef class _Scratch:
         free(self.per_chunk)
         free(self.members)
         free(self.extra)
+        free(self.rows_copy)
 
     cdef void* take(self, size_t n_bytes) except NULL:
         cdef void* block = malloc(n_bytes if n_bytes > 0 else 1)

@@ -103,13 +103,16 @@ cdef struct StepScratch:
     Py_ssize_t* members       # (n_batch,) batch positions grouped by label
     int n_threads             # for the assignment
     int n_update_threads      # for the update
+    void* packed_rows         # (n_batch, n_features) the batch's rows in order, or NULL
 
 
 cdef int _step_scratch(
         StepScratch* out, _Scratch owner, Py_ssize_t n_batch, Py_ssize_t n_clusters,
         Py_ssize_t n_features, Py_ssize_t padded_clusters, size_t itemsize, int n_threads,
+        bint pack_rows,
 ) except -1:
-    """Allocate (owned by ``owner``) the scratch of steps on batches of n_batch rows."""
+    """Allocate (owned by ``owner``) the scratch of steps on batches of n_batch rows;
+    with ``pack_rows``, a copy of the batch's rows for the update (see _minibatch_step)."""
     n_threads = max(n_threads, 1)
     out.n_update_threads = _threads_for(n_threads, n_clusters, <double> n_batch * n_features)
     out.n_threads = _clamp_threads(n_threads, n_batch, n_clusters, n_features)
@@ -126,7 +129,17 @@ cdef int _step_scratch(
     out.per_chunk = <double*> owner.per_chunk
     out.offsets = <Py_ssize_t*> owner.members
     out.members = out.offsets + n_clusters + 1
+    out.packed_rows = NULL
+    if pack_rows:
+        owner.rows_copy = owner.take(n_batch * n_features * itemsize)
+        out.packed_rows = owner.rows_copy
     return 0
+
+
+cdef inline bint _worth_packing(const Rows* rows) noexcept nogil:
+    """Whether the update should read a packed copy of the batch (see _minibatch_step):
+    rows scattered or strided, and unit weights (the copy does not carry them)."""
+    return (rows.index != NULL or rows.col_stride != 1) and rows.weights == NULL
 
 
 cdef double _minibatch_step(
@@ -144,6 +157,10 @@ cdef double _minibatch_step(
     """Label the batch with centers_old, move every center; return the batch inertia.
 
     With chunk_finite, a batch holding NaN or infinity moves no center (finite is False).
+    With scratch.packed_rows (unit weights only), the assignment leaves a copy of the
+    batch's rows there, in batch order, and the update reads that copy: scattered batch rows
+    come from all over X (a TLB and cache miss each), and by the update, which runs after
+    the assignment and on whichever thread owns the center, they are out of the caches again.
     """
     cdef Centers prepared
     cdef Py_ssize_t n_clusters = centers_old.shape[0], n_batch = rows.n_rows
@@ -152,10 +169,22 @@ cdef double _minibatch_step(
     cdef Py_ssize_t* members = scratch.members
     cdef double* sums
     cdef double inertia
+    cdef Rows packed
+    cdef const Rows* update_rows = rows
 
     _prepare_centers(&prepared, centers_old, <floating*> scratch.centers_storage)
     inertia = _assign_rows(rows, &prepared, labels, <floating*> scratch.per_thread,
-                           scratch.per_chunk, scratch.n_threads, sampling, True, chunk_finite)
+                           scratch.per_chunk, scratch.n_threads, sampling, True, chunk_finite,
+                           <floating*> scratch.packed_rows)
+    if scratch.packed_rows != NULL:
+        packed.data = scratch.packed_rows
+        packed.row_stride = n_features
+        packed.col_stride = 1
+        packed.index = NULL
+        packed.weights = NULL
+        packed.n_rows = n_batch
+        packed.n_features = n_features
+        update_rows = &packed
     if chunk_finite != NULL:
         finite[0] = True
         for i in range((n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS):
@@ -181,7 +210,7 @@ cdef double _minibatch_step(
     # Owner computes: the thread that owns center j does all of center j's arithmetic.
     for j in prange(n_clusters, schedule="static", num_threads=scratch.n_update_threads):
         sums = scratch.per_thread + threadid() * scratch.per_thread_stride
-        _update_center(rows, &centers_old[j, 0], &centers_new[j, 0], &weight_sums[j],
+        _update_center(update_rows, &centers_old[j, 0], &centers_new[j, 0], &weight_sums[j],
                        members + offsets[j], offsets[j + 1] - offsets[j], sums,
                        <floating*> (sums + n_features))
     return inertia
@@ -230,7 +259,7 @@ def minibatch_step(
     _check_step_shapes(centers_old, centers_new, weight_sums, labels, rows.n_rows, X.shape[1])
     _step_scratch(&scratch, owner, rows.n_rows, centers_old.shape[0], X.shape[1],
                   _padded_count(centers_old.shape[0], <floating*> NULL), sizeof(floating),
-                  n_threads)
+                  n_threads, _worth_packing(&rows))
     if check_finite:
         owner.extra = owner.take((rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS)
         chunk_finite = <char*> owner.extra
@@ -407,7 +436,7 @@ def fit_steps(
     _prepare_sampling(&sampling, sampler, X.shape[0])
     _step_scratch(&scratch, owner, batch_size, centers_a.shape[0], X.shape[1],
                   _padded_count(centers_a.shape[0], <floating*> NULL), sizeof(floating),
-                  n_threads)
+                  n_threads, _worth_packing(&batch))
     owner.extra = owner.take(batch_size * sizeof(double))
     uniforms = <double*> owner.extra
     sampling.uniforms = uniforms

@@ -163,21 +163,27 @@ cdef int _prepare_centers(
 ) noexcept nogil:
     cdef Py_ssize_t n_clusters = centers.shape[0], n_features = centers.shape[1]
     cdef Py_ssize_t n_padded = _padded_count(n_clusters, storage)
-    cdef Py_ssize_t j, f, widest_block
+    cdef Py_ssize_t j, f, first, last, widest_block
     cdef floating* transposed = storage
     cdef floating* sq_norms = storage + n_padded * n_features
+    cdef const floating* rows = &centers[0, 0]
     cdef floating norm
     for j in range(n_padded):
         if j < n_clusters:
             norm = 0
             for f in range(n_features):
-                transposed[f * n_padded + j] = centers[j, f]
-                norm = norm + centers[j, f] * centers[j, f]
+                norm = norm + rows[j * n_features + f] * rows[j * n_features + f]
             sq_norms[j] = norm
         else:
-            for f in range(n_features):
-                transposed[f * n_padded + j] = 0
             sq_norms[j] = INFINITY
+    # The transpose by blocks of 16 centers: each write fills a cache line of one feature's
+    # row. Center by center, every write lands in another page (n_padded values apart), and
+    # for a thousand centers the serial transpose cost a tenth of a step.
+    for first in range(0, n_padded, 16):
+        last = min(first + 16, n_padded)
+        for f in range(n_features):
+            for j in range(first, last):
+                transposed[f * n_padded + j] = rows[j * n_features + f] if j < n_clusters else 0
     prepared.rows = &centers[0, 0]
     prepared.transposed = transposed
     prepared.sq_norms = sq_norms

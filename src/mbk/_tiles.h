@@ -373,6 +373,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
  * time: the result is the same bits. */
 #define MBK_ADD_VECTORS 8
 
+#define MBK_ADD_AHEAD 16
 #define MBK_DEFINE_ADD_ROWS(NAME, T, VBYTES, ATTRS)                                           \
     ATTRS static void NAME(const T *data, Py_ssize_t row_stride, const Py_ssize_t *index,     \
                            const Py_ssize_t *members, Py_ssize_t n_members,                   \
@@ -390,6 +391,15 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
             for (Py_ssize_t q = 0; q < n_members; q++) {                                      \
                 Py_ssize_t row = index != NULL ? index[members[q]] : members[q];              \
                 const T *x = data + row * row_stride + f0;                                    \
+                /* The rows were just read by the assignment, half of them on another core: \
+                 * ask for them ahead (both lines of a row of 128 bytes or less). */          \
+                if (q + MBK_ADD_AHEAD < n_members) {                                          \
+                    Py_ssize_t next = index != NULL ? index[members[q + MBK_ADD_AHEAD]]       \
+                                                    : members[q + MBK_ADD_AHEAD];             \
+                    const char *ahead = (const char *)(data + next * row_stride + f0);        \
+                    __builtin_prefetch(ahead);                                                \
+                    __builtin_prefetch(ahead + 64);                                           \
+                }                                                                             \
                 double w = weights != NULL ? (double)weights[row] : 1.0;                      \
                 for (int v = 0; v < MBK_ADD_VECTORS; v++) {                                   \
                     if (v < n_vectors) {                                                      \

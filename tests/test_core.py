@@ -402,14 +402,24 @@ def test_kmeanspp_distances_match_the_expansion(dtype, n_candidates, with_closes
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-def test_weighted_cumsum_is_numpys(dtype):
+def test_draw_candidates_is_numpys_cumsum_and_searchsorted(dtype):
     rng = np.random.RandomState(0)
     for n in (1, 7, 12_289):
         weights = rng.uniform(0, 3, n).astype(dtype)
         values = (rng.pareto(1.0, n) * 1e3).astype(dtype)
-        out = np.empty(n, dtype=dtype)
-        _seeding_kernels.weighted_cumsum(weights, values, out)
-        assert_array_equal(out, np.cumsum(weights * values))
+        cumulative = np.cumsum(weights * values)
+        potential = cumulative[-1]
+        # random targets, the sums themselves and their float32/float64 neighbours (ties and
+        # the comparison's precision), zero, and targets past the last sum
+        exact = cumulative[rng.randint(0, n, 5)].astype(np.float64)
+        targets = np.concatenate([
+            rng.uniform(size=9) * potential, exact, np.nextafter(exact, 0),
+            np.nextafter(exact, np.inf), [0.0, float(potential) * 1.5],
+        ])  # fmt: skip
+        out = np.empty(len(targets), dtype=np.intp)
+        _seeding_kernels.draw_candidates(weights, values, targets, out)
+        expected = np.minimum(cumulative.searchsorted(targets), n - 1)
+        assert_array_equal(out, expected)
 
 
 def test_a_rows_norm_does_not_depend_on_the_rows_beside_it():

@@ -64,7 +64,7 @@ def kmeans_plusplus_seeds(
     # Two output buffers in turn: the closest distances are a row of the previous one.
     buffers = [np.empty((n_local_trials, n_samples), dtype=X.dtype) for _ in range(2)]
 
-    cumulative = np.empty(n_samples, dtype=X.dtype)
+    candidates = np.empty(n_local_trials, dtype=np.intp)
 
     def candidate_distances(candidates, closest):
         out = buffers[0][: len(candidates)]
@@ -83,13 +83,10 @@ def kmeans_plusplus_seeds(
     potential = closest_sq @ sample_weight  # (1,)
 
     for c in range(1, n_clusters):
-        # Sample candidates with probability proportional to w * D^2 ...
+        # Sample candidates with probability proportional to w * D^2 (NumPy's cumsum and
+        # searchsorted, fused) ...
         targets = random_state.uniform(size=n_local_trials) * potential
-        _seeding_kernels.weighted_cumsum(
-            sample_weight, closest_sq.ravel(), cumulative
-        )  # np.cumsum's bits
-        candidates = cumulative.searchsorted(targets).astype(np.intp)
-        np.minimum(candidates, n_samples - 1, out=candidates)
+        _seeding_kernels.draw_candidates(sample_weight, closest_sq.ravel(), targets, candidates)
         # ... and keep the one that lowers the potential most (first one on ties).
         candidate_sq = candidate_distances(candidates, closest_sq.ravel())
         candidate_potentials = candidate_sq @ sample_weight.reshape(-1, 1)

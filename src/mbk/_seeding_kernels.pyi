@@ -4,8 +4,11 @@ from numpy.typing import NDArray
 
 _Float = np.float32 | np.float64
 
-def weighted_cumsum(
-    weights: NDArray[_Float], values: NDArray[_Float], out: NDArray[_Float]
+def draw_candidates(
+    weights: NDArray[_Float],
+    values: NDArray[_Float],
+    targets: NDArray[np.float64],
+    out: NDArray[np.intp],
 ) -> None: ...
 def candidate_block_rows() -> int: ...
 def pack_rows(X: NDArray[_Float]) -> NDArray[_Float]: ...

@@ -60,19 +60,47 @@ def pack_rows(const floating[:, :] X):
     return packed
 
 
-def weighted_cumsum(
-        const floating[::1] weights, const floating[::1] values, floating[::1] out):
-    """``out = np.cumsum(weights * values)`` with NumPy's rounding: each product rounded to
-    the dtype, then added one after another in the dtype; without the temporary."""
-    cdef Py_ssize_t i, n = out.shape[0]
+def draw_candidates(
+        const floating[::1] weights,            # IN (n_samples,)
+        const floating[::1] values,             # IN (n_samples,) squared distances
+        const double[::1] targets,              # IN (n_candidates,) in [0, potential)
+        Py_ssize_t[::1] out):                   # OUT (n_candidates,) rows
+    """The candidate rows scikit-learn draws: ``out = min(np.cumsum(weights * values)
+    .searchsorted(targets), n_samples - 1)``, in one pass without the running-sum array.
+
+    The running sum rounds as NumPy's cumsum (each product rounded to the dtype, then added
+    one after another in the dtype) and is compared with the float64 targets exactly, as
+    searchsorted compares them (side "left": the first row whose sum reaches the target).
+    The pass stops at the largest target's row.
+    """
+    cdef Py_ssize_t n = weights.shape[0], n_targets = targets.shape[0], i, t, u, found = 0
     cdef floating total = 0, product
-    if weights.shape[0] != n or values.shape[0] != n:
-        raise ValueError("weights, values and out must have the same length")
+    cdef _Scratch owner = _Scratch()
+    cdef Py_ssize_t* order
+    if values.shape[0] != n or n < 1:
+        raise ValueError("weights and values must have the same, non-zero length")
+    if out.shape[0] != n_targets:
+        raise ValueError("out must have one entry per target")
+    order = <Py_ssize_t*> owner.take(n_targets * sizeof(Py_ssize_t))
     with nogil:
+        # The targets' order, smallest first (insertion sort: a handful of values).
+        for t in range(n_targets):
+            u = t
+            while u > 0 and targets[order[u - 1]] > targets[t]:
+                order[u] = order[u - 1]
+                u -= 1
+            order[u] = t
         for i in range(n):
             product = weights[i] * values[i]
             total = total + product
-            out[i] = total
+            while found < n_targets and <double> total >= targets[order[found]]:
+                out[order[found]] = i
+                found += 1
+            if found == n_targets:
+                break
+        while found < n_targets:  # beyond the last sum: searchsorted's n, clipped
+            out[order[found]] = n - 1
+            found += 1
 
 
 def kmeanspp_distances(

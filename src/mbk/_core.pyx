@@ -22,7 +22,7 @@ from libc.math cimport INFINITY
 from libc.stdlib cimport free, malloc
 
 from mbk._kernels cimport (
-    MBK_MAX_FEW_FEATURES, MBK_OPENMP_ENABLED, mbk_omp_max_threads, mbk_prefetch,
+    MBK_MAX_FEW_FEATURES, MBK_OPENMP_ENABLED, mbk_omp_max_threads, mbk_prefetch_span,
 )
 from mbk._sampling_kernels cimport _search_rows
 
@@ -216,7 +216,7 @@ cdef const floating* _tile_rows(
     """
     # Strides and pointers live in locals: stores into the buffer could otherwise alias the
     # Rows struct, and the compiler would reload it on every element.
-    cdef Py_ssize_t t, f, n_features = rows.n_features, line
+    cdef Py_ssize_t t, f, n_features = rows.n_features
     cdef Py_ssize_t chunk_end = min((first // CHUNK_ROWS + 1) * CHUNK_ROWS, rows.n_rows)
     cdef Py_ssize_t row_stride = rows.row_stride, col_stride = rows.col_stride
     cdef const Py_ssize_t* index = rows.index
@@ -225,19 +225,14 @@ cdef const floating* _tile_rows(
     cdef floating* row
     if index != NULL:
         # Batch rows are scattered over X: ask for the rows PREFETCH_ROWS ahead now, so many
-        # cache misses are in flight while this tile computes (the first lines of each row;
-        # the hardware prefetcher follows a row once it is being read). A chunk's first tile
-        # also asks for the rows before that distance. Only this chunk's rows: the next
-        # chunk's may not be drawn yet.
+        # cache misses are in flight while this tile computes. A chunk's first tile also asks
+        # for the rows before that distance. Only this chunk's rows: the next chunk's may not
+        # be drawn yet.
         for t in range(first + PREFETCH_ROWS, min(first + tile_rows + PREFETCH_ROWS, chunk_end)):
-            base = data + index[t] * row_stride
-            for line in range(0, min(row_bytes, 256), 64):
-                mbk_prefetch(<const char*> base + line)
+            mbk_prefetch_span(data + index[t] * row_stride, row_bytes)
         if first % CHUNK_ROWS == 0:
             for t in range(first, min(first + PREFETCH_ROWS, chunk_end)):
-                base = data + index[t] * row_stride
-                for line in range(0, min(row_bytes, 256), 64):
-                    mbk_prefetch(<const char*> base + line)
+                mbk_prefetch_span(data + index[t] * row_stride, row_bytes)
     if index == NULL and col_stride == 1 and n_in_tile == tile_rows:
         stride[0] = row_stride
         return data + first * row_stride

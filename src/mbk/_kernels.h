@@ -98,4 +98,18 @@ typedef struct {
     mbk_nearest_few_double_fn nearest_few_double;
 } mbk_variant;
 
+/* Ask for every cache line of [p, p + n_bytes), at most the first 256 bytes: a row that
+ * starts inside a line ends in the next one (NumPy aligns arrays to 16 bytes, so a 64-byte
+ * row spans two lines), and the hardware prefetcher follows a longer row once it is read. */
+static inline void mbk_prefetch_span(const void *p, Py_ssize_t n_bytes) {
+#if defined(__GNUC__) || defined(__clang__)
+    const char *line = (const char *)((size_t)p & ~(size_t)63);
+    const char *end = (const char *)p + (n_bytes < 256 ? n_bytes : 256);
+    for (; line < end; line += 64) __builtin_prefetch(line);
+#else
+    (void)p;
+    (void)n_bytes;
+#endif
+}
+
 #endif /* MBK_KERNELS_H */

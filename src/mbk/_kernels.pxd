@@ -88,3 +88,4 @@ cdef extern from "_kernels.h":
         mbk_nearest_few_double_fn nearest_few_double
     const int MBK_MAX_TILE_ROWS
     const int MBK_MAX_FEW_FEATURES
+    void mbk_prefetch_span(const void* p, Py_ssize_t n_bytes) noexcept nogil

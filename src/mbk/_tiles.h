@@ -226,16 +226,17 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
         enum { lanes = VBYTES / sizeof(T), ahead = 4 * (VBYTES / sizeof(T)) };                \
         Py_ssize_t n_grouped = n_features / 4 * 4;                                            \
+        Py_ssize_t row_bytes = n_features * col_stride * (Py_ssize_t)sizeof(T);               \
         if (index)                                                                            \
             for (int r = 0; r < ahead && r < n_rows; r++)                                     \
-                __builtin_prefetch(data + index[first + r] * row_stride);                     \
+                mbk_prefetch_span(data + index[first + r] * row_stride, row_bytes);           \
         for (int g = 0; g < n_rows; g += lanes) {                                             \
             const T *row[lanes];                                                              \
             V x[MBK_MAX_FEW_FEATURES];                                                        \
             int n_valid = n_rows - g < lanes ? n_rows - g : lanes;                            \
             if (index)                                                                        \
                 for (int r = g + ahead; r < g + ahead + lanes && r < n_rows; r++)             \
-                    __builtin_prefetch(data + index[first + r] * row_stride);                 \
+                    mbk_prefetch_span(data + index[first + r] * row_stride, row_bytes);       \
             for (int l = 0; l < lanes; l++) {                                                 \
                 Py_ssize_t at = first + g + (l < n_valid ? l : 0); /* spare lanes: a copy */  \
                 row[l] = data + (index ? index[at] : at) * row_stride;                        \
@@ -392,13 +393,11 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                 Py_ssize_t row = index != NULL ? index[members[q]] : members[q];              \
                 const T *x = data + row * row_stride + f0;                                    \
                 /* The rows were just read by the assignment, half of them on another core: \
-                 * ask for them ahead (both lines of a row of 128 bytes or less). */          \
+                 * ask for them ahead. */                                                     \
                 if (q + MBK_ADD_AHEAD < n_members) {                                          \
                     Py_ssize_t next = index != NULL ? index[members[q + MBK_ADD_AHEAD]]       \
                                                     : members[q + MBK_ADD_AHEAD];             \
-                    const char *ahead = (const char *)(data + next * row_stride + f0);        \
-                    __builtin_prefetch(ahead);                                                \
-                    __builtin_prefetch(ahead + 64);                                           \
+                    mbk_prefetch_span(data + next * row_stride + f0, width * (Py_ssize_t)sizeof(T)); \
                 }                                                                             \
                 double w = weights != NULL ? (double)weights[row] : 1.0;                      \
                 for (int v = 0; v < MBK_ADD_VECTORS; v++) {                                   \

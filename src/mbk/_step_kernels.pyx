@@ -15,6 +15,8 @@ from mbk._core cimport (
 )
 from mbk._sampling_kernels cimport Sampling, _prepare_sampling, _search_rows
 
+import numpy as np
+
 # NumPy's bit-generator interface (numpy/random/bitgen.h, a stable C ABI since NumPy 1.17):
 # drawing doubles through it continues the very stream RandomState.random_sample reads, so
 # the loop below consumes scikit-learn's random numbers in scikit-learn's order without a
@@ -33,6 +35,12 @@ cdef extern from *:
     ctypedef struct mbk_bitgen:
         void* state
         double (*next_double)(void* st) noexcept nogil
+
+# The same doubles, many at a time, straight from MT19937's state (see _mt19937.h).
+cdef extern from "_mt19937.h":
+    ctypedef struct mbk_mt19937_state:
+        pass
+    void mbk_mt19937_doubles(mbk_mt19937_state* state, double* out, Py_ssize_t n) noexcept nogil
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,15 +286,58 @@ cdef mbk_bitgen* _bitgen_of(random_state) except NULL:
                                               b"BitGenerator")
 
 
+# Whether NumPy's MT19937 state has the layout _mt19937.h reads (checked once, at import).
+cdef bint mt19937_layout_ok = False
+
+
+cdef bint _reads_state(random_state):
+    """Whether random_state's doubles can be drawn from its MT19937 state directly."""
+    return mt19937_layout_ok and type(random_state._bit_generator) is np.random.MT19937
+
+
+cdef void _draw_doubles(
+        mbk_bitgen* bitgen, bint from_state, double* out, Py_ssize_t n) noexcept nogil:
+    """The next n doubles of the stream (the caller holds the bit generator's lock)."""
+    cdef Py_ssize_t i
+    if from_state:
+        mbk_mt19937_doubles(<mbk_mt19937_state*> bitgen.state, out, n)
+    else:
+        for i in range(n):
+            out[i] = bitgen.next_double(bitgen.state)
+
+
 def random_sample(random_state, Py_ssize_t n):
     """n doubles from the bit generator (what ``random_state.random_sample(n)`` returns)."""
     cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
-    cdef Py_ssize_t i
-    out = [0.0] * n
+    cdef bint from_state = _reads_state(random_state)
+    out = np.empty(n)
+    cdef double[::1] view = out
     with random_state._bit_generator.lock:
-        for i in range(n):
-            out[i] = bitgen.next_double(bitgen.state)
+        if n > 0:
+            _draw_doubles(bitgen, from_state, &view[0], n)
     return out
+
+
+def _check_mt19937_layout():
+    """Turn on direct draws from MT19937's state if they give NumPy's own doubles: runs of
+    several twists, from an even and an odd position in the state."""
+    global mt19937_layout_ok
+    mt19937_layout_ok = True
+    try:
+        for skip_word in (False, True):
+            ours, numpys = np.random.RandomState(20261129), np.random.RandomState(20261129)
+            if skip_word:  # one 32-bit word: the doubles then straddle each twist
+                ours.bytes(4)
+                numpys.bytes(4)
+            if not (np.array_equal(random_sample(ours, 1500), numpys.random_sample(1500))
+                    and np.array_equal(ours.random_sample(7), numpys.random_sample(7))):
+                mt19937_layout_ok = False
+    except Exception:
+        mt19937_layout_ok = False
+    return mt19937_layout_ok
+
+
+_check_mt19937_layout()
 
 
 cdef bint _reassign_due(
@@ -420,8 +471,9 @@ def fit_steps(
     cdef StepScratch scratch
     cdef _Scratch owner = _Scratch()
     cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
+    cdef bint from_state = _reads_state(random_state)
     cdef Py_ssize_t batch_size = rows.shape[0]
-    cdef Py_ssize_t step = 0, i
+    cdef Py_ssize_t step = 0
     cdef double* uniforms
     cdef Sampling sampling
     cdef floating[:, ::1] current = centers_a
@@ -443,8 +495,7 @@ def fit_steps(
     sampling.rows = &rows[0]
     for step in range(n_steps):
         with lock:
-            for i in range(batch_size):
-                uniforms[i] = bitgen.next_double(bitgen.state)
+            _draw_doubles(bitgen, from_state, uniforms, batch_size)
         due = _reassign_due(counts, &n_since_last_reassign, batch_size)
         with nogil:
             # With several threads, each searches the rows of the chunks it assigns; alone,

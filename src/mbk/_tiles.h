@@ -382,6 +382,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         typedef double VD __attribute__((vector_size(VBYTES)));                               \
         enum { lanes = VBYTES / sizeof(double) };                                             \
         typedef T VT __attribute__((vector_size(lanes * sizeof(T))));                         \
+        /* Short rows come from a small packed copy or a small X, in cache: no prefetch. */  \
+        int prefetch = n_features * (Py_ssize_t)sizeof(T) >= 64;                              \
         for (Py_ssize_t f0 = 0; f0 < n_features; f0 += MBK_ADD_VECTORS * lanes) {             \
             Py_ssize_t width = n_features - f0;                                               \
             if (width > MBK_ADD_VECTORS * lanes) width = MBK_ADD_VECTORS * lanes;             \
@@ -393,8 +395,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                 Py_ssize_t row = index != NULL ? index[members[q]] : members[q];              \
                 const T *x = data + row * row_stride + f0;                                    \
                 /* The rows were just read by the assignment, half of them on another core: \
-                 * ask for them ahead. */                                                     \
-                if (q + MBK_ADD_AHEAD < n_members) {                                          \
+                 * ask for them ahead (rows of a cache line or more). */                      \
+                if (prefetch && q + MBK_ADD_AHEAD < n_members) {                              \
                     Py_ssize_t next = index != NULL ? index[members[q + MBK_ADD_AHEAD]]       \
                                                     : members[q + MBK_ADD_AHEAD];             \
                     mbk_prefetch_span(data + next * row_stride + f0, width * (Py_ssize_t)sizeof(T)); \

@@ -1,0 +1,84 @@
+/* Many doubles at once from NumPy's MT19937, the generator behind RandomState.
+ *
+ * NumPy draws a double as two 32-bit words, a = w0 >> 5 and b = w1 >> 6, giving
+ * (a * 2**26 + b) / 2**53; each word is one tempered entry of the 624-word state, and the
+ * state is regenerated (the "twist") every 624 words. Calling NumPy's next_double per draw
+ * costs an indirect call and the tempering one word at a time; here the words of a whole
+ * run are tempered and converted in a loop the compiler vectorises, and the state (key and
+ * position) is left exactly as NumPy's own calls would leave it.
+ *
+ * The state layout is NumPy's mt19937_state (numpy/random/src/mt19937/mt19937.h, unchanged
+ * since NumPy 1.17). mbk checks it at import against NumPy's own draws and falls back to
+ * next_double if it ever differs (see _step_kernels).
+ */
+#ifndef MBK_MT19937_H
+#define MBK_MT19937_H
+
+#include <stdint.h>
+
+#define MBK_MT_N 624
+#define MBK_MT_M 397
+
+typedef struct {
+    uint32_t key[MBK_MT_N];
+    int pos;
+} mbk_mt19937_state;
+
+static inline uint32_t mbk_mt_twist_word(uint32_t upper, uint32_t lower, uint32_t far) {
+    uint32_t y = (upper & 0x80000000U) | (lower & 0x7fffffffU);
+    return far ^ (y >> 1) ^ ((0U - (y & 1U)) & 0x9908b0dfU);
+}
+
+/* The twist: the next 624 words (Matsumoto & Nishimura's generation step, as NumPy's). */
+static void mbk_mt19937_generate(mbk_mt19937_state *state) {
+    uint32_t *key = state->key;
+    int i;
+    for (i = 0; i < MBK_MT_N - MBK_MT_M; i++)
+        key[i] = mbk_mt_twist_word(key[i], key[i + 1], key[i + MBK_MT_M]);
+    for (; i < MBK_MT_N - 1; i++)
+        key[i] = mbk_mt_twist_word(key[i], key[i + 1], key[i + MBK_MT_M - MBK_MT_N]);
+    key[MBK_MT_N - 1] = mbk_mt_twist_word(key[MBK_MT_N - 1], key[0], key[MBK_MT_M - 1]);
+    state->pos = 0;
+}
+
+static inline uint32_t mbk_mt_temper(uint32_t y) {
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680U;
+    y ^= (y << 15) & 0xefc60000U;
+    y ^= y >> 18;
+    return y;
+}
+
+static inline uint32_t mbk_mt_next_word(mbk_mt19937_state *state) {
+    if (state->pos == MBK_MT_N) mbk_mt19937_generate(state);
+    return mbk_mt_temper(state->key[state->pos++]);
+}
+
+static inline double mbk_mt_double(uint32_t w0, uint32_t w1) {
+    /* Exact: a * 2**26 + b < 2**53, and dividing by 2**53 only moves the exponent. */
+    return ((double)(w0 >> 5) * 67108864.0 + (double)(w1 >> 6)) / 9007199254740992.0;
+}
+
+/* out[0..n) = the next n doubles of RandomState.random_sample on this state. */
+static void mbk_mt19937_doubles(mbk_mt19937_state *state, double *out, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (state->pos == MBK_MT_N) mbk_mt19937_generate(state);
+        Py_ssize_t pairs = (MBK_MT_N - state->pos) / 2;
+        if (pairs == 0) {
+            /* One word left: the double straddles a twist. */
+            uint32_t w0 = mbk_mt_next_word(state);
+            uint32_t w1 = mbk_mt_next_word(state);
+            out[i++] = mbk_mt_double(w0, w1);
+            continue;
+        }
+        if (pairs > n - i) pairs = n - i;
+        const uint32_t *key = state->key + state->pos;
+        for (Py_ssize_t j = 0; j < pairs; j++)
+            out[i + j] = mbk_mt_double(mbk_mt_temper(key[2 * j]), mbk_mt_temper(key[2 * j + 1]));
+        state->pos += (int)(2 * pairs);
+        i += pairs;
+    }
+}
+
+#endif /* MBK_MT19937_H */

@@ -19,7 +19,10 @@ The table, per workload:
   runs as many steps on 100,000 rows of the same kind: the step-time ratio between the two
   sizes shows whether a step does O(n_samples) work (scikit-learn does: it rebuilds the
   sampling distribution every step). Without such work the ratio still exceeds 1: batch
-  rows scattered over a larger array miss the caches and the TLB more often.
+  rows scattered over a larger array miss the caches and the TLB more often, and the
+  once-per-fit work (above all the NaN scan of X, 50 times larger) is spread over the same
+  number of steps. The "marginal step" row isolates the per-step work: the time of a fit of
+  twice as many steps minus that of the fit above, per added step.
 - partial_fit, per call: 50 calls on consecutive batches after a first seeding call.
 - default fit: default settings (k-means++ seeding, early stopping, labels), run once; "st"
   is its number of steps (scikit-learn's/mbk's when they differ: in float32, mbk's float64
@@ -196,6 +199,15 @@ def fit_step_time(cls, X, workload, repeat, n_threads=N_THREADS, n_steps=200):
     with threadpool_limits(n_threads, user_api="openmp"):
         seconds = best_time(lambda: estimator.fit(X), repeat)
     return seconds / estimator.n_steps_, estimator.n_steps_
+
+
+def marginal_step_time(cls, X, workload, repeat, n_steps, n_threads=N_THREADS):
+    """Seconds per step added by running twice as many steps (once-per-fit work cancels).
+    A difference of two times: noisier than either, so best of at least 5 runs each."""
+    repeat = max(repeat, 5)
+    once, steps = fit_step_time(cls, X, workload, repeat, n_threads, n_steps)
+    twice, more_steps = fit_step_time(cls, X, workload, repeat, n_threads, 2 * n_steps)
+    return (twice * more_steps - once * steps) / (more_steps - steps)
 
 
 def partial_fit_step_time(cls, X, workload, repeat, n_threads=N_THREADS, n_calls=50):
@@ -465,6 +477,11 @@ def table_rows(workload, X, args):
             (f"  {X.shape[0]:,}/{X_small.shape[0]:,}", ratio(sk, sk_small), ratio(ours, ours_small))
             + ("",) * 5
         )
+        # mbk only: scikit-learn's W5 steps take a minute a fit (its per-step O(n) work shows
+        # in the ratio above).
+        marginal = marginal_step_time(our_class, X, workload, args.repeat, n_steps)
+        marginal_small = marginal_step_time(our_class, X_small, workload, args.repeat, n_steps)
+        rows.append(("  marginal step, ratio", "-", ratio(marginal, marginal_small)) + ("",) * 5)
     sk = partial_fit_step_time(sk_class, X, workload, args.repeat)
     ours = partial_fit_step_time(our_class, X, workload, args.repeat)
     rows.append(step_row("partial_fit, per call", sk, ours))

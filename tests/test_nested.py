@@ -257,15 +257,15 @@ def test_round_kernel_checks_its_arguments():
         np.zeros(10, dtype=np.int32),
     ]
     with pytest.raises(ValueError, match="n_batch"):
-        _core.nested_round(X, *state, 11)
+        _core.nested_rounds(X, *state, 11)
     bad = list(state)
     bad[7] = np.zeros(9)
     with pytest.raises(ValueError, match="upper"):
-        _core.nested_round(X, *bad, 10)
+        _core.nested_rounds(X, *bad, 10)
     bad = list(state)
     bad[0] = np.zeros(9, dtype=np.intp)
     with pytest.raises(ValueError, match="order must have one entry per row"):
-        _core.nested_round(X, *bad, 10)
+        _core.nested_rounds(X, *bad, 10)
 
 
 @pytest.mark.skipif(not os.path.exists(HOUSING_CSV), reason="housing CSV not in ../shared")

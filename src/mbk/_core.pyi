@@ -95,7 +95,7 @@ def fit_steps(
     track_center_change: bool,
     n_threads: int,
 ) -> tuple[int, int, float, int]: ...
-def nested_round(
+def nested_rounds(
     X: NDArray[_Float],
     order: NDArray[np.intp],
     sample_weight: NDArray[_Float] | None,
@@ -111,8 +111,11 @@ def nested_round(
     changed: NDArray[np.intp],
     moved_from: NDArray[np.int32],
     n_batch: int,
+    max_rounds: int = 1,
+    rho: float = 0.0,
+    tol: float = 0.0,
     n_threads: int = 1,
-) -> tuple[int, int]: ...
+) -> tuple[int, int, int, int]: ...
 def labelled_inertia(
     X: NDArray[_Float],
     centers: NDArray[_Float],
@@ -120,11 +123,3 @@ def labelled_inertia(
     sample_weight: NDArray[_Float] | None = None,
     n_threads: int = 1,
 ) -> float: ...
-def cluster_spread(
-    labels: NDArray[np.int32],
-    upper: NDArray[np.float64],
-    order: NDArray[np.intp],
-    sample_weight: NDArray[_Float] | None,
-    out: NDArray[np.float64],
-    n_batch: int,
-) -> None: ...

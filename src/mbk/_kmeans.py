@@ -16,7 +16,7 @@ import numpy as np
 from . import _core
 from ._compat import ESTIMATOR_BASES, NotFittedError
 from ._kmeans_plusplus import kmeans_plusplus_seeds
-from ._nested import fit_nested
+from ._nested import NESTED_AUTO_N_INIT, fit_nested
 from ._sampling import WeightedRowSampler
 from ._validation import (
     InvalidParameterError,
@@ -329,7 +329,10 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         self._init_size = min(init_size, n_samples)
 
         given_centers = not isinstance(self.init, str) and not callable(self.init)
-        if isinstance(self.n_init, str):  # "auto": 3 tries for the random kinds of init
+        if isinstance(self.n_init, str) and self.algorithm == "nested":
+            # "auto": 3 seedings, each settled on the first batch (see _nested.fit_nested)
+            self._n_init = 1 if given_centers else NESTED_AUTO_N_INIT
+        elif isinstance(self.n_init, str):  # "auto": 3 tries for the random kinds of init
             self._n_init = 1 if given_centers or self.init == "k-means++" else 3
         else:
             self._n_init = self.n_init

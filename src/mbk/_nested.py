@@ -19,8 +19,9 @@ Seeding. k-means++ runs on the first batch; then single center moves ("swaps", s
 _best_swap) are tried, each followed by rounds on the first batch and kept while they lower
 its inertia. With n_init > 1, the best seeding on the first batch goes on.
 
-The compiled round is ``_core.nested_round``; this module drives it: seeding and swaps, the
-doubling rule, the stopping rules. The estimator decides that it runs.
+The compiled rounds are ``_core.nested_rounds`` (which also applies the doubling rule and the
+stopping rules); this module drives them: seeding and swaps, growing the batch, max_iter.
+The estimator decides that it runs.
 """
 
 import math
@@ -33,6 +34,11 @@ from . import _core
 # Double the batch when every center's movement is below its standard error / RHO. Chosen by
 # measurement on the benchmark workloads (bench/nested.py): smaller values double earlier.
 RHO = 1.0
+# Seedings tried by n_init="auto": each is settled to a Lloyd fixed point of the first batch,
+# and the best goes on. On California housing (k = 6, 8, 20) one seeding in four or five
+# ends in a local minimum 2-7% above the best, which swaps do not leave; three make that
+# rare for about a millisecond each.
+NESTED_AUTO_N_INIT = 3
 # Swaps tried on the first batch after its rounds (see _best_swap): at most this many, each
 # choosing among the rows farthest from their centers and rows drawn in proportion to
 # w * d^2, and kept when, after rounds on the first batch, its inertia is lower by this
@@ -41,6 +47,8 @@ _MAX_SWAPS = 20
 _SWAP_FARTHEST = 4
 _SWAP_DRAWN = 8
 _SWAP_GAIN = 1e-4
+# Why _core.nested_rounds returned.
+_FIXED_POINT, _USED_UP, _TOL = 1, 2, 3
 
 
 @dataclass
@@ -51,15 +59,6 @@ class NestedResult:
     n_rounds: int
     n_passes: int  # passes over the data: rows visited / n_samples, rounded up
     converged: bool  # reached a Lloyd fixed point of the whole data set
-
-
-def _should_double(labels, upper, order, sample_weight, weight_sums, movement, n_batch):
-    """The doubling rule: every center's movement is below sigma_j / RHO."""
-    spread = np.empty(weight_sums.shape[0])
-    _core.cluster_spread(labels, upper, order, sample_weight, spread, n_batch)
-    live = weight_sums > 0
-    sigma = np.sqrt(spread[live]) / weight_sums[live]
-    return bool(np.all(movement[live] * RHO < sigma))
 
 
 class _State:
@@ -90,7 +89,7 @@ class _State:
 
 
 def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, verbose,
-         first_batch_only=False):  # fmt: skip
+         first_batch_only=False, rho=RHO):  # fmt: skip
     """Nested rounds from the given centers (updated in place).
 
     Returns (NestedResult, rows visited); with ``first_batch_only``, stops as soon as the
@@ -102,34 +101,38 @@ def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, 
     converged = False
     if n_batch == n_samples:
         order = state.in_row_order(order, 0)
-    while n_rounds == 0 or visits + n_batch <= max_visits:
-        n_changes, n_full = _core.nested_round(
+    while True:
+        allowed = (max_visits - visits) // n_batch
+        if n_rounds > 0 and allowed < 1:
+            if verbose:
+                print(f"Stopped: max_iter passes over the data used after {n_rounds} rounds")
+            break
+        # verbose > 1 prints every round, so the kernel runs one at a time.
+        max_rounds = 1 if verbose > 1 else max(allowed, 1)
+        ran, n_changes, n_full, reason = _core.nested_rounds(
             X, order, sample_weight, centers, state.sums, state.weight_sums, state.counts,
             state.labels, state.upper, state.lower, state.movement, state.half_gap,
-            state.changed, state.moved_from, n_batch, n_threads,
+            state.changed, state.moved_from, n_batch, max_rounds, rho, tol, n_threads,
         )  # fmt: skip
-        visits += n_batch
-        n_rounds += 1
-        if verbose > 1 or (verbose and n_batch == n_samples and n_changes == 0):
+        visits += ran * n_batch
+        n_rounds += ran
+        if verbose > 1:
             print(
                 f"Nested round {n_rounds}: batch {n_batch}, {n_changes} labels changed, "
                 f"{n_full} rows compared with every center, largest center move "
                 f"{state.movement.max():.6g}"
             )
         if n_batch == n_samples:
-            if n_changes == 0:
+            if reason == _FIXED_POINT:
                 converged = True
                 if verbose:
                     print(f"Converged (Lloyd fixed point) after {n_rounds} rounds")
                 break
-            if tol > 0 and float(np.dot(state.movement, state.movement)) <= tol:
+            if reason == _TOL:
                 if verbose:
                     print(f"Converged (small centers change) after {n_rounds} rounds")
                 break
-        elif n_changes == 0 or _should_double(
-            state.labels, state.upper, order, sample_weight, state.weight_sums,
-            state.movement, n_batch,
-        ):  # fmt: skip
+        elif reason in (_FIXED_POINT, _USED_UP):
             if first_batch_only:
                 return None, visits
             n_old, n_batch = n_batch, min(2 * n_batch, n_samples)
@@ -137,9 +140,6 @@ def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, 
                 print(f"Nested round {n_rounds}: batch grows to {n_batch}")
             if n_batch == n_samples:
                 order = state.in_row_order(order, n_old)
-    else:
-        if verbose:
-            print(f"Stopped: max_iter passes over the data used after {n_rounds} rounds")
     if first_batch_only:
         return None, visits
 
@@ -187,7 +187,7 @@ def _best_swap(X, sample_weight, centers, random_state, n_threads):
     current = cost.sum()
     if not current > 0:
         return None
-    farthest = np.argsort(cost)[-_SWAP_FARTHEST:]
+    farthest = np.argpartition(cost, n_rows - _SWAP_FARTHEST)[-_SWAP_FARTHEST:]
     drawn = random_state.choice(n_rows, size=_SWAP_DRAWN, p=cost / current)
     rows = np.unique(np.concatenate([farthest, drawn]))
     to_rows = np.empty((n_rows, rows.shape[0]), dtype=X.dtype)
@@ -196,10 +196,13 @@ def _best_swap(X, sample_weight, centers, random_state, n_threads):
     kept = weights * np.minimum(first, to_rows)  # (n_rows, candidates)
     moved = weights * np.minimum(second, to_rows)
     # totals[j, c]: the inertia with center j removed and one at candidate c: kept for every
-    # row, except j's rows, which go to min(second nearest, candidate).
-    members = np.zeros((n_clusters, n_rows))
-    members[labels, np.arange(n_rows)] = 1
-    totals = kept.sum(axis=0) + members @ (moved - kept)
+    # row, except j's rows, which go to min(second nearest, candidate). Sums by label with
+    # bincount, not a product with a membership matrix (which wakes BLAS threads).
+    gain = moved - kept
+    by_label = np.stack(
+        [np.bincount(labels, gain[:, c], n_clusters) for c in range(gain.shape[1])], axis=1
+    )
+    totals = kept.sum(axis=0) + by_label
     center, candidate = np.unravel_index(np.argmin(totals), totals.shape)
     return int(center), int(rows[candidate])
 
@@ -209,25 +212,33 @@ def _first_batch_inertia(X, sample_weight, centers, first, n_threads):
     return _core.assign_labels(X, centers, labels, first, sample_weight, n_threads)
 
 
-def _refine_first_batch(X, sample_weight, centers, order, init_size, max_visits, tol,
-                        n_threads, verbose, random_state):  # fmt: skip
-    """Rounds on the first batch, then swaps (each followed by rounds) while they help.
+def _settle_first_batch(X, sample_weight, centers, order, init_size, max_visits, tol,
+                        n_threads, verbose):  # fmt: skip
+    """Rounds on the first batch; returns the rows visited and the first batch's inertia."""
+    args = (X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose)
+    _, visits = _run(*args, first_batch_only=True, rho=0)
+    inertia = _first_batch_inertia(X, sample_weight, centers, order[:init_size], n_threads)
+    return visits, inertia
 
-    Returns the rows visited and the first batch's inertia.
+
+def _swap_first_batch(X, sample_weight, centers, order, init_size, max_visits, tol,
+                      n_threads, verbose, random_state, inertia):  # fmt: skip
+    """Swaps (each followed by rounds on the first batch) while they help.
+
+    Returns the rows visited.
     """
     args = (X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose)
-    _, visits = _run(*args, first_batch_only=True)
+    visits = 0
     first = order[:init_size]
     X_first = X[first]
     weight_first = None if sample_weight is None else sample_weight[first]
-    inertia = _first_batch_inertia(X, sample_weight, centers, first, n_threads)
     for swap in range(_MAX_SWAPS):
         move = _best_swap(X_first, weight_first, centers, random_state, n_threads)
         if move is None:
             break
         before = centers.copy()
         centers[move[0]] = X_first[move[1]]
-        _, used = _run(*args, first_batch_only=True)
+        _, used = _run(*args, first_batch_only=True, rho=0)
         visits += used
         after = _first_batch_inertia(X, sample_weight, centers, first, n_threads)
         if verbose:
@@ -236,7 +247,7 @@ def _refine_first_batch(X, sample_weight, centers, order, init_size, max_visits,
             centers[:] = before
             break
         inertia = after
-    return visits, inertia
+    return visits
 
 
 def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_size, max_iter,
@@ -256,6 +267,9 @@ def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_siz
     n_samples = X.shape[0]
     if sample_weight is not None and (sample_weight < 0).any():
         raise ValueError("algorithm='nested' needs non-negative sample_weight.")
+    # Every round reads rows, many times over: a row spread over several cache lines (a
+    # Fortran-ordered or strided X, as pandas' to_numpy gives) costs more than a copy.
+    X = np.ascontiguousarray(X)
     max_visits = max_iter * n_samples
     order = random_state.permutation(n_samples).astype(np.intp)
     first = order[:init_size]
@@ -266,9 +280,8 @@ def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_siz
     for init_index in range(n_init):
         centers = seed_centers(X_first, weight_first)
         centers = np.array(centers, dtype=X.dtype, order="C", copy=True)
-        used, inertia = _refine_first_batch(
-            X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose,
-            random_state,
+        used, inertia = _settle_first_batch(
+            X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose
         )  # fmt: skip
         visits += used
         if n_init > 1:
@@ -277,7 +290,11 @@ def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_siz
             if best_inertia is None or inertia < best_inertia:
                 best_centers, best_inertia = centers, inertia
         else:
-            best_centers = centers
+            best_centers, best_inertia = centers, inertia
+    visits += _swap_first_batch(
+        X, sample_weight, best_centers, order, init_size, max_visits, tol, n_threads, verbose,
+        random_state, best_inertia,
+    )  # fmt: skip
     result, used = _run(
         X, sample_weight, best_centers, order, init_size, max(max_visits - visits, 1), tol,
         n_threads, verbose,

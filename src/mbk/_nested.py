@@ -39,6 +39,10 @@ RHO = 1.0
 # ends in a local minimum 2-7% above the best, which swaps do not leave; three make that
 # rare for about a millisecond each.
 NESTED_AUTO_N_INIT = 3
+# With several seedings, each settles on the first part of the first batch: half of it, but
+# at least this many rows per cluster (the local minima are decided by then, at half the
+# cost).
+_SETTLE_PER_CLUSTER = 128
 # Swaps tried on the first batch after its rounds (see _best_swap): at most this many, each
 # choosing among the rows farthest from their centers and rows drawn in proportion to
 # w * d^2, and kept when, after rounds on the first batch, its inertia is lower by this
@@ -47,6 +51,9 @@ _MAX_SWAPS = 20
 _SWAP_FARTHEST = 4
 _SWAP_DRAWN = 8
 _SWAP_GAIN = 1e-4
+# A swap is only tried when, before any round, it lowers the first batch's inertia by this
+# fraction: a missed cluster gains far more, and the rounds after a small gain rarely keep it.
+_SWAP_PREDICTED_GAIN = 0.01
 # Why _core.nested_rounds returned.
 _FIXED_POINT, _USED_UP, _TOL = 1, 2, 3
 
@@ -178,12 +185,14 @@ def _best_swap(X, sample_weight, centers, random_state, n_threads):
         return None
     distances = np.empty((n_rows, n_clusters), dtype=X.dtype)
     _core.euclidean_distances(X, centers, distances, n_threads)
-    sq = distances.astype(np.float64) ** 2
+    sq = distances.astype(np.float64, copy=False)
+    np.multiply(sq, sq, out=sq)
     labels = sq.argmin(axis=1)
-    nearest_two = np.partition(sq, 1, axis=1)
-    first, second = nearest_two[:, :1], nearest_two[:, 1:2]
-    weights = np.ones((n_rows, 1)) if sample_weight is None else sample_weight[:, None]
-    cost = (weights * first).ravel()
+    everywhere = np.arange(n_rows)
+    first = sq[everywhere, labels]
+    sq[everywhere, labels] = np.inf
+    second = sq.min(axis=1)
+    cost = first if sample_weight is None else sample_weight * first
     current = cost.sum()
     if not current > 0:
         return None
@@ -192,9 +201,13 @@ def _best_swap(X, sample_weight, centers, random_state, n_threads):
     rows = np.unique(np.concatenate([farthest, drawn]))
     to_rows = np.empty((n_rows, rows.shape[0]), dtype=X.dtype)
     _core.euclidean_distances(X, np.ascontiguousarray(X[rows]), to_rows, n_threads)
-    to_rows = to_rows.astype(np.float64) ** 2
-    kept = weights * np.minimum(first, to_rows)  # (n_rows, candidates)
-    moved = weights * np.minimum(second, to_rows)
+    to_rows = to_rows.astype(np.float64, copy=False)
+    np.multiply(to_rows, to_rows, out=to_rows)
+    kept = np.minimum(first[:, None], to_rows)  # (n_rows, candidates)
+    moved = np.minimum(second[:, None], to_rows)
+    if sample_weight is not None:
+        kept *= sample_weight[:, None]
+        moved *= sample_weight[:, None]
     # totals[j, c]: the inertia with center j removed and one at candidate c: kept for every
     # row, except j's rows, which go to min(second nearest, candidate). Sums by label with
     # bincount, not a product with a membership matrix (which wakes BLAS threads).
@@ -204,6 +217,8 @@ def _best_swap(X, sample_weight, centers, random_state, n_threads):
     )
     totals = kept.sum(axis=0) + by_label
     center, candidate = np.unravel_index(np.argmin(totals), totals.shape)
+    if not totals[center, candidate] < current * (1 - _SWAP_PREDICTED_GAIN):
+        return None
     return int(center), int(rows[candidate])
 
 
@@ -280,8 +295,12 @@ def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_siz
     for init_index in range(n_init):
         centers = seed_centers(X_first, weight_first)
         centers = np.array(centers, dtype=X.dtype, order="C", copy=True)
+        settle_size = init_size
+        if n_init > 1:
+            n_clusters = centers.shape[0]
+            settle_size = min(init_size, max(init_size // 2, _SETTLE_PER_CLUSTER * n_clusters))
         used, inertia = _settle_first_batch(
-            X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose
+            X, sample_weight, centers, order, settle_size, max_visits, tol, n_threads, verbose
         )  # fmt: skip
         visits += used
         if n_init > 1:
@@ -291,6 +310,13 @@ def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_siz
                 best_centers, best_inertia = centers, inertia
         else:
             best_centers, best_inertia = centers, inertia
+    if settle_size < init_size:
+        # The swaps compare inertias on the whole first batch: settle the winner there.
+        used, best_inertia = _settle_first_batch(
+            X, sample_weight, best_centers, order, init_size, max_visits, tol, n_threads,
+            verbose,
+        )  # fmt: skip
+        visits += used
     visits += _swap_first_batch(
         X, sample_weight, best_centers, order, init_size, max_visits, tol, n_threads, verbose,
         random_state, best_inertia,

@@ -650,6 +650,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             sample_weight,
             random_state,
             seed_centers,
+            n_clusters=self.n_clusters,
             n_init=self._n_init,
             init_size=self._init_size,
             max_iter=self.max_iter,

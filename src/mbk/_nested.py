@@ -265,19 +265,21 @@ def _swap_first_batch(X, sample_weight, centers, order, init_size, max_visits, t
     return visits
 
 
-def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_size, max_iter,
-               tol, n_threads, verbose):  # fmt: skip
+def fit_nested(X, sample_weight, random_state, seed_centers, *, n_clusters, n_init, init_size,
+               max_iter, tol, n_threads, verbose):  # fmt: skip
     """Nested mini-batch k-means from the best of n_init seedings.
 
-    One permutation of the rows is drawn; its first ``init_size`` rows are both the sample
-    that ``seed_centers(X_sample, weight_sample)`` seeds on and the first batch, so every seed
-    starts with its own row. With n_init > 1, each seeding is refined by rounds on the first
-    batch until the doubling rule says that batch is used up, and the one with the lowest
-    inertia on the first batch is run to the end (Lloyd's local minima are decided early and
-    the first batch's rounds are cheap). ``max_iter`` bounds the rows visited, over all
-    rounds, to max_iter * n_samples. ``tol`` (already scaled to the data) ends the run on the
-    whole data set when the summed squared center movement of a round is at most tol; 0
-    runs to a Lloyd fixed point.
+    One permutation of the rows is drawn; its first ``init_size`` rows are the first batch.
+    The seedings use a "settling" sample, the first rows of that batch: all of it with one
+    seeding, else half of it but at least _SETTLE_PER_CLUSTER rows per cluster. Each seeding
+    (``seed_centers(X_sample, weight_sample)``, so every seed is a row of the sample) is
+    settled by rounds on that sample up to a Lloyd fixed point, and the one with the lowest
+    inertia there goes on: Lloyd's local minima are decided early, and these rounds are
+    cheap. Swaps on the same sample follow (see _swap_first_batch), then the nested rounds
+    from the first batch to the end. ``max_iter`` bounds the rows visited, over all rounds,
+    to max_iter * n_samples. ``tol`` (already scaled to the data) ends the run on the whole
+    data set when the summed squared center movement of a round is at most tol; 0 runs to a
+    Lloyd fixed point.
     """
     n_samples = X.shape[0]
     if sample_weight is not None and (sample_weight < 0).any():
@@ -287,39 +289,28 @@ def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_siz
     X = np.ascontiguousarray(X)
     max_visits = max_iter * n_samples
     order = random_state.permutation(n_samples).astype(np.intp)
-    first = order[:init_size]
-    X_first = X[first]
-    weight_first = None if sample_weight is None else sample_weight[first]
+    settle_size = init_size
+    if n_init > 1:
+        settle_size = min(init_size, max(init_size // 2, _SETTLE_PER_CLUSTER * n_clusters))
+    sample = order[:settle_size]
+    X_sample = X[sample]
+    weight_sample = None if sample_weight is None else sample_weight[sample]
     visits = 0
     best_centers, best_inertia = None, None
     for init_index in range(n_init):
-        centers = seed_centers(X_first, weight_first)
+        centers = seed_centers(X_sample, weight_sample)
         centers = np.array(centers, dtype=X.dtype, order="C", copy=True)
-        settle_size = init_size
-        if n_init > 1:
-            n_clusters = centers.shape[0]
-            settle_size = min(init_size, max(init_size // 2, _SETTLE_PER_CLUSTER * n_clusters))
         used, inertia = _settle_first_batch(
             X, sample_weight, centers, order, settle_size, max_visits, tol, n_threads, verbose
         )  # fmt: skip
         visits += used
-        if n_init > 1:
-            if verbose:
-                print(f"Init {init_index + 1}/{n_init}: inertia on the first batch {inertia}")
-            if best_inertia is None or inertia < best_inertia:
-                best_centers, best_inertia = centers, inertia
-        else:
+        if verbose and n_init > 1:
+            print(f"Init {init_index + 1}/{n_init}: inertia on the first batch {inertia}")
+        if best_inertia is None or inertia < best_inertia:
             best_centers, best_inertia = centers, inertia
-    if settle_size < init_size:
-        # The swaps compare inertias on the whole first batch: settle the winner there.
-        used, best_inertia = _settle_first_batch(
-            X, sample_weight, best_centers, order, init_size, max_visits, tol, n_threads,
-            verbose,
-        )  # fmt: skip
-        visits += used
     visits += _swap_first_batch(
-        X, sample_weight, best_centers, order, init_size, max_visits, tol, n_threads, verbose,
-        random_state, best_inertia,
+        X, sample_weight, best_centers, order, settle_size, max_visits, tol, n_threads,
+        verbose, random_state, best_inertia,
     )  # fmt: skip
     result, used = _run(
         X, sample_weight, best_centers, order, init_size, max(max_visits - visits, 1), tol,

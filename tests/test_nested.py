@@ -251,6 +251,8 @@ def test_round_kernel_checks_its_arguments():
         np.full(10, -1, dtype=np.int32),
         np.zeros(10),
         np.zeros(10),
+        np.zeros(10, dtype=np.int32),
+        np.zeros(10),
         np.zeros(2),
         np.zeros(2),
         np.zeros(10, dtype=np.intp),

@@ -106,6 +106,8 @@ def nested_rounds(
     labels: NDArray[np.int32],
     upper: NDArray[np.float64],
     lower: NDArray[np.float64],
+    runner: NDArray[np.int32],
+    rest: NDArray[np.float64],
     movement: NDArray[np.float64],
     half_gap: NDArray[np.float64],
     changed: NDArray[np.intp],

@@ -1397,8 +1397,13 @@ def fit_steps(
 #
 # Batch position i is row order[i] of X; the batch of a round is positions [0, n_batch), which
 # holds the previous round's batch, so every batch contains the one before. Each batch
-# position keeps its label (-1 until it is first labelled) and two Hamerly bounds on distances
-# (not squared): upper[i] >= ||x - c_label|| and lower[i] <= min over other centers of ||x - c||.
+# position keeps its label (-1 until it is first labelled) and bounds on distances (not
+# squared): upper[i] >= ||x - c_label||, and, for its "runner" (runner[i], the second nearest
+# center when the row was last compared with every center) lower[i] <= ||x - c_runner||, and
+# rest[i] <= the distance to every other center. Hamerly's single lower bound is
+# min(lower, rest); keeping the runner apart means a moving center only erodes the bounds of
+# the rows it is the runner of, plus (through rest, which starts at the third distance) by
+# much less than it would the single bound.
 # sums[j] and weight_sums[j] hold the weighted sum and weight of the rows currently labelled
 # j, so each center is exactly the mean of its batch rows (each row counts once, with its
 # current label): on a fixed batch a round is one Lloyd iteration, done incrementally.
@@ -1411,6 +1416,8 @@ cdef struct NestedState:
     int* labels                   # (n_samples,) per batch position
     double* upper
     double* lower
+    int* runner                   # (n_samples,) the center lower is for
+    double* rest
     const double* movement        # (n_clusters,) how far each center moved last round
     const double* half_gap        # (n_clusters,) half the distance to the nearest other center
     double move_max               # the largest movement, and the index and value of the
@@ -1442,15 +1449,17 @@ cdef inline void _nearest_two(
         Py_ssize_t n_clusters,
         floating* sq,                 # TMP (n_clusters,)
         int* best,                    # OUT the nearest center (the lowest index on ties)
-        double* first,                # OUT its distance
-        double* second,               # OUT the distance to the second nearest
+        int* next_best,               # OUT the second nearest
+        double* first,                # OUT the distances to the nearest, the second nearest
+        double* second,               # OUT
+        double* third,                # OUT and the third nearest (INFINITY below 3 centers)
 ) noexcept nogil:
-    """Direct squared differences, feature by feature over all centers, then the two least."""
+    """Direct squared differences, feature by feature over all centers, then the least three."""
     cdef Py_ssize_t f, j
     cdef floating xf, diff
     cdef const floating* column
-    cdef double value, low = INFINITY, next_low = INFINITY, larger
-    cdef int at = 0
+    cdef double value, low = INFINITY, next_low = INFINITY, third_low = INFINITY
+    cdef int at = 0, next_at = 0
     for j in range(n_clusters):
         sq[j] = 0
     for f in range(n_features):
@@ -1460,19 +1469,35 @@ cdef inline void _nearest_two(
             diff = xf - column[j]
             sq[j] += diff * diff
     for j in range(n_clusters):
-        value = sq[j]
-        larger = value if value > low else low
-        next_low = larger if larger < next_low else next_low
-        at = <int> j if value < low else at
-        low = value if value < low else low
+        _push_three(sq[j], <int> j, &low, &next_low, &third_low, &at, &next_at)
     best[0] = at
+    next_best[0] = next_at
     first[0] = _sqrt(low)
     second[0] = _sqrt(next_low)
+    third[0] = _sqrt(third_low)
+
+
+cdef inline void _push_three(
+        double value, int j, double* low, double* next_low, double* third_low, int* at,
+        int* next_at) noexcept nogil:
+    """One more center into the three least values so far (ties keep the lower index)."""
+    if value < next_low[0]:
+        third_low[0] = next_low[0]
+        if value < low[0]:
+            next_low[0] = low[0]
+            next_at[0] = at[0]
+            low[0] = value
+            at[0] = j
+        else:
+            next_low[0] = value
+            next_at[0] = j
+    elif value < third_low[0]:
+        third_low[0] = value
 
 
 cdef inline void _record_nearest(
-        NestedState* state, Py_ssize_t at, int best, double first, double second,
-        Py_ssize_t start, Py_ssize_t* n_changes) noexcept nogil:
+        NestedState* state, Py_ssize_t at, int best, int next_best, double first,
+        double second, double third, Py_ssize_t start, Py_ssize_t* n_changes) noexcept nogil:
     """Position at's exact label and bounds; a changed label joins its chunk's list."""
     if state.labels[at] < 0:
         state.moved_from[at] = -1
@@ -1484,7 +1509,9 @@ cdef inline void _record_nearest(
         n_changes[0] += 1
     state.labels[at] = best
     state.upper[at] = first
+    state.runner[at] = next_best
     state.lower[at] = second
+    state.rest[at] = third
 
 
 cdef void _nested_chunk(
@@ -1513,7 +1540,7 @@ cdef void _nested_chunk(
     cdef const floating* center_rows = <const floating*> centers.rows
     cdef Py_ssize_t q, i, r, t, j, n_pending = 0, n_in_tile, x_stride, n_changes = 0
     cdef int label, best
-    cdef double bound, drop, first, second, value, larger
+    cdef double bound, drop, first, second
     cdef Rows batch
     cdef const floating* x
     cdef int tile_rows = centers.kernels.tile_rows
@@ -1524,6 +1551,10 @@ cdef void _nested_chunk(
     cdef const int* labels = state.labels
     cdef double* upper = state.upper
     cdef double* lower = state.lower
+    cdef int* runner = state.runner
+    cdef double* rest = state.rest
+    cdef double other, third
+    cdef int next_best
     cdef const double* movement = state.movement
     cdef const double* half_gap = state.half_gap
     cdef const double* drift = state.drift
@@ -1542,17 +1573,29 @@ cdef void _nested_chunk(
         if aside != NULL and aside[i]:
             aside[i] = 0
             up = upper[i] + drift[label]
-            bound = lower[i] - drift_max
+            bound = lower[i] - drift[runner[i]]
+            other = rest[i] - drift_max
         else:
             drop = move_second if label == move_argmax else move_max
             up = upper[i] + movement[label]
-            bound = lower[i] - drop
+            bound = lower[i] - movement[runner[i]]
+            other = rest[i] - drop
         lower[i] = bound
+        rest[i] = other
+        if other < bound:
+            bound = other
         if half_gap[label] > bound:
             bound = half_gap[label]
         if up > bound:
+            # Tighten: the exact distance to the own center, then to the runner.
             x = _row_ptr(rows, order[i], row_buffer)
             up = _sqrt(<double> _sq_euclidean(x, center_rows + label * n_features, n_features))
+            if up > bound and other > lower[i] and runner[i] != label:
+                lower[i] = _sqrt(<double> _sq_euclidean(
+                    x, center_rows + runner[i] * n_features, n_features))
+                bound = lower[i] if lower[i] < other else other
+                if half_gap[label] > bound:
+                    bound = half_gap[label]
             if up > bound:
                 pending[n_pending] = order[i]
                 pending_at[n_pending] = i
@@ -1566,8 +1609,10 @@ cdef void _nested_chunk(
         for t in range(n_pending):
             x = _row_ptr(rows, pending[t], row_buffer)
             _nearest_two(x, <const floating*> centers.transposed, n_features,
-                         centers.n_padded, n_clusters, distances, &best, &first, &second)
-            _record_nearest(state, pending_at[t], best, first, second, start, &n_changes)
+                         centers.n_padded, n_clusters, distances, &best, &next_best, &first,
+                         &second, &third)
+            _record_nearest(state, pending_at[t], best, next_best, first, second, third,
+                            start, &n_changes)
         state.chunk_changes[chunk] = n_changes
         state.chunk_distances[chunk] = n_pending
         return
@@ -1590,16 +1635,14 @@ cdef void _nested_chunk(
         for r in range(n_in_tile):
             first = INFINITY
             second = INFINITY
+            third = INFINITY
             best = 0
+            next_best = 0
             for j in range(n_clusters):
-                # Without branches (min, max and a conditional move): which center wins is
-                # unpredictable, and a mispredicted branch costs more than this arithmetic.
-                value = distances[r * n_clusters + j]
-                larger = value if value > first else first
-                second = larger if larger < second else second
-                best = <int> j if value < first else best
-                first = value if value < first else first
-            _record_nearest(state, pending_at[t + r], best, first, second, start, &n_changes)
+                _push_three(distances[r * n_clusters + j], <int> j, &first, &second, &third,
+                            &best, &next_best)
+            _record_nearest(state, pending_at[t + r], best, next_best, first, second, third,
+                            start, &n_changes)
         t += n_in_tile
     state.chunk_changes[chunk] = n_changes
     state.chunk_distances[chunk] = n_pending
@@ -1722,10 +1765,11 @@ cdef enum:
 
 
 cdef inline double _nested_slack(const NestedState* state, Py_ssize_t i) noexcept nogil:
-    """How far position i's centers can move before its label could change: max(lower,
-    half_gap) - upper. A half gap shrinks by at most (own movement + largest movement) / 2
+    """How far position i's centers can move before its label could change: max(min(lower,
+    rest), half_gap) - upper. A half gap shrinks by at most (own movement + largest movement) / 2
     per round, so it decays no faster than the lower bound does."""
-    cdef double bound = state.lower[i], gap = state.half_gap[state.labels[i]]
+    cdef double bound = min(state.lower[i], state.rest[i])
+    cdef double gap = state.half_gap[state.labels[i]]
     return (bound if bound > gap else gap) - state.upper[i]
 
 
@@ -1791,6 +1835,8 @@ def nested_rounds(
         int[::1] labels,                        # INOUT (n_samples,) per batch position
         double[::1] upper,                      # INOUT (n_samples,)
         double[::1] lower,                      # INOUT (n_samples,)
+        int[::1] runner,                        # INOUT (n_samples,)
+        double[::1] rest,                       # INOUT (n_samples,)
         double[::1] movement,                   # INOUT (n_clusters,) last round's; this one's
         double[::1] half_gap,                   # INOUT (n_clusters,)
         Py_ssize_t[::1] changed,                # TMP (n_samples,)
@@ -1851,7 +1897,8 @@ def nested_rounds(
     if order.shape[0] != n_samples:
         raise ValueError("order must have one entry per row of X")
     for name, length in (("labels", labels.shape[0]), ("upper", upper.shape[0]),
-                         ("lower", lower.shape[0]), ("changed", changed.shape[0]),
+                         ("lower", lower.shape[0]), ("runner", runner.shape[0]),
+                         ("rest", rest.shape[0]), ("changed", changed.shape[0]),
                          ("moved_from", moved_from.shape[0])):
         if length != n_samples:
             raise ValueError(f"{name} must have one entry per row of X")
@@ -1890,6 +1937,8 @@ def nested_rounds(
     state.labels = &labels[0]
     state.upper = &upper[0]
     state.lower = &lower[0]
+    state.runner = &runner[0]
+    state.rest = &rest[0]
     state.movement = &movement[0]
     state.half_gap = &half_gap[0]
     state.changed = &changed[0]
@@ -2007,7 +2056,8 @@ def nested_rounds(
             for i in range(n_batch):
                 if state.aside[i]:
                     upper[i] += drift[labels[i]]
-                    lower[i] -= state.drift_max
+                    lower[i] -= drift[runner[i]]
+                    rest[i] -= state.drift_max
     return n_rounds, n_changes, n_distances, reason
 
 

@@ -78,6 +78,8 @@ class _State:
         self.labels = np.full(n_samples, -1, dtype=np.int32)
         self.upper = np.empty(n_samples)
         self.lower = np.empty(n_samples)
+        self.runner = np.zeros(n_samples, dtype=np.int32)
+        self.rest = np.empty(n_samples)
         self.movement = np.zeros(n_clusters)
         self.half_gap = np.zeros(n_clusters)
         self.changed = np.empty(n_samples, dtype=np.intp)
@@ -87,7 +89,7 @@ class _State:
         """Move the state of the first n_seen positions to position order[i] (the row), and
         mark the other rows new: from then on position i is row i, and the rounds on the
         whole data set read X in its own order instead of scattered."""
-        for name in ("labels", "upper", "lower"):
+        for name in ("labels", "upper", "lower", "runner", "rest"):
             values = getattr(self, name)
             moved = np.full_like(values, -1) if name == "labels" else np.empty_like(values)
             moved[order[:n_seen]] = values[:n_seen]
@@ -118,7 +120,8 @@ def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, 
         max_rounds = 1 if verbose > 1 else max(allowed, 1)
         ran, n_changes, n_full, reason = _core.nested_rounds(
             X, order, sample_weight, centers, state.sums, state.weight_sums, state.counts,
-            state.labels, state.upper, state.lower, state.movement, state.half_gap,
+            state.labels, state.upper, state.lower, state.runner, state.rest, state.movement,
+            state.half_gap,
             state.changed, state.moved_from, n_batch, max_rounds, rho, tol, n_threads,
         )  # fmt: skip
         visits += ran * n_batch

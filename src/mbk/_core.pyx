@@ -1458,7 +1458,7 @@ cdef inline void _nearest_two(
     cdef Py_ssize_t f, j
     cdef floating xf, diff
     cdef const floating* column
-    cdef double value, low = INFINITY, next_low = INFINITY, third_low = INFINITY
+    cdef double low = INFINITY, next_low = INFINITY, third_low = INFINITY
     cdef int at = 0, next_at = 0
     for j in range(n_clusters):
         sq[j] = 0

@@ -118,6 +118,22 @@ def nested_rounds(
     tol: float = 0.0,
     n_threads: int = 1,
 ) -> tuple[int, int, int, int]: ...
+def swap_nearest(
+    distances: NDArray[_Float],
+    sample_weight: NDArray[_Float] | None,
+    labels: NDArray[np.int32],
+    first: NDArray[np.float64],
+    second: NDArray[np.float64],
+    cost: NDArray[np.float64],
+) -> float: ...
+def swap_totals(
+    to_candidates: NDArray[_Float],
+    sample_weight: NDArray[_Float] | None,
+    labels: NDArray[np.int32],
+    first: NDArray[np.float64],
+    second: NDArray[np.float64],
+    totals: NDArray[np.float64],
+) -> None: ...
 def labelled_inertia(
     X: NDArray[_Float],
     centers: NDArray[_Float],

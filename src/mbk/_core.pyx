@@ -2100,6 +2100,100 @@ cdef int _half_gaps(const floating[:, ::1] centers, double[::1] half_gap, int n_
     return 0
 
 
+def swap_nearest(
+        const floating[:, ::1] distances,       # IN (n_rows, n_clusters) to every center
+        sample_weight,                          # IN floating[::1] per row, or None
+        int[::1] labels,                        # OUT (n_rows,) nearest center
+        double[::1] first,                      # OUT (n_rows,) squared distance to it
+        double[::1] second,                     # OUT (n_rows,) to the second nearest
+        double[::1] cost):                      # OUT (n_rows,) w * first
+    """Nearest and second nearest center of every row, from its distances (serial, in order).
+
+    Returns the sum of ``cost`` (the inertia).
+    """
+    cdef Py_ssize_t n_rows = distances.shape[0], n_clusters = distances.shape[1], i, j
+    cdef const floating* weights = NULL
+    cdef const floating[::1] w
+    cdef double value, low, next_low, third_low, total = 0
+    cdef int at, next_at
+    if (labels.shape[0] != n_rows or first.shape[0] != n_rows or second.shape[0] != n_rows
+            or cost.shape[0] != n_rows):
+        raise ValueError("labels, first, second and cost need one entry per row")
+    if sample_weight is not None:
+        w = sample_weight
+        if w.shape[0] != n_rows:
+            raise ValueError("sample_weight needs one entry per row")
+        weights = &w[0]
+    with nogil:
+        for i in range(n_rows):
+            low = INFINITY
+            next_low = INFINITY
+            third_low = INFINITY
+            at = 0
+            next_at = 0
+            for j in range(n_clusters):
+                value = distances[i, j]
+                _push_three(value * value, <int> j, &low, &next_low, &third_low, &at, &next_at)
+            labels[i] = at
+            first[i] = low
+            second[i] = next_low
+            cost[i] = _weight(weights, i) * low
+            total += cost[i]
+    return total
+
+
+def swap_totals(
+        const floating[:, ::1] to_candidates,   # IN (n_rows, n_candidates) distances
+        sample_weight,                          # IN floating[::1] per row, or None
+        const int[::1] labels,                  # IN (n_rows,) from swap_nearest
+        const double[::1] first,                # IN (n_rows,)
+        const double[::1] second,               # IN (n_rows,)
+        double[:, ::1] totals):                 # OUT (n_clusters, n_candidates)
+    """totals[j, c]: the inertia after moving center j to candidate c, before any round.
+
+    Each row keeps min(first, d_c^2), except the rows of center j, which take
+    min(second, d_c^2); summed serially in row order.
+    """
+    cdef Py_ssize_t n_rows = to_candidates.shape[0], n_candidates = to_candidates.shape[1]
+    cdef Py_ssize_t n_clusters = totals.shape[0], i, j, c
+    cdef const floating* weights = NULL
+    cdef const floating[::1] w
+    cdef double to_c, kept, w_i
+    cdef _Scratch owner = _Scratch()
+    cdef double* kept_sums
+    if (labels.shape[0] != n_rows or first.shape[0] != n_rows or second.shape[0] != n_rows
+            or totals.shape[1] != n_candidates):
+        raise ValueError("labels, first, second and totals must match to_candidates")
+    for i in range(n_rows):
+        if not 0 <= labels[i] < n_clusters:
+            raise ValueError("labels must be center indices")
+    if sample_weight is not None:
+        w = sample_weight
+        if w.shape[0] != n_rows:
+            raise ValueError("sample_weight needs one entry per row")
+        weights = &w[0]
+    owner.extra = owner.take(max(n_candidates, 1) * sizeof(double))
+    kept_sums = <double*> owner.extra
+    with nogil:
+        for c in range(n_candidates):
+            kept_sums[c] = 0
+        for j in range(n_clusters):
+            for c in range(n_candidates):
+                totals[j, c] = 0
+        for i in range(n_rows):
+            w_i = _weight(weights, i)
+            j = labels[i]
+            for c in range(n_candidates):
+                to_c = to_candidates[i, c]
+                to_c = to_c * to_c
+                kept = first[i] if first[i] < to_c else to_c
+                kept_sums[c] += w_i * kept
+                totals[j, c] += w_i * ((second[i] if second[i] < to_c else to_c) - kept)
+        for j in range(n_clusters):
+            for c in range(n_candidates):
+                totals[j, c] += kept_sums[c]
+
+
 def labelled_inertia(
         const floating[:, :] X,                 # IN
         const floating[:, ::1] centers,         # IN

@@ -188,15 +188,9 @@ def _best_swap(X, sample_weight, centers, random_state, n_threads):
         return None
     distances = np.empty((n_rows, n_clusters), dtype=X.dtype)
     _core.euclidean_distances(X, centers, distances, n_threads)
-    sq = distances.astype(np.float64, copy=False)
-    np.multiply(sq, sq, out=sq)
-    labels = sq.argmin(axis=1)
-    everywhere = np.arange(n_rows)
-    first = sq[everywhere, labels]
-    sq[everywhere, labels] = np.inf
-    second = sq.min(axis=1)
-    cost = first if sample_weight is None else sample_weight * first
-    current = cost.sum()
+    labels = np.empty(n_rows, dtype=np.int32)
+    first, second, cost = np.empty(n_rows), np.empty(n_rows), np.empty(n_rows)
+    current = _core.swap_nearest(distances, sample_weight, labels, first, second, cost)
     if not current > 0:
         return None
     farthest = np.argpartition(cost, n_rows - _SWAP_FARTHEST)[-_SWAP_FARTHEST:]
@@ -204,21 +198,8 @@ def _best_swap(X, sample_weight, centers, random_state, n_threads):
     rows = np.unique(np.concatenate([farthest, drawn]))
     to_rows = np.empty((n_rows, rows.shape[0]), dtype=X.dtype)
     _core.euclidean_distances(X, np.ascontiguousarray(X[rows]), to_rows, n_threads)
-    to_rows = to_rows.astype(np.float64, copy=False)
-    np.multiply(to_rows, to_rows, out=to_rows)
-    kept = np.minimum(first[:, None], to_rows)  # (n_rows, candidates)
-    moved = np.minimum(second[:, None], to_rows)
-    if sample_weight is not None:
-        kept *= sample_weight[:, None]
-        moved *= sample_weight[:, None]
-    # totals[j, c]: the inertia with center j removed and one at candidate c: kept for every
-    # row, except j's rows, which go to min(second nearest, candidate). Sums by label with
-    # bincount, not a product with a membership matrix (which wakes BLAS threads).
-    gain = moved - kept
-    by_label = np.stack(
-        [np.bincount(labels, gain[:, c], n_clusters) for c in range(gain.shape[1])], axis=1
-    )
-    totals = kept.sum(axis=0) + by_label
+    totals = np.empty((n_clusters, rows.shape[0]))
+    _core.swap_totals(to_rows, sample_weight, labels, first, second, totals)
     center, candidate = np.unravel_index(np.argmin(totals), totals.shape)
     if not totals[center, candidate] < current * (1 - _SWAP_PREDICTED_GAIN):
         return None

@@ -1762,6 +1762,7 @@ cdef bint _batch_used_up(
 cdef enum:
     NESTED_MARGIN_BINS = 16
     NESTED_SWEEP_PERIOD = 8    # rounds between sweeps at most
+    NESTED_MARGIN_STRIDE = 4   # the margin's histogram reads one position in this many
 
 
 cdef inline double _nested_slack(const NestedState* state, Py_ssize_t i) noexcept nogil:
@@ -1778,35 +1779,43 @@ cdef double _working_set_margin(
         Py_ssize_t n_batch,
         double step,                  # IN the drift one round is expected to add
         Py_ssize_t* bins,             # TMP (NESTED_MARGIN_BINS,)
+        Py_ssize_t* period,           # OUT rounds until the next sweep, at most
 ) noexcept nogil:
     """The slack margin that minimises the rows visited per round, predicted.
 
     With margin step * 2^p, the rows with a smaller slack are visited every round and every
     row once per 2^p rounds (the next sweep, if each round adds ``step`` of drift): the cost
-    per round is active(p) + n_batch / 2^p. active(p) comes from one pass that bins each
-    row's slack by the exponent of slack / step.
+    per round is active(p) + n_batch / 2^p. active(p) is estimated from every
+    NESTED_MARGIN_STRIDE-th position, binned by the exponent of slack / step.
     """
     cdef Py_ssize_t i, p, best = 0, active = 0
     cdef int exponent
     cdef double cost, best_cost = INFINITY, slack, inverse
+    period[0] = 1
     if not step > 0:
         return 0
     inverse = 1 / step
     for p in range(NESTED_MARGIN_BINS):
         bins[p] = 0
-    for i in range(n_batch):
-        slack = (_nested_slack(state, i)) * inverse
+    i = 0
+    while i < n_batch:
+        slack = _nested_slack(state, i) * inverse
         if slack <= 1:
             bins[0] += 1
         else:
             frexp(slack, &exponent)  # 2^(exponent - 1) <= slack < 2^exponent
             bins[min(<Py_ssize_t> exponent, NESTED_MARGIN_BINS - 1)] += 1
+        i += NESTED_MARGIN_STRIDE
     for p in range(NESTED_MARGIN_BINS - 1):
         active += bins[p]  # rows with slack < step * 2^p (up to rounding at the edges)
-        cost = active + <double> n_batch / (1 << p)
+        cost = active * NESTED_MARGIN_STRIDE + <double> n_batch / (1 << p)
         if cost < best_cost:
             best_cost = cost
             best = p
+    # Sweep again after the predicted period (within NESTED_SWEEP_PERIOD): the movements
+    # shrink as the run settles, and a new sweep then leaves more rows aside.
+    period[0] = min(<Py_ssize_t> 1 << best, <Py_ssize_t> NESTED_SWEEP_PERIOD)
+
     return step * (1 << best)
 
 
@@ -1871,7 +1880,7 @@ def nested_rounds(
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
     cdef Py_ssize_t n_clusters = centers.shape[0], n_padded, per_thread, j, q, i, chunk
     cdef Py_ssize_t n_chunks, n_list, n_changes = 0, n_distances = 0, n_removed, n_added
-    cdef Py_ssize_t n_rounds = 0, n_aside = 0, since_sweep = 0
+    cdef Py_ssize_t n_rounds = 0, n_aside = 0, since_sweep = 0, sweep_period = 1
     cdef Py_ssize_t* add_offsets
     cdef Py_ssize_t* remove_offsets
     cdef Py_ssize_t* added
@@ -1975,9 +1984,7 @@ def nested_rounds(
                 largest = max(largest, drift[j])
             state.drift_max += state.move_max
             since_sweep += 1
-            # Also when the margin's predicted period is over: the movements shrink as the
-            # run settles, and a new sweep then leaves more rows aside.
-            sweep = largest + state.drift_max > margin or since_sweep >= NESTED_SWEEP_PERIOD
+            sweep = largest + state.drift_max > margin or since_sweep >= sweep_period
         state.active = NULL if sweep else active_list
         n_list = n_batch if sweep else n_batch - n_aside
         n_chunks = (n_list + CHUNK_ROWS - 1) // CHUNK_ROWS
@@ -2038,7 +2045,7 @@ def nested_rounds(
                 drift[j] = 0
             state.drift_max = 0
             with nogil:
-                margin = _working_set_margin(&state, n_batch, 2 * largest, bins)
+                margin = _working_set_margin(&state, n_batch, 2 * largest, bins, &sweep_period)
                 n_aside = 0
                 for i in range(n_batch):
                     if _nested_slack(&state, i) > margin:

@@ -1763,6 +1763,7 @@ cdef enum:
     NESTED_MARGIN_BINS = 16
     NESTED_SWEEP_PERIOD = 8    # rounds between sweeps at most
     NESTED_MARGIN_STRIDE = 4   # the margin's histogram reads one position in this many
+    NESTED_ROW_WORK = 16       # a row's bound test, in multiply-adds (for the thread count)
 
 
 cdef inline double _nested_slack(const NestedState* state, Py_ssize_t i) noexcept nogil:
@@ -1881,6 +1882,7 @@ def nested_rounds(
     cdef Py_ssize_t n_clusters = centers.shape[0], n_padded, per_thread, j, q, i, chunk
     cdef Py_ssize_t n_chunks, n_list, n_changes = 0, n_distances = 0, n_removed, n_added
     cdef Py_ssize_t n_rounds = 0, n_aside = 0, since_sweep = 0, sweep_period = 1
+    cdef Py_ssize_t n_full = n_batch, distances_before
     cdef Py_ssize_t* add_offsets
     cdef Py_ssize_t* remove_offsets
     cdef Py_ssize_t* added
@@ -1988,7 +1990,12 @@ def nested_rounds(
         state.active = NULL if sweep else active_list
         n_list = n_batch if sweep else n_batch - n_aside
         n_chunks = (n_list + CHUNK_ROWS - 1) // CHUNK_ROWS
-        round_threads = _clamp_threads(n_threads, n_list, n_clusters, n_features)
+        # The work of a round: a bound test per row, and the rows compared with every center
+        # (as many as last round; every row in a call's first round, which may add rows).
+        round_threads = _threads_for(
+            n_threads, n_chunks, <double> n_list * NESTED_ROW_WORK
+            + <double> min(n_full, n_list) * n_clusters * n_features)
+        distances_before = n_distances
         n_changes = 0
         with nogil:
             _prepare_centers(&prepared, centers, <floating*> owner.centers_storage)
@@ -2006,6 +2013,7 @@ def nested_rounds(
                     changed[n_changes] = changed[chunk * CHUNK_ROWS + q]
                     n_changes += 1
                 n_distances += state.chunk_distances[chunk]
+            n_full = n_distances - distances_before
 
             update_threads = _threads_for(n_threads, n_clusters, <double> n_changes * n_features)
             _group_by(&changed[0], n_changes, &labels[0], n_clusters, add_offsets, added)

@@ -1408,7 +1408,7 @@ def fit_steps(
 # j, so each center is exactly the mean of its batch rows (each row counts once, with its
 # current label): on a fixed batch a round is one Lloyd iteration, done incrementally.
 
-from libc.math cimport frexp
+from libc.string cimport memcpy
 from libc.math cimport sqrt as _sqrt
 
 cdef struct NestedState:
@@ -1480,19 +1480,20 @@ cdef inline void _nearest_two(
 cdef inline void _push_three(
         double value, int j, double* low, double* next_low, double* third_low, int* at,
         int* next_at) noexcept nogil:
-    """One more center into the three least values so far (ties keep the lower index)."""
-    if value < next_low[0]:
-        third_low[0] = next_low[0]
-        if value < low[0]:
-            next_low[0] = low[0]
-            next_at[0] = at[0]
-            low[0] = value
-            at[0] = j
-        else:
-            next_low[0] = value
-            next_at[0] = j
-    elif value < third_low[0]:
-        third_low[0] = value
+    """One more center into the three least values so far (ties keep the lower index).
+
+    Without branches (minima, maxima and conditional moves): where a center ranks is
+    unpredictable, and a mispredicted branch costs more than this arithmetic.
+    """
+    cdef double first = low[0], second = next_low[0]
+    cdef double above_first = value if value > first else first
+    cdef double above_second = value if value > second else second
+    cdef int new_next = at[0] if value < first else j
+    third_low[0] = above_second if above_second < third_low[0] else third_low[0]
+    next_low[0] = above_first if above_first < second else second
+    next_at[0] = new_next if value < second else next_at[0]
+    at[0] = j if value < first else at[0]
+    low[0] = value if value < first else first
 
 
 cdef inline void _record_nearest(
@@ -1787,10 +1788,12 @@ cdef double _working_set_margin(
     With margin step * 2^p, the rows with a smaller slack are visited every round and every
     row once per 2^p rounds (the next sweep, if each round adds ``step`` of drift): the cost
     per round is active(p) + n_batch / 2^p. active(p) is estimated from every
-    NESTED_MARGIN_STRIDE-th position, binned by the exponent of slack / step.
+    NESTED_MARGIN_STRIDE-th position, binned by the exponent of slack / step. Returns -1
+    when fewer than an eighth of the rows would be left aside: then the next round sweeps
+    again rather than keep a list of nearly every row.
     """
-    cdef Py_ssize_t i, p, best = 0, active = 0
-    cdef int exponent
+    cdef Py_ssize_t i, p, best = 0, active = 0, best_active = 0
+    cdef unsigned long long bits
     cdef double cost, best_cost = INFINITY, slack, inverse
     period[0] = 1
     if not step > 0:
@@ -1804,8 +1807,11 @@ cdef double _working_set_margin(
         if slack <= 1:
             bins[0] += 1
         else:
-            frexp(slack, &exponent)  # 2^(exponent - 1) <= slack < 2^exponent
-            bins[min(<Py_ssize_t> exponent, NESTED_MARGIN_BINS - 1)] += 1
+            # The binary exponent e with 2^(e - 1) <= slack < 2^e, from the bits (as frexp,
+            # cheaper); slack > 1 is a normal number, or infinite (the top bin).
+            memcpy(&bits, &slack, sizeof(double))
+            bins[min(<Py_ssize_t> ((bits >> 52) & 0x7ff) - 1022,
+                     <Py_ssize_t> NESTED_MARGIN_BINS - 1)] += 1
         i += NESTED_MARGIN_STRIDE
     for p in range(NESTED_MARGIN_BINS - 1):
         active += bins[p]  # rows with slack < step * 2^p (up to rounding at the edges)
@@ -1813,6 +1819,9 @@ cdef double _working_set_margin(
         if cost < best_cost:
             best_cost = cost
             best = p
+            best_active = active * NESTED_MARGIN_STRIDE
+    if 8 * (n_batch - best_active) < n_batch:
+        return -1
     # Sweep again after the predicted period (within NESTED_SWEEP_PERIOD): the movements
     # shrink as the run settles, and a new sweep then leaves more rows aside.
     period[0] = min(<Py_ssize_t> 1 << best, <Py_ssize_t> NESTED_SWEEP_PERIOD)
@@ -1827,11 +1836,12 @@ cdef enum:
     NESTED_USED_UP = 2       # the doubling rule holds
     NESTED_TOL = 3           # (whole data set) the centers moved by at most tol
 
-# Rounds on the whole data set only visit the rows near a boundary ("active"): after a sweep
-# over every row, a row whose bounds have a slack (lower - upper) above a margin is left
-# aside, and its label is proven for as long as the summed movements since the sweep (its
-# center's, plus the largest of each round) stay below the margin; then the next round
-# sweeps. _working_set_margin picks the margin.
+# Rounds without the doubling rule (on the whole data set, or settling a seeding on a fixed
+# batch) only visit the rows near a boundary ("active"): after a sweep over every row, a row
+# whose slack (_nested_slack) is above a margin is left aside, and its label is proven for as
+# long as the summed movements since the sweep (its center's, plus the largest of each
+# round) stay below the margin; then the next round sweeps. _working_set_margin picks the
+# margin. Which rows are aside changes how much work a round does; labels stay exact.
 
 
 def nested_rounds(
@@ -2054,15 +2064,16 @@ def nested_rounds(
             state.drift_max = 0
             with nogil:
                 margin = _working_set_margin(&state, n_batch, 2 * largest, bins, &sweep_period)
-                n_aside = 0
-                for i in range(n_batch):
-                    if _nested_slack(&state, i) > margin:
-                        state.aside[i] = 1
-                        n_aside += 1
-                    else:
-                        active_list[i - n_aside] = i
-            sweep = False
-            since_sweep = 0
+                if margin >= 0:
+                    n_aside = 0
+                    for i in range(n_batch):
+                        if _nested_slack(&state, i) > margin:
+                            state.aside[i] = 1
+                            n_aside += 1
+                        else:
+                            active_list[i - n_aside] = i
+                    sweep = False
+                    since_sweep = 0
 
     if working_set and not sweep:
         # The rows still aside take the movements since the sweep (all but the last round's,

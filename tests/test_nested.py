@@ -70,13 +70,17 @@ def test_float32_and_float64_agree():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-def test_bitwise_identical_for_any_thread_count(dtype):
+@pytest.mark.parametrize(
+    "n_features, n_clusters", [(5, 7), (3, 16)], ids=["tiles", "direct-nearest"]
+)
+def test_bitwise_identical_for_any_thread_count(dtype, n_features, n_clusters):
     # 4100 rows: chunks of 256 with a partial last one, and batches crossing chunk edges.
-    X, _ = make_blobs(4100, 5, 7, dtype=dtype, seed=5, spread=3.0)
+    # With 3 features and 16 centers, rows are compared with every center without tiles.
+    X, _ = make_blobs(4100, n_features, n_clusters, dtype=dtype, seed=5, spread=3.0)
     results = []
     for n_threads in (1, 2, 3):
         with threadpool_limits(n_threads, user_api="openmp"):
-            results.append(nested(7, batch_size=100).fit(X))
+            results.append(nested(n_clusters, batch_size=100).fit(X))
     for other in results[1:]:
         assert_array_equal(other.cluster_centers_, results[0].cluster_centers_)
         assert_array_equal(other.labels_, results[0].labels_)
@@ -251,21 +255,23 @@ def test_round_kernel_checks_its_arguments():
         np.full(10, -1, dtype=np.int32),
         np.zeros(10),
         np.zeros(10),
+        np.zeros(10, dtype=np.int32),
+        np.zeros(10),
         np.zeros(2),
         np.zeros(2),
         np.zeros(10, dtype=np.intp),
         np.zeros(10, dtype=np.int32),
     ]
     with pytest.raises(ValueError, match="n_batch"):
-        _nested_kernels.nested_round(X, *state, 11)
+        _nested_kernels.nested_rounds(X, *state, 11)
     bad = list(state)
     bad[7] = np.zeros(9)
     with pytest.raises(ValueError, match="upper"):
-        _nested_kernels.nested_round(X, *bad, 10)
+        _nested_kernels.nested_rounds(X, *bad, 10)
     bad = list(state)
     bad[0] = np.zeros(9, dtype=np.intp)
     with pytest.raises(ValueError, match="order must have one entry per row"):
-        _nested_kernels.nested_round(X, *bad, 10)
+        _nested_kernels.nested_rounds(X, *bad, 10)
 
 
 @pytest.mark.skipif(not os.path.exists(HOUSING_CSV), reason="housing CSV not in ../shared")
@@ -276,3 +282,109 @@ def test_california_housing_reaches_a_fixed_point():
     model = nested(6, random_state=0).fit(frame[["median_income", "latitude", "longitude"]])
     assert list(model.feature_names_in_) == ["median_income", "latitude", "longitude"]
     assert_lloyd_fixed_point(X, model, rtol=1e-9)
+
+
+def plain_lloyd(X, centers, sample_weight=None, max_rounds=500):
+    """Lloyd iterations in plain NumPy float64 until no label changes: (centers, labels)."""
+    centers = np.array(centers, dtype=np.float64)
+    labels = None
+    for _ in range(max_rounds):
+        new_labels, _ = nearest_centers(X, centers)
+        if labels is not None and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        means = lloyd_means(X, labels, len(centers), sample_weight)
+        filled = np.bincount(labels, minlength=len(centers)) > 0
+        centers[filled] = means[filled]
+    return centers, labels
+
+
+@pytest.mark.parametrize(
+    "n_features, n_clusters, weighted",
+    [(3, 6, False), (3, 16, False), (3, 16, True), (12, 9, True)],
+    ids=["tiles", "direct-nearest", "direct-weighted", "tiles-weighted"],
+)
+def test_rounds_on_the_whole_data_are_lloyd_iterations(n_features, n_clusters, weighted):
+    # Rounds on the whole data set from given centers, with the working set, the runner
+    # bounds and the sweeps at work (overlapping blobs: many rounds with few changes), end
+    # where plain Lloyd from the same centers ends.
+    X, _ = make_blobs(6000, n_features, n_clusters, seed=21, spread=6.0)
+    weights = np.random.RandomState(1).uniform(0.5, 2, len(X)) if weighted else None
+    start = X[:: len(X) // n_clusters][:n_clusters].copy()
+    centers = start.copy()
+    n = len(X)
+    state = [
+        np.arange(n, dtype=np.intp), weights, centers, np.zeros((n_clusters, n_features)),
+        np.zeros(n_clusters), np.zeros(n_clusters, dtype=np.intp),
+        np.full(n, -1, dtype=np.int32), np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int32),
+        np.zeros(n), np.zeros(n_clusters), np.zeros(n_clusters),
+        np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.int32),
+    ]  # fmt: skip
+    n_rounds, n_changes, _, reason = _nested_kernels.nested_rounds(X, *state, n, 1000, 0.0, 0.0, 2)
+    assert (n_changes, reason) == (0, 1)  # stopped at a fixed point
+    assert n_rounds > 10
+    expected_centers, expected_labels = plain_lloyd(X, start, weights)
+    assert_array_equal(state[6], expected_labels)
+    assert_allclose(centers, expected_centers, rtol=1e-10, atol=1e-10)
+
+
+def test_round_limit_leaves_exact_bounds():
+    # Stopping after a few rounds (rows left aside by the working set) and going on in
+    # another call ends where one call ends.
+    X, _ = make_blobs(5000, 3, 16, seed=22, spread=6.0)
+    n, k = len(X), 16
+
+    def fresh():
+        return [
+            np.arange(n, dtype=np.intp), None, X[:k].copy(), np.zeros((k, 3)), np.zeros(k),
+            np.zeros(k, dtype=np.intp), np.full(n, -1, dtype=np.int32), np.zeros(n),
+            np.zeros(n), np.zeros(n, dtype=np.int32), np.zeros(n), np.zeros(k), np.zeros(k),
+            np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.int32),
+        ]  # fmt: skip
+
+    once = fresh()
+    total, _, _, _ = _nested_kernels.nested_rounds(X, *once, n, 1000)
+    pieces = fresh()
+    done, reason = 0, 0
+    while reason != 1:
+        ran, _, _, reason = _nested_kernels.nested_rounds(X, *pieces, n, 5)
+        done += ran
+    assert done == total
+    assert_array_equal(pieces[2], once[2])
+    assert_array_equal(pieces[6], once[6])
+
+
+def test_swap_kernels_match_numpy():
+    rng = np.random.RandomState(3)
+    X = rng.normal(size=(300, 4))
+    centers = rng.normal(size=(5, 4))
+    candidates = X[[3, 50, 99]]
+    weights = rng.uniform(0, 2, len(X))
+    distances = np.sqrt(((X[:, None] - centers[None]) ** 2).sum(axis=2))
+    to_candidates = np.sqrt(((X[:, None] - candidates[None]) ** 2).sum(axis=2))
+    labels = np.empty(len(X), dtype=np.int32)
+    first, second, cost = np.empty(len(X)), np.empty(len(X)), np.empty(len(X))
+    current = _nested_kernels.swap_nearest(distances, weights, labels, first, second, cost)
+    sq = np.sort(distances**2, axis=1)
+    assert_array_equal(labels, distances.argmin(axis=1))
+    assert_allclose(first, sq[:, 0], rtol=1e-14)
+    assert_allclose(second, sq[:, 1], rtol=1e-14)
+    assert current == pytest.approx((weights * sq[:, 0]).sum(), rel=1e-12)
+    totals = np.empty((5, 3))
+    _nested_kernels.swap_totals(to_candidates, weights, labels, first, second, totals)
+    for j in range(5):
+        for c in range(3):
+            moved = np.delete(centers, j, axis=0)
+            moved = np.vstack([moved, candidates[c]])
+            _, nearest = nearest_centers(X, moved)
+            assert totals[j, c] == pytest.approx((weights * nearest).sum(), rel=1e-12)
+
+
+def test_auto_n_init_settles_three_seedings(capsys):
+    X, _ = make_blobs(2000, 2, 4, seed=23, spread=1.0)
+    nested(4, batch_size=100, verbose=1).fit(X)
+    assert "Init 3/3" in capsys.readouterr().out
+    nested(4, batch_size=100, verbose=1, init=X[:4]).fit(X)
+    assert "Init " not in capsys.readouterr().out
+    nested(4, batch_size=100, verbose=1, n_init=1).fit(X)
+    assert "Init " not in capsys.readouterr().out

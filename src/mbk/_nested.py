@@ -2,12 +2,15 @@
 
 The batches grow and contain each other: batch t is the first b_t positions of one random
 permutation of the rows, and b_{t+1} is b_t or 2 b_t. Because the rows of a batch stay in the
-next one, each row keeps its label and two distance bounds from round to round (Hamerly's
-upper and lower bounds), and a row whose bounds prove that its nearest center cannot have
-changed costs no distance computation. Each center is the weighted mean of the batch rows
-currently labelled with it (a row that changes label leaves its old center's sums), so on a
-fixed batch a round is exactly one Lloyd iteration, and a run that reaches the whole data
-set and stops when no label changes ends at a Lloyd fixed point of the data.
+next one, each row keeps its label and distance bounds from round to round (Hamerly's upper
+and lower bounds, the lower one split between the runner-up center and the others), and a
+row whose bounds prove that its nearest center cannot have changed costs no distance
+computation; on the whole data set (and when a seeding settles), rows far from any boundary
+are left out of the rounds altogether until the centers have moved enough to matter (a
+working set, see _core). Each center is the weighted mean of the batch rows currently
+labelled with it (a row that changes label leaves its old center's sums), so on a fixed
+batch a round is exactly one Lloyd iteration, and a run that reaches the whole data set and
+stops when no label changes ends at a Lloyd fixed point of the data.
 
 When to double. A center estimated from n_j rows has a standard error of about
 sigma_j = sqrt(sum_i w_i d_i^2) / W_j (d_i the rows' distances to it, W_j their weight).
@@ -15,12 +18,17 @@ Once every center moves by less than sigma_j / RHO in a round, further rounds on
 only fit its sampling noise (the paper's "premature fine-tuning"), so the batch doubles. A
 round in which no label changes (a Lloyd fixed point of the batch) doubles it too.
 
-Seeding. k-means++ runs on the first batch; then single center moves ("swaps", see
-_best_swap) are tried, each followed by rounds on the first batch and kept while they lower
-its inertia. With n_init > 1, the best seeding on the first batch goes on.
+Seeding. Each of n_init seedings (n_init="auto": NESTED_AUTO_N_INIT) is drawn on a sample of
+the first batch and settled there by rounds up to a Lloyd fixed point; the one with the
+lowest inertia on the sample goes on. Then single center moves ("swaps", see _best_swap) are
+tried on the sample, each followed by rounds there and kept while they lower its inertia.
+Lloyd's local minima are mostly decided by the seeding: on California housing one k-means++
+seeding in four or five ends 2-7% above the best solution, where swaps do not help, and the
+best of three settled seedings rarely does.
 
-The compiled round is ``_nested_kernels.nested_round``; this module drives it: seeding and
-swaps, the doubling rule, the stopping rules. The estimator decides that it runs.
+The compiled rounds are ``_nested_kernels.nested_rounds`` (which also applies the doubling
+rule and the stopping rules); this module drives them: seeding and swaps, growing the batch,
+max_iter. The estimator decides that it runs.
 """
 
 import math
@@ -33,6 +41,15 @@ from . import _core, _nested_kernels
 # Double the batch when every center's movement is below its standard error / RHO. Chosen by
 # measurement on the benchmark workloads (bench/nested.py): smaller values double earlier.
 RHO = 1.0
+# Seedings tried by n_init="auto": each is settled to a Lloyd fixed point of the first batch,
+# and the best goes on. On California housing (k = 6, 8, 20) one seeding in four or five
+# ends in a local minimum 2-7% above the best, which swaps do not leave; three make that
+# rare for about a millisecond each.
+NESTED_AUTO_N_INIT = 3
+# With several seedings, each settles on the first part of the first batch: half of it, but
+# at least this many rows per cluster (the local minima are decided by then, at half the
+# cost).
+_SETTLE_PER_CLUSTER = 128
 # Swaps tried on the first batch after its rounds (see _best_swap): at most this many, each
 # choosing among the rows farthest from their centers and rows drawn in proportion to
 # w * d^2, and kept when, after rounds on the first batch, its inertia is lower by this
@@ -41,6 +58,11 @@ _MAX_SWAPS = 20
 _SWAP_FARTHEST = 4
 _SWAP_DRAWN = 8
 _SWAP_GAIN = 1e-4
+# A swap is only tried when, before any round, it lowers the first batch's inertia by this
+# fraction: a missed cluster gains far more, and the rounds after a small gain rarely keep it.
+_SWAP_PREDICTED_GAIN = 0.01
+# Why _nested_kernels.nested_rounds returned.
+_FIXED_POINT, _USED_UP, _TOL = 1, 2, 3
 
 
 @dataclass
@@ -53,15 +75,6 @@ class NestedResult:
     converged: bool  # reached a Lloyd fixed point of the whole data set
 
 
-def _should_double(labels, upper, order, sample_weight, weight_sums, movement, n_batch):
-    """The doubling rule: every center's movement is below sigma_j / RHO."""
-    spread = np.empty(weight_sums.shape[0])
-    _nested_kernels.cluster_spread(labels, upper, order, sample_weight, spread, n_batch)
-    live = weight_sums > 0
-    sigma = np.sqrt(spread[live]) / weight_sums[live]
-    return bool(np.all(movement[live] * RHO < sigma))
-
-
 class _State:
     """Per batch position: label (-1 until first labelled), bounds; per center: sums."""
 
@@ -72,6 +85,8 @@ class _State:
         self.labels = np.full(n_samples, -1, dtype=np.int32)
         self.upper = np.empty(n_samples)
         self.lower = np.empty(n_samples)
+        self.runner = np.zeros(n_samples, dtype=np.int32)
+        self.rest = np.empty(n_samples)
         self.movement = np.zeros(n_clusters)
         self.half_gap = np.zeros(n_clusters)
         self.changed = np.empty(n_samples, dtype=np.intp)
@@ -81,7 +96,7 @@ class _State:
         """Move the state of the first n_seen positions to position order[i] (the row), and
         mark the other rows new: from then on position i is row i, and the rounds on the
         whole data set read X in its own order instead of scattered."""
-        for name in ("labels", "upper", "lower"):
+        for name in ("labels", "upper", "lower", "runner", "rest"):
             values = getattr(self, name)
             moved = np.full_like(values, -1) if name == "labels" else np.empty_like(values)
             moved[order[:n_seen]] = values[:n_seen]
@@ -90,7 +105,7 @@ class _State:
 
 
 def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, verbose,
-         first_batch_only=False):  # fmt: skip
+         first_batch_only=False, rho=RHO):  # fmt: skip
     """Nested rounds from the given centers (updated in place).
 
     Returns (NestedResult, rows visited); with ``first_batch_only``, stops as soon as the
@@ -102,34 +117,39 @@ def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, 
     converged = False
     if n_batch == n_samples:
         order = state.in_row_order(order, 0)
-    while n_rounds == 0 or visits + n_batch <= max_visits:
-        n_changes, n_full = _nested_kernels.nested_round(
+    while True:
+        allowed = (max_visits - visits) // n_batch
+        if n_rounds > 0 and allowed < 1:
+            if verbose:
+                print(f"Stopped: max_iter passes over the data used after {n_rounds} rounds")
+            break
+        # verbose > 1 prints every round, so the kernel runs one at a time.
+        max_rounds = 1 if verbose > 1 else max(allowed, 1)
+        ran, n_changes, n_full, reason = _nested_kernels.nested_rounds(
             X, order, sample_weight, centers, state.sums, state.weight_sums, state.counts,
-            state.labels, state.upper, state.lower, state.movement, state.half_gap,
-            state.changed, state.moved_from, n_batch, n_threads,
+            state.labels, state.upper, state.lower, state.runner, state.rest, state.movement,
+            state.half_gap,
+            state.changed, state.moved_from, n_batch, max_rounds, rho, tol, n_threads,
         )  # fmt: skip
-        visits += n_batch
-        n_rounds += 1
-        if verbose > 1 or (verbose and n_batch == n_samples and n_changes == 0):
+        visits += ran * n_batch
+        n_rounds += ran
+        if verbose > 1:
             print(
                 f"Nested round {n_rounds}: batch {n_batch}, {n_changes} labels changed, "
                 f"{n_full} rows compared with every center, largest center move "
                 f"{state.movement.max():.6g}"
             )
         if n_batch == n_samples:
-            if n_changes == 0:
+            if reason == _FIXED_POINT:
                 converged = True
                 if verbose:
                     print(f"Converged (Lloyd fixed point) after {n_rounds} rounds")
                 break
-            if tol > 0 and float(np.dot(state.movement, state.movement)) <= tol:
+            if reason == _TOL:
                 if verbose:
                     print(f"Converged (small centers change) after {n_rounds} rounds")
                 break
-        elif n_changes == 0 or _should_double(
-            state.labels, state.upper, order, sample_weight, state.weight_sums,
-            state.movement, n_batch,
-        ):  # fmt: skip
+        elif reason in (_FIXED_POINT, _USED_UP):
             if first_batch_only:
                 return None, visits
             n_old, n_batch = n_batch, min(2 * n_batch, n_samples)
@@ -137,9 +157,6 @@ def _run(X, sample_weight, centers, order, n_first, max_visits, tol, n_threads, 
                 print(f"Nested round {n_rounds}: batch grows to {n_batch}")
             if n_batch == n_samples:
                 order = state.in_row_order(order, n_old)
-    else:
-        if verbose:
-            print(f"Stopped: max_iter passes over the data used after {n_rounds} rounds")
     if first_batch_only:
         return None, visits
 
@@ -178,29 +195,21 @@ def _best_swap(X, sample_weight, centers, random_state, n_threads):
         return None
     distances = np.empty((n_rows, n_clusters), dtype=X.dtype)
     _core.euclidean_distances(X, centers, distances, n_threads)
-    sq = distances.astype(np.float64) ** 2
-    labels = sq.argmin(axis=1)
-    nearest_two = np.partition(sq, 1, axis=1)
-    first, second = nearest_two[:, :1], nearest_two[:, 1:2]
-    weights = np.ones((n_rows, 1)) if sample_weight is None else sample_weight[:, None]
-    cost = (weights * first).ravel()
-    current = cost.sum()
+    labels = np.empty(n_rows, dtype=np.int32)
+    first, second, cost = np.empty(n_rows), np.empty(n_rows), np.empty(n_rows)
+    current = _nested_kernels.swap_nearest(distances, sample_weight, labels, first, second, cost)
     if not current > 0:
         return None
-    farthest = np.argsort(cost)[-_SWAP_FARTHEST:]
+    farthest = np.argpartition(cost, n_rows - _SWAP_FARTHEST)[-_SWAP_FARTHEST:]
     drawn = random_state.choice(n_rows, size=_SWAP_DRAWN, p=cost / current)
     rows = np.unique(np.concatenate([farthest, drawn]))
     to_rows = np.empty((n_rows, rows.shape[0]), dtype=X.dtype)
     _core.euclidean_distances(X, np.ascontiguousarray(X[rows]), to_rows, n_threads)
-    to_rows = to_rows.astype(np.float64) ** 2
-    kept = weights * np.minimum(first, to_rows)  # (n_rows, candidates)
-    moved = weights * np.minimum(second, to_rows)
-    # totals[j, c]: the inertia with center j removed and one at candidate c: kept for every
-    # row, except j's rows, which go to min(second nearest, candidate).
-    members = np.zeros((n_clusters, n_rows))
-    members[labels, np.arange(n_rows)] = 1
-    totals = kept.sum(axis=0) + members @ (moved - kept)
+    totals = np.empty((n_clusters, rows.shape[0]))
+    _nested_kernels.swap_totals(to_rows, sample_weight, labels, first, second, totals)
     center, candidate = np.unravel_index(np.argmin(totals), totals.shape)
+    if not totals[center, candidate] < current * (1 - _SWAP_PREDICTED_GAIN):
+        return None
     return int(center), int(rows[candidate])
 
 
@@ -209,25 +218,33 @@ def _first_batch_inertia(X, sample_weight, centers, first, n_threads):
     return _core.assign_labels(X, centers, labels, first, sample_weight, n_threads)
 
 
-def _refine_first_batch(X, sample_weight, centers, order, init_size, max_visits, tol,
-                        n_threads, verbose, random_state):  # fmt: skip
-    """Rounds on the first batch, then swaps (each followed by rounds) while they help.
+def _settle_first_batch(X, sample_weight, centers, order, init_size, max_visits, tol,
+                        n_threads, verbose):  # fmt: skip
+    """Rounds on the first batch; returns the rows visited and the first batch's inertia."""
+    args = (X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose)
+    _, visits = _run(*args, first_batch_only=True, rho=0)
+    inertia = _first_batch_inertia(X, sample_weight, centers, order[:init_size], n_threads)
+    return visits, inertia
 
-    Returns the rows visited and the first batch's inertia.
+
+def _swap_first_batch(X, sample_weight, centers, order, init_size, max_visits, tol,
+                      n_threads, verbose, random_state, inertia):  # fmt: skip
+    """Swaps (each followed by rounds on the first batch) while they help.
+
+    Returns the rows visited.
     """
     args = (X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose)
-    _, visits = _run(*args, first_batch_only=True)
+    visits = 0
     first = order[:init_size]
     X_first = X[first]
     weight_first = None if sample_weight is None else sample_weight[first]
-    inertia = _first_batch_inertia(X, sample_weight, centers, first, n_threads)
     for swap in range(_MAX_SWAPS):
         move = _best_swap(X_first, weight_first, centers, random_state, n_threads)
         if move is None:
             break
         before = centers.copy()
         centers[move[0]] = X_first[move[1]]
-        _, used = _run(*args, first_batch_only=True)
+        _, used = _run(*args, first_batch_only=True, rho=0)
         visits += used
         after = _first_batch_inertia(X, sample_weight, centers, first, n_threads)
         if verbose:
@@ -236,48 +253,56 @@ def _refine_first_batch(X, sample_weight, centers, order, init_size, max_visits,
             centers[:] = before
             break
         inertia = after
-    return visits, inertia
+    return visits
 
 
-def fit_nested(X, sample_weight, random_state, seed_centers, *, n_init, init_size, max_iter,
-               tol, n_threads, verbose):  # fmt: skip
+def fit_nested(X, sample_weight, random_state, seed_centers, *, n_clusters, n_init, init_size,
+               max_iter, tol, n_threads, verbose):  # fmt: skip
     """Nested mini-batch k-means from the best of n_init seedings.
 
-    One permutation of the rows is drawn; its first ``init_size`` rows are both the sample
-    that ``seed_centers(X_sample, weight_sample)`` seeds on and the first batch, so every seed
-    starts with its own row. With n_init > 1, each seeding is refined by rounds on the first
-    batch until the doubling rule says that batch is used up, and the one with the lowest
-    inertia on the first batch is run to the end (Lloyd's local minima are decided early and
-    the first batch's rounds are cheap). ``max_iter`` bounds the rows visited, over all
-    rounds, to max_iter * n_samples. ``tol`` (already scaled to the data) ends the run on the
-    whole data set when the summed squared center movement of a round is at most tol; 0
-    runs to a Lloyd fixed point.
+    One permutation of the rows is drawn; its first ``init_size`` rows are the first batch.
+    The seedings use a "settling" sample, the first rows of that batch: all of it with one
+    seeding, else half of it but at least _SETTLE_PER_CLUSTER rows per cluster. Each seeding
+    (``seed_centers(X_sample, weight_sample)``, so every seed is a row of the sample) is
+    settled by rounds on that sample up to a Lloyd fixed point, and the one with the lowest
+    inertia there goes on: Lloyd's local minima are decided early, and these rounds are
+    cheap. Swaps on the same sample follow (see _swap_first_batch), then the nested rounds
+    from the first batch to the end. ``max_iter`` bounds the rows visited, over all rounds,
+    to max_iter * n_samples. ``tol`` (already scaled to the data) ends the run on the whole
+    data set when the summed squared center movement of a round is at most tol; 0 runs to a
+    Lloyd fixed point.
     """
     n_samples = X.shape[0]
     if sample_weight is not None and (sample_weight < 0).any():
         raise ValueError("algorithm='nested' needs non-negative sample_weight.")
+    # Every round reads rows, many times over: a row spread over several cache lines (a
+    # Fortran-ordered or strided X, as pandas' to_numpy gives) costs more than a copy.
+    X = np.ascontiguousarray(X)
     max_visits = max_iter * n_samples
     order = random_state.permutation(n_samples).astype(np.intp)
-    first = order[:init_size]
-    X_first = X[first]
-    weight_first = None if sample_weight is None else sample_weight[first]
+    settle_size = init_size
+    if n_init > 1:
+        settle_size = min(init_size, max(init_size // 2, _SETTLE_PER_CLUSTER * n_clusters))
+    sample = order[:settle_size]
+    X_sample = X[sample]
+    weight_sample = None if sample_weight is None else sample_weight[sample]
     visits = 0
     best_centers, best_inertia = None, None
     for init_index in range(n_init):
-        centers = seed_centers(X_first, weight_first)
+        centers = seed_centers(X_sample, weight_sample)
         centers = np.array(centers, dtype=X.dtype, order="C", copy=True)
-        used, inertia = _refine_first_batch(
-            X, sample_weight, centers, order, init_size, max_visits, tol, n_threads, verbose,
-            random_state,
+        used, inertia = _settle_first_batch(
+            X, sample_weight, centers, order, settle_size, max_visits, tol, n_threads, verbose
         )  # fmt: skip
         visits += used
-        if n_init > 1:
-            if verbose:
-                print(f"Init {init_index + 1}/{n_init}: inertia on the first batch {inertia}")
-            if best_inertia is None or inertia < best_inertia:
-                best_centers, best_inertia = centers, inertia
-        else:
-            best_centers = centers
+        if verbose and n_init > 1:
+            print(f"Init {init_index + 1}/{n_init}: inertia on the first batch {inertia}")
+        if best_inertia is None or inertia < best_inertia:
+            best_centers, best_inertia = centers, inertia
+    visits += _swap_first_batch(
+        X, sample_weight, best_centers, order, settle_size, max_visits, tol, n_threads,
+        verbose, random_state, best_inertia,
+    )  # fmt: skip
     result, used = _run(
         X, sample_weight, best_centers, order, init_size, max(max_visits - visits, 1), tol,
         n_threads, verbose,

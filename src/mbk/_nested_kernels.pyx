@@ -1,11 +1,13 @@
-"""Compiled nested mini-batch k-means: one round on a growing, nested batch, and the sums
-its driver (mbk._nested) needs.
+"""Compiled nested mini-batch k-means: rounds on a growing, nested batch (with the doubling
+and stopping rules), the swap search's reductions, and the sums its driver (mbk._nested)
+needs.
 """
 
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
 from libc.math cimport sqrt as _sqrt
+from libc.string cimport memcpy
 
 from mbk._core cimport (
     CHUNK_ROWS, Centers, Rows, _Scratch, _check_centers, _clamp_threads, _distance_chunk,
@@ -20,8 +22,13 @@ from mbk._kernels cimport MBK_MAX_TILE_ROWS
 #
 # Batch position i is row order[i] of X; the batch of a round is positions [0, n_batch), which
 # holds the previous round's batch, so every batch contains the one before. Each batch
-# position keeps its label (-1 until it is first labelled) and two Hamerly bounds on distances
-# (not squared): upper[i] >= ||x - c_label|| and lower[i] <= min over other centers of ||x - c||.
+# position keeps its label (-1 until it is first labelled) and bounds on distances (not
+# squared): upper[i] >= ||x - c_label||, and, for its "runner" (runner[i], the second nearest
+# center when the row was last compared with every center) lower[i] <= ||x - c_runner||, and
+# rest[i] <= the distance to every other center. Hamerly's single lower bound is
+# min(lower, rest); keeping the runner apart means a moving center only erodes the bounds of
+# the rows it is the runner of, plus (through rest, which starts at the third distance) by
+# much less than it would the single bound.
 # sums[j] and weight_sums[j] hold the weighted sum and weight of the rows currently labelled
 # j, so each center is exactly the mean of its batch rows (each row counts once, with its
 # current label): on a fixed batch a round is one Lloyd iteration, done incrementally.
@@ -32,15 +39,103 @@ cdef struct NestedState:
     int* labels                   # (n_samples,) per batch position
     double* upper
     double* lower
+    int* runner                   # (n_samples,) the center lower is for
+    double* rest
     const double* movement        # (n_clusters,) how far each center moved last round
     const double* half_gap        # (n_clusters,) half the distance to the nearest other center
     double move_max               # the largest movement, and the index and value of the
     Py_ssize_t move_argmax        # second largest: a row's lower bound drops by the largest
     double move_second            # movement among the centers other than its own
+    const Py_ssize_t* active      # the round's positions; NULL: every position of the batch
+    unsigned char* aside          # (n_samples,) 1: left out of the rounds since the last sweep
+    const double* drift           # (n_clusters,) each center's movement since the last sweep
+    double drift_max              # the sum of the largest movements since the last sweep
     Py_ssize_t* changed           # (n_samples,) OUT per chunk: positions whose label changed
     int* moved_from               # (n_samples,) OUT previous label of a changed position, or -1
     Py_ssize_t* chunk_changes     # (n_chunks,) OUT how many positions each chunk changed
     Py_ssize_t* chunk_distances   # (n_chunks,) OUT rows compared with every center
+
+
+cdef enum:
+    # Rows with at most this many features, against at least this many centers, are compared
+    # with every center by _nearest_two rather than by tiles (measured on California housing:
+    # 3 features, faster with 20 centers, slower with 6).
+    NESTED_DIRECT_FEATURES = 8
+    NESTED_DIRECT_CLUSTERS = 12
+
+
+cdef inline void _nearest_two(
+        const floating* x,            # IN (n_features,)
+        const floating* transposed,   # IN (n_features, n_padded) the prepared centers
+        Py_ssize_t n_features,
+        Py_ssize_t n_padded,
+        Py_ssize_t n_clusters,
+        floating* sq,                 # TMP (n_clusters,)
+        int* best,                    # OUT the nearest center (the lowest index on ties)
+        int* next_best,               # OUT the second nearest
+        double* first,                # OUT the distances to the nearest, the second nearest
+        double* second,               # OUT
+        double* third,                # OUT and the third nearest (INFINITY below 3 centers)
+) noexcept nogil:
+    """Direct squared differences, feature by feature over all centers, then the least three."""
+    cdef Py_ssize_t f, j
+    cdef floating xf, diff
+    cdef const floating* column
+    cdef double low = INFINITY, next_low = INFINITY, third_low = INFINITY
+    cdef int at = 0, next_at = 0
+    for j in range(n_clusters):
+        sq[j] = 0
+    for f in range(n_features):
+        xf = x[f]
+        column = transposed + f * n_padded
+        for j in range(n_clusters):
+            diff = xf - column[j]
+            sq[j] += diff * diff
+    for j in range(n_clusters):
+        _push_three(sq[j], <int> j, &low, &next_low, &third_low, &at, &next_at)
+    best[0] = at
+    next_best[0] = next_at
+    first[0] = _sqrt(low)
+    second[0] = _sqrt(next_low)
+    third[0] = _sqrt(third_low)
+
+
+cdef inline void _push_three(
+        double value, int j, double* low, double* next_low, double* third_low, int* at,
+        int* next_at) noexcept nogil:
+    """One more center into the three least values so far (ties keep the lower index).
+
+    Without branches (minima, maxima and conditional moves): where a center ranks is
+    unpredictable, and a mispredicted branch costs more than this arithmetic.
+    """
+    cdef double first = low[0], second = next_low[0]
+    cdef double above_first = value if value > first else first
+    cdef double above_second = value if value > second else second
+    cdef int new_next = at[0] if value < first else j
+    third_low[0] = above_second if above_second < third_low[0] else third_low[0]
+    next_low[0] = above_first if above_first < second else second
+    next_at[0] = new_next if value < second else next_at[0]
+    at[0] = j if value < first else at[0]
+    low[0] = value if value < first else first
+
+
+cdef inline void _record_nearest(
+        NestedState* state, Py_ssize_t at, int best, int next_best, double first,
+        double second, double third, Py_ssize_t start, Py_ssize_t* n_changes) noexcept nogil:
+    """Position at's exact label and bounds; a changed label joins its chunk's list."""
+    if state.labels[at] < 0:
+        state.moved_from[at] = -1
+        state.changed[start + n_changes[0]] = at
+        n_changes[0] += 1
+    elif state.labels[at] != best:
+        state.moved_from[at] = state.labels[at]
+        state.changed[start + n_changes[0]] = at
+        n_changes[0] += 1
+    state.labels[at] = best
+    state.upper[at] = first
+    state.runner[at] = next_best
+    state.lower[at] = second
+    state.rest[at] = third
 
 
 cdef void _nested_chunk(
@@ -48,62 +143,103 @@ cdef void _nested_chunk(
         const Centers* centers,       # IN current centers, prepared
         NestedState* state,           # INOUT
         Py_ssize_t chunk,
-        Py_ssize_t n_batch,
+        Py_ssize_t n_list,            # positions in the round: the active list's or the batch's
         Py_ssize_t* pending,          # TMP (CHUNK_ROWS,) rows of X to compare with all centers
         Py_ssize_t* pending_at,       # TMP (CHUNK_ROWS,) their batch positions
         floating* tile,               # TMP _tile_scratch(n_features)
         floating* distances,          # TMP (MBK_MAX_TILE_ROWS * n_clusters,)
         floating* row_buffer,         # TMP (n_features,)
 ) noexcept nogil:
-    """Label the batch positions of one chunk, skipping rows whose bounds prove the label.
+    """Label the positions of one chunk of the round, skipping rows whose bounds prove the label.
 
     Hamerly's test: after the centers moved by p, upper += p[label] and lower -= the largest
     p of another center; the label cannot have changed while upper <= max(lower, half_gap).
     Otherwise upper is tightened to the exact distance and tested again; rows that still fail
-    (and rows new to the batch, labelled -1) are compared with every center, by tiles.
+    (and rows new to the batch, labelled -1) are compared with every center (by tiles, or
+    directly for few features). A row left aside since the last sweep gets the summed
+    movements since then instead.
     """
-    cdef Py_ssize_t start = chunk * CHUNK_ROWS, end = min(start + CHUNK_ROWS, n_batch)
+    cdef Py_ssize_t start = chunk * CHUNK_ROWS, end = min(start + CHUNK_ROWS, n_list)
     cdef Py_ssize_t n_features = rows.n_features, n_clusters = centers.n_clusters
     cdef const floating* center_rows = <const floating*> centers.rows
-    cdef Py_ssize_t i, r, t, j, n_pending = 0, n_in_tile, x_stride, at, n_changes = 0
+    cdef Py_ssize_t q, i, r, t, j, n_pending = 0, n_in_tile, x_stride, n_changes = 0
     cdef int label, best
-    cdef double bound, drop, first, second, value
+    cdef double bound, drop, first, second
     cdef Rows batch
     cdef const floating* x
     cdef int tile_rows = centers.kernels.tile_rows
     # The state's pointers and scalars in locals: the stores below could alias the struct.
     cdef const Py_ssize_t* order = state.order
+    cdef const Py_ssize_t* active = state.active
+    cdef unsigned char* aside = state.aside
     cdef const int* labels = state.labels
     cdef double* upper = state.upper
     cdef double* lower = state.lower
+    cdef int* runner = state.runner
+    cdef double* rest = state.rest
+    cdef double other, third
+    cdef int next_best
     cdef const double* movement = state.movement
     cdef const double* half_gap = state.half_gap
+    cdef const double* drift = state.drift
     cdef double move_max = state.move_max, move_second = state.move_second
+    cdef double drift_max = state.drift_max
     cdef Py_ssize_t move_argmax = state.move_argmax
     cdef double up
-    for i in range(start, end):
+    for q in range(start, end):
+        i = active[q] if active != NULL else q
         label = labels[i]
         if label < 0:
             pending[n_pending] = order[i]
             pending_at[n_pending] = i
             n_pending += 1
             continue
-        drop = move_second if label == move_argmax else move_max
-        up = upper[i] + movement[label]
-        bound = lower[i] - drop
+        if aside != NULL and aside[i]:
+            aside[i] = 0
+            up = upper[i] + drift[label]
+            bound = lower[i] - drift[runner[i]]
+            other = rest[i] - drift_max
+        else:
+            drop = move_second if label == move_argmax else move_max
+            up = upper[i] + movement[label]
+            bound = lower[i] - movement[runner[i]]
+            other = rest[i] - drop
         lower[i] = bound
+        rest[i] = other
+        if other < bound:
+            bound = other
         if half_gap[label] > bound:
             bound = half_gap[label]
         if up > bound:
+            # Tighten: the exact distance to the own center, then to the runner.
             x = _row_ptr(rows, order[i], row_buffer)
             up = _sqrt(<double> _sq_euclidean(x, center_rows + label * n_features, n_features))
+            if up > bound and other > lower[i] and runner[i] != label:
+                lower[i] = _sqrt(<double> _sq_euclidean(
+                    x, center_rows + runner[i] * n_features, n_features))
+                bound = lower[i] if lower[i] < other else other
+                if half_gap[label] > bound:
+                    bound = half_gap[label]
             if up > bound:
                 pending[n_pending] = order[i]
                 pending_at[n_pending] = i
                 n_pending += 1
         upper[i] = up
 
-    # The rows that need every distance, a tile at a time: nearest and second nearest.
+    # The rows that need every distance: nearest and second nearest.
+    if n_features <= NESTED_DIRECT_FEATURES and n_clusters >= NESTED_DIRECT_CLUSTERS:
+        # Few features: squared distances row by row, vectorised over the centers, and two
+        # square roots per row (the tiles take one per center, which costs more here).
+        for t in range(n_pending):
+            x = _row_ptr(rows, pending[t], row_buffer)
+            _nearest_two(x, <const floating*> centers.transposed, n_features,
+                         centers.n_padded, n_clusters, distances, &best, &next_best, &first,
+                         &second, &third)
+            _record_nearest(state, pending_at[t], best, next_best, first, second, third,
+                            start, &n_changes)
+        state.chunk_changes[chunk] = n_changes
+        state.chunk_distances[chunk] = n_pending
+        return
     batch = rows[0]
     batch.index = pending
     batch.n_rows = n_pending
@@ -123,27 +259,14 @@ cdef void _nested_chunk(
         for r in range(n_in_tile):
             first = INFINITY
             second = INFINITY
+            third = INFINITY
             best = 0
+            next_best = 0
             for j in range(n_clusters):
-                value = distances[r * n_clusters + j]
-                if value < first:
-                    second = first
-                    first = value
-                    best = <int> j
-                elif value < second:
-                    second = value
-            at = pending_at[t + r]
-            if state.labels[at] < 0:
-                state.moved_from[at] = -1
-                state.changed[start + n_changes] = at
-                n_changes += 1
-            elif state.labels[at] != best:
-                state.moved_from[at] = state.labels[at]
-                state.changed[start + n_changes] = at
-                n_changes += 1
-            state.labels[at] = best
-            state.upper[at] = first
-            state.lower[at] = second
+                _push_three(distances[r * n_clusters + j], <int> j, &first, &second, &third,
+                            &best, &next_best)
+            _record_nearest(state, pending_at[t + r], best, next_best, first, second, third,
+                            start, &n_changes)
         t += n_in_tile
     state.chunk_changes[chunk] = n_changes
     state.chunk_distances[chunk] = n_pending
@@ -232,7 +355,119 @@ cdef Py_ssize_t _group_by(
     return total
 
 
-def nested_round(
+cdef bint _batch_used_up(
+        const NestedState* state,
+        const Rows* rows,
+        Py_ssize_t n_batch,
+        Py_ssize_t n_clusters,
+        const double* weight_sums,     # IN (n_clusters,)
+        double rho,
+        double* spread,                # TMP (n_clusters,)
+        const floating* witness,       # NULL, of X's type (selects the weights' type)
+) noexcept nogil:
+    """The doubling rule: every center with weight moved less than its standard error / rho.
+
+    sigma_j = sqrt(sum of w * upper^2 over j's positions) / weight_sums[j], summed serially in
+    batch order (upper bounds the distance to the center before this round's move).
+    """
+    cdef Py_ssize_t i, j
+    cdef double w
+    for j in range(n_clusters):
+        spread[j] = 0
+    for i in range(n_batch):
+        w = _weight(<const floating*> rows.weights, state.order[i])
+        spread[state.labels[i]] += w * state.upper[i] * state.upper[i]
+    for j in range(n_clusters):
+        if weight_sums[j] > 0 and not state.movement[j] * rho < _sqrt(spread[j]) / weight_sums[j]:
+            return False
+    return True
+
+
+cdef enum:
+    NESTED_MARGIN_BINS = 16
+    NESTED_SWEEP_PERIOD = 8    # rounds between sweeps at most
+    NESTED_MARGIN_STRIDE = 4   # the margin's histogram reads one position in this many
+    NESTED_ROW_WORK = 16       # a row's bound test, in multiply-adds (for the thread count)
+
+
+cdef inline double _nested_slack(const NestedState* state, Py_ssize_t i) noexcept nogil:
+    """How far position i's centers can move before its label could change: max(min(lower,
+    rest), half_gap) - upper. A half gap shrinks by at most (own movement + largest movement) / 2
+    per round, so it decays no faster than the lower bound does."""
+    cdef double bound = min(state.lower[i], state.rest[i])
+    cdef double gap = state.half_gap[state.labels[i]]
+    return (bound if bound > gap else gap) - state.upper[i]
+
+
+cdef double _working_set_margin(
+        const NestedState* state,
+        Py_ssize_t n_batch,
+        double step,                  # IN the drift one round is expected to add
+        Py_ssize_t* bins,             # TMP (NESTED_MARGIN_BINS,)
+        Py_ssize_t* period,           # OUT rounds until the next sweep, at most
+) noexcept nogil:
+    """The slack margin that minimises the rows visited per round, predicted.
+
+    With margin step * 2^p, the rows with a smaller slack are visited every round and every
+    row once per 2^p rounds (the next sweep, if each round adds ``step`` of drift): the cost
+    per round is active(p) + n_batch / 2^p. active(p) is estimated from every
+    NESTED_MARGIN_STRIDE-th position, binned by the exponent of slack / step. Returns -1
+    when fewer than an eighth of the rows would be left aside: then the next round sweeps
+    again rather than keep a list of nearly every row.
+    """
+    cdef Py_ssize_t i, p, best = 0, active = 0, best_active = 0
+    cdef unsigned long long bits
+    cdef double cost, best_cost = INFINITY, slack, inverse
+    period[0] = 1
+    if not step > 0:
+        return 0
+    inverse = 1 / step
+    for p in range(NESTED_MARGIN_BINS):
+        bins[p] = 0
+    i = 0
+    while i < n_batch:
+        slack = _nested_slack(state, i) * inverse
+        if slack <= 1:
+            bins[0] += 1
+        else:
+            # The binary exponent e with 2^(e - 1) <= slack < 2^e, from the bits (as frexp,
+            # cheaper); slack > 1 is a normal number, or infinite (the top bin).
+            memcpy(&bits, &slack, sizeof(double))
+            bins[min(<Py_ssize_t> ((bits >> 52) & 0x7ff) - 1022,
+                     <Py_ssize_t> NESTED_MARGIN_BINS - 1)] += 1
+        i += NESTED_MARGIN_STRIDE
+    for p in range(NESTED_MARGIN_BINS - 1):
+        active += bins[p]  # rows with slack < step * 2^p (up to rounding at the edges)
+        cost = active * NESTED_MARGIN_STRIDE + <double> n_batch / (1 << p)
+        if cost < best_cost:
+            best_cost = cost
+            best = p
+            best_active = active * NESTED_MARGIN_STRIDE
+    if 8 * (n_batch - best_active) < n_batch:
+        return -1
+    # Sweep again after the predicted period (within NESTED_SWEEP_PERIOD): the movements
+    # shrink as the run settles, and a new sweep then leaves more rows aside.
+    period[0] = min(<Py_ssize_t> 1 << best, <Py_ssize_t> NESTED_SWEEP_PERIOD)
+
+    return step * (1 << best)
+
+
+cdef enum:
+    # Why nested_rounds returned.
+    NESTED_ROUND_LIMIT = 0   # max_rounds rounds ran
+    NESTED_FIXED_POINT = 1   # a round changed no label: a Lloyd fixed point of the batch
+    NESTED_USED_UP = 2       # the doubling rule holds
+    NESTED_TOL = 3           # (whole data set) the centers moved by at most tol
+
+# Rounds without the doubling rule (on the whole data set, or settling a seeding on a fixed
+# batch) only visit the rows near a boundary ("active"): after a sweep over every row, a row
+# whose slack (_nested_slack) is above a margin is left aside, and its label is proven for as
+# long as the summed movements since the sweep (its center's, plus the largest of each
+# round) stay below the margin; then the next round sweeps. _working_set_margin picks the
+# margin. Which rows are aside changes how much work a round does; labels stay exact.
+
+
+def nested_rounds(
         const floating[:, :] X,                 # IN training data
         const Py_ssize_t[::1] order,            # IN (n_samples,) row of X at each position
         sample_weight,                          # IN floating[::1] per row of X, or None
@@ -243,49 +478,71 @@ def nested_round(
         int[::1] labels,                        # INOUT (n_samples,) per batch position
         double[::1] upper,                      # INOUT (n_samples,)
         double[::1] lower,                      # INOUT (n_samples,)
+        int[::1] runner,                        # INOUT (n_samples,)
+        double[::1] rest,                       # INOUT (n_samples,)
         double[::1] movement,                   # INOUT (n_clusters,) last round's; this one's
         double[::1] half_gap,                   # INOUT (n_clusters,)
         Py_ssize_t[::1] changed,                # TMP (n_samples,)
         int[::1] moved_from,                    # TMP (n_samples,)
         Py_ssize_t n_batch,
+        Py_ssize_t max_rounds=1,
+        double rho=0,
+        double tol=0,
         int n_threads=1):
-    """One round of nested mini-batch k-means on batch positions [0, n_batch).
+    """Rounds of nested mini-batch k-means on batch positions [0, n_batch).
 
     Positions with a label (>= 0) carry bounds from the previous round (whose center
     movement is ``movement``; ``half_gap`` is for the current centers); positions labelled -1
-    are new. Labels every position (bounds skip most old ones), moves each center to the
-    mean of its rows, then writes this round's ``movement`` and the new ``half_gap``.
+    are new. A round labels every position (bounds skip most old ones), moves each center to
+    the mean of its rows, then writes this round's ``movement`` and the new ``half_gap``.
 
-    Returns (rows whose label changed, new rows included; rows compared with every center).
-    ``order`` must hold rows of X and ``labels`` centers or -1 (not checked: the driver,
-    ``_nested.py``, builds them; a check would cost a pass over the batch every round).
+    Rounds run until one changes no label (a Lloyd fixed point of the batch), or, on a part
+    of the data set with rho > 0, the doubling rule holds (every center with weight moved by
+    less than sigma_j / rho), or, on the whole data set with tol > 0, the summed squared
+    movement is at most tol, or max_rounds rounds ran.
+
+    Returns (rounds run, labels changed in the last round (new rows included), rows compared
+    with every center over all rounds, why it stopped: 0 round limit, 1 fixed point,
+    2 doubling rule, 3 tol). ``order`` must hold rows of X and ``labels`` centers or -1 (not
+    checked: the driver, ``_nested.py``, builds them; a check would cost a pass over the
+    batch).
     """
     cdef Rows rows
     cdef Centers prepared
     cdef NestedState state
     cdef _Scratch owner = _Scratch()
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
-    cdef Py_ssize_t n_clusters = centers.shape[0], n_padded, per_thread, j, q, chunk
-    cdef Py_ssize_t n_chunks = (n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS
-    cdef Py_ssize_t n_changes = 0, n_distances = 0, n_removed, n_added
-    cdef Py_ssize_t* all_changes
+    cdef Py_ssize_t n_clusters = centers.shape[0], n_padded, per_thread, j, q, i, chunk
+    cdef Py_ssize_t n_chunks, n_list, n_changes = 0, n_distances = 0, n_removed, n_added
+    cdef Py_ssize_t n_rounds = 0, n_aside = 0, since_sweep = 0, sweep_period = 1
+    cdef Py_ssize_t n_full = n_batch, distances_before
     cdef Py_ssize_t* add_offsets
     cdef Py_ssize_t* remove_offsets
     cdef Py_ssize_t* added
     cdef Py_ssize_t* removed
+    cdef Py_ssize_t* active_list
+    cdef double* drift
+    cdef double* spread
+    cdef Py_ssize_t bins[NESTED_MARGIN_BINS]
     cdef char* base
     cdef floating* scratch
-    cdef int update_threads
+    cdef int round_threads, update_threads
+    cdef int reason = NESTED_ROUND_LIMIT
+    cdef bint working_set, sweep = True
+    cdef double margin = 0, moved, largest
     cdef const Py_ssize_t[::1] all_rows = None
 
     _fill_rows(&rows, X, all_rows, sample_weight)
     _check_centers(centers, n_features)
     if not 1 <= n_batch <= n_samples:
         raise ValueError("need 1 <= n_batch <= n_samples")
+    if max_rounds < 1:
+        raise ValueError("need max_rounds >= 1")
     if order.shape[0] != n_samples:
         raise ValueError("order must have one entry per row of X")
     for name, length in (("labels", labels.shape[0]), ("upper", upper.shape[0]),
-                         ("lower", lower.shape[0]), ("changed", changed.shape[0]),
+                         ("lower", lower.shape[0]), ("runner", runner.shape[0]),
+                         ("rest", rest.shape[0]), ("changed", changed.shape[0]),
                          ("moved_from", moved_from.shape[0])):
         if length != n_samples:
             raise ValueError(f"{name} must have one entry per row of X")
@@ -294,75 +551,163 @@ def nested_round(
             or movement.shape[0] != n_clusters or half_gap.shape[0] != n_clusters):
         raise ValueError("sums, weight_sums, counts, movement and half_gap must match centers")
 
+    # The working set only where the doubling rule (which reads every position's bound) is
+    # not used, and when several rounds may run.
+    working_set = (n_batch == n_samples or not rho > 0) and max_rounds > 1
     n_padded = _padded_count(n_clusters, <floating*> NULL)
-    n_threads = _clamp_threads(n_threads, n_batch, n_clusters, n_features)
+    n_chunks = (n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS
+    n_threads = max(_clamp_threads(n_threads, n_batch, n_clusters, n_features), 1)
     # per thread: a row tile, a distance tile, a row buffer, two position lists
     per_thread = ((_tile_scratch(n_features) + MBK_MAX_TILE_ROWS * n_clusters + n_features)
                   * sizeof(floating) + 2 * CHUNK_ROWS * sizeof(Py_ssize_t))
     per_thread = (per_thread + 63) // 64 * 64
     owner.centers_storage = owner.take(n_padded * (n_features + 1) * sizeof(floating))
-    owner.per_thread = owner.take(max(n_threads, 1) * per_thread)
-    owner.per_chunk = owner.take(2 * n_chunks * sizeof(Py_ssize_t))
+    owner.per_thread = owner.take(n_threads * per_thread)
+    owner.per_chunk = owner.take(2 * n_chunks * sizeof(Py_ssize_t)
+                                 + 2 * n_clusters * sizeof(double))
+    owner.members = owner.take((2 * (n_clusters + 1) + 2 * n_batch) * sizeof(Py_ssize_t))
+    owner.extra = owner.take(
+        n_threads * n_features * sizeof(floating)
+        + (n_batch * (sizeof(Py_ssize_t) + 1) if working_set else 0))
+    add_offsets = <Py_ssize_t*> owner.members
+    remove_offsets = add_offsets + n_clusters + 1
+    added = remove_offsets + n_clusters + 1
+    removed = added + n_batch
+    drift = <double*> ((<Py_ssize_t*> owner.per_chunk) + 2 * n_chunks)
+    spread = drift + n_clusters
+    active_list = <Py_ssize_t*> ((<char*> owner.extra) + n_threads * n_features * sizeof(floating))
 
     state.order = &order[0]
     state.labels = &labels[0]
     state.upper = &upper[0]
     state.lower = &lower[0]
+    state.runner = &runner[0]
+    state.rest = &rest[0]
     state.movement = &movement[0]
     state.half_gap = &half_gap[0]
     state.changed = &changed[0]
     state.moved_from = &moved_from[0]
     state.chunk_changes = <Py_ssize_t*> owner.per_chunk
     state.chunk_distances = state.chunk_changes + n_chunks
-    state.move_max = 0
-    state.move_argmax = 0
-    state.move_second = 0
+    state.active = NULL
+    state.aside = <unsigned char*> (active_list + n_batch) if working_set else NULL
+    state.drift = drift
+    state.drift_max = 0
+    if working_set:
+        for i in range(n_batch):
+            state.aside[i] = 0
     for j in range(n_clusters):
-        if movement[j] > state.move_max:
-            state.move_second = state.move_max
-            state.move_max = movement[j]
-            state.move_argmax = j
-        elif movement[j] > state.move_second:
-            state.move_second = movement[j]
+        drift[j] = 0
 
-    with nogil:
-        _prepare_centers(&prepared, centers, <floating*> owner.centers_storage)
-        for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
-            base = (<char*> owner.per_thread) + threadid() * per_thread
-            scratch = <floating*> (base + 2 * CHUNK_ROWS * sizeof(Py_ssize_t))
-            _nested_chunk(&rows, &prepared, &state, chunk, n_batch,
-                          <Py_ssize_t*> base, (<Py_ssize_t*> base) + CHUNK_ROWS, scratch,
-                          scratch + _tile_scratch(n_features),
-                          scratch + _tile_scratch(n_features) + MBK_MAX_TILE_ROWS * n_clusters)
-        # Changed positions of every chunk, in chunk order (the same for any thread count).
-        for chunk in range(n_chunks):
-            for q in range(state.chunk_changes[chunk]):
-                changed[n_changes] = changed[chunk * CHUNK_ROWS + q]
-                n_changes += 1
-            n_distances += state.chunk_distances[chunk]
+    while True:
+        state.move_max = 0
+        state.move_argmax = 0
+        state.move_second = 0
+        for j in range(n_clusters):
+            if movement[j] > state.move_max:
+                state.move_second = state.move_max
+                state.move_max = movement[j]
+                state.move_argmax = j
+            elif movement[j] > state.move_second:
+                state.move_second = movement[j]
+        if working_set and n_rounds > 0:
+            # Movements since the last sweep; a round within the margin visits the active
+            # rows only, one beyond it sweeps (and the rows aside take the summed movements).
+            largest = 0
+            for j in range(n_clusters):
+                drift[j] += movement[j]
+                largest = max(largest, drift[j])
+            state.drift_max += state.move_max
+            since_sweep += 1
+            sweep = largest + state.drift_max > margin or since_sweep >= sweep_period
+        state.active = NULL if sweep else active_list
+        n_list = n_batch if sweep else n_batch - n_aside
+        n_chunks = (n_list + CHUNK_ROWS - 1) // CHUNK_ROWS
+        # The work of a round: a bound test per row, and the rows compared with every center
+        # (as many as last round; every row in a call's first round, which may add rows).
+        round_threads = _threads_for(
+            n_threads, n_chunks, <double> n_list * NESTED_ROW_WORK
+            + <double> min(n_full, n_list) * n_clusters * n_features)
+        distances_before = n_distances
+        n_changes = 0
+        with nogil:
+            _prepare_centers(&prepared, centers, <floating*> owner.centers_storage)
+            for chunk in prange(n_chunks, schedule="static", num_threads=round_threads):
+                base = (<char*> owner.per_thread) + threadid() * per_thread
+                scratch = <floating*> (base + 2 * CHUNK_ROWS * sizeof(Py_ssize_t))
+                _nested_chunk(&rows, &prepared, &state, chunk, n_list,
+                              <Py_ssize_t*> base, (<Py_ssize_t*> base) + CHUNK_ROWS, scratch,
+                              scratch + _tile_scratch(n_features),
+                              scratch + _tile_scratch(n_features)
+                              + MBK_MAX_TILE_ROWS * n_clusters)
+            # Changed positions of every chunk, in chunk order (the same for any thread count).
+            for chunk in range(n_chunks):
+                for q in range(state.chunk_changes[chunk]):
+                    changed[n_changes] = changed[chunk * CHUNK_ROWS + q]
+                    n_changes += 1
+                n_distances += state.chunk_distances[chunk]
+            n_full = n_distances - distances_before
 
-    owner.members = owner.take((2 * (n_clusters + 1) + 2 * n_changes) * sizeof(Py_ssize_t))
-    owner.extra = owner.take(max(n_threads, 1) * n_features * sizeof(floating))
-    all_changes = &changed[0]
-    add_offsets = <Py_ssize_t*> owner.members
-    remove_offsets = add_offsets + n_clusters + 1
-    added = remove_offsets + n_clusters + 1
-    removed = added + n_changes
-    update_threads = _threads_for(n_threads, n_clusters, <double> n_changes * n_features)
-    with nogil:
-        _group_by(all_changes, n_changes, &labels[0], n_clusters, add_offsets, added)
-        _group_by(all_changes, n_changes, &moved_from[0], n_clusters, remove_offsets, removed)
-        # Owner computes: one thread does all of center j's arithmetic, rows in batch order.
-        for j in prange(n_clusters, schedule="static", num_threads=update_threads):
-            n_removed = remove_offsets[j + 1] - remove_offsets[j]
-            n_added = add_offsets[j + 1] - add_offsets[j]
-            _nested_update_center(
-                &rows, &state, j, removed + remove_offsets[j], n_removed,
-                added + add_offsets[j], n_added, &sums[j, 0], &weight_sums[j], &counts[j],
-                &centers[j, 0], &movement[j],
-                (<floating*> owner.extra) + threadid() * n_features)
-    _half_gaps(centers, half_gap, n_threads)
-    return n_changes, n_distances
+            update_threads = _threads_for(n_threads, n_clusters, <double> n_changes * n_features)
+            _group_by(&changed[0], n_changes, &labels[0], n_clusters, add_offsets, added)
+            _group_by(&changed[0], n_changes, &moved_from[0], n_clusters, remove_offsets,
+                      removed)
+            # Owner computes: one thread does all of center j's arithmetic, rows in list order.
+            for j in prange(n_clusters, schedule="static", num_threads=update_threads):
+                n_removed = remove_offsets[j + 1] - remove_offsets[j]
+                n_added = add_offsets[j + 1] - add_offsets[j]
+                _nested_update_center(
+                    &rows, &state, j, removed + remove_offsets[j], n_removed,
+                    added + add_offsets[j], n_added, &sums[j, 0], &weight_sums[j], &counts[j],
+                    &centers[j, 0], &movement[j],
+                    (<floating*> owner.extra) + threadid() * n_features)
+        _half_gaps(centers, half_gap, n_threads)
+        n_rounds += 1
+
+        if n_changes == 0:
+            reason = NESTED_FIXED_POINT
+        elif n_batch == n_samples:
+            if tol > 0:
+                moved = 0
+                for j in range(n_clusters):
+                    moved += movement[j] * movement[j]
+                if moved <= tol:
+                    reason = NESTED_TOL
+        elif rho > 0 and _batch_used_up(&state, &rows, n_batch, n_clusters, &weight_sums[0],
+                                        rho, spread, <floating*> NULL):
+            reason = NESTED_USED_UP
+        if reason != NESTED_ROUND_LIMIT or n_rounds >= max_rounds:
+            break
+        if working_set and sweep:
+            # After a sweep every bound is current: leave aside the rows with a wide slack.
+            largest = 0
+            for j in range(n_clusters):
+                largest = max(largest, movement[j])
+                drift[j] = 0
+            state.drift_max = 0
+            with nogil:
+                margin = _working_set_margin(&state, n_batch, 2 * largest, bins, &sweep_period)
+                if margin >= 0:
+                    n_aside = 0
+                    for i in range(n_batch):
+                        if _nested_slack(&state, i) > margin:
+                            state.aside[i] = 1
+                            n_aside += 1
+                        else:
+                            active_list[i - n_aside] = i
+                    sweep = False
+                    since_sweep = 0
+
+    if working_set and not sweep:
+        # The rows still aside take the movements since the sweep (all but the last round's,
+        # which ``movement`` holds as for every row), so every bound is current again.
+        with nogil:
+            for i in range(n_batch):
+                if state.aside[i]:
+                    upper[i] += drift[labels[i]]
+                    lower[i] -= drift[runner[i]]
+                    rest[i] -= state.drift_max
+    return n_rounds, n_changes, n_distances, reason
 
 
 cdef int _half_gaps(const floating[:, ::1] centers, double[::1] half_gap, int n_threads) except -1:
@@ -402,6 +747,100 @@ cdef int _half_gaps(const floating[:, ::1] centers, double[::1] half_gap, int n_
                     best = out[j * n_clusters + other]
             half_gap[j] = best / 2
     return 0
+
+
+def swap_nearest(
+        const floating[:, ::1] distances,       # IN (n_rows, n_clusters) to every center
+        sample_weight,                          # IN floating[::1] per row, or None
+        int[::1] labels,                        # OUT (n_rows,) nearest center
+        double[::1] first,                      # OUT (n_rows,) squared distance to it
+        double[::1] second,                     # OUT (n_rows,) to the second nearest
+        double[::1] cost):                      # OUT (n_rows,) w * first
+    """Nearest and second nearest center of every row, from its distances (serial, in order).
+
+    Returns the sum of ``cost`` (the inertia).
+    """
+    cdef Py_ssize_t n_rows = distances.shape[0], n_clusters = distances.shape[1], i, j
+    cdef const floating* weights = NULL
+    cdef const floating[::1] w
+    cdef double value, low, next_low, third_low, total = 0
+    cdef int at, next_at
+    if (labels.shape[0] != n_rows or first.shape[0] != n_rows or second.shape[0] != n_rows
+            or cost.shape[0] != n_rows):
+        raise ValueError("labels, first, second and cost need one entry per row")
+    if sample_weight is not None:
+        w = sample_weight
+        if w.shape[0] != n_rows:
+            raise ValueError("sample_weight needs one entry per row")
+        weights = &w[0]
+    with nogil:
+        for i in range(n_rows):
+            low = INFINITY
+            next_low = INFINITY
+            third_low = INFINITY
+            at = 0
+            next_at = 0
+            for j in range(n_clusters):
+                value = distances[i, j]
+                _push_three(value * value, <int> j, &low, &next_low, &third_low, &at, &next_at)
+            labels[i] = at
+            first[i] = low
+            second[i] = next_low
+            cost[i] = _weight(weights, i) * low
+            total += cost[i]
+    return total
+
+
+def swap_totals(
+        const floating[:, ::1] to_candidates,   # IN (n_rows, n_candidates) distances
+        sample_weight,                          # IN floating[::1] per row, or None
+        const int[::1] labels,                  # IN (n_rows,) from swap_nearest
+        const double[::1] first,                # IN (n_rows,)
+        const double[::1] second,               # IN (n_rows,)
+        double[:, ::1] totals):                 # OUT (n_clusters, n_candidates)
+    """totals[j, c]: the inertia after moving center j to candidate c, before any round.
+
+    Each row keeps min(first, d_c^2), except the rows of center j, which take
+    min(second, d_c^2); summed serially in row order.
+    """
+    cdef Py_ssize_t n_rows = to_candidates.shape[0], n_candidates = to_candidates.shape[1]
+    cdef Py_ssize_t n_clusters = totals.shape[0], i, j, c
+    cdef const floating* weights = NULL
+    cdef const floating[::1] w
+    cdef double to_c, kept, w_i
+    cdef _Scratch owner = _Scratch()
+    cdef double* kept_sums
+    if (labels.shape[0] != n_rows or first.shape[0] != n_rows or second.shape[0] != n_rows
+            or totals.shape[1] != n_candidates):
+        raise ValueError("labels, first, second and totals must match to_candidates")
+    for i in range(n_rows):
+        if not 0 <= labels[i] < n_clusters:
+            raise ValueError("labels must be center indices")
+    if sample_weight is not None:
+        w = sample_weight
+        if w.shape[0] != n_rows:
+            raise ValueError("sample_weight needs one entry per row")
+        weights = &w[0]
+    owner.extra = owner.take(max(n_candidates, 1) * sizeof(double))
+    kept_sums = <double*> owner.extra
+    with nogil:
+        for c in range(n_candidates):
+            kept_sums[c] = 0
+        for j in range(n_clusters):
+            for c in range(n_candidates):
+                totals[j, c] = 0
+        for i in range(n_rows):
+            w_i = _weight(weights, i)
+            j = labels[i]
+            for c in range(n_candidates):
+                to_c = to_candidates[i, c]
+                to_c = to_c * to_c
+                kept = first[i] if first[i] < to_c else to_c
+                kept_sums[c] += w_i * kept
+                totals[j, c] += w_i * ((second[i] if second[i] < to_c else to_c) - kept)
+        for j in range(n_clusters):
+            for c in range(n_candidates):
+                totals[j, c] += kept_sums[c]
 
 
 def labelled_inertia(
@@ -444,38 +883,3 @@ def labelled_inertia(
         for chunk in range(n_chunks):
             inertia += partial[chunk]
     return inertia
-
-
-def cluster_spread(
-        const int[::1] labels,                  # IN (n_samples,) per batch position
-        const double[::1] upper,                # IN (n_samples,) per batch position
-        const Py_ssize_t[::1] order,            # IN (n_samples,) row of X at each position
-        sample_weight,                          # IN floating[::1] per row of X, or None
-        double[::1] out,                        # OUT (n_clusters,)
-        Py_ssize_t n_batch):
-    """out[j] = sum of w * upper^2 over the batch positions labelled j (serial, in order)."""
-    cdef const float[::1] w32
-    cdef const double[::1] w64
-    cdef const float* weights32 = NULL
-    cdef const double* weights64 = NULL
-    cdef Py_ssize_t i, n_clusters = out.shape[0]
-    cdef double w
-    if n_batch > labels.shape[0] or n_batch > upper.shape[0] or n_batch > order.shape[0]:
-        raise ValueError("n_batch exceeds the arrays")
-    if sample_weight is not None:
-        if sample_weight.dtype == "float32":
-            w32 = sample_weight
-            weights32 = &w32[0]
-        else:
-            w64 = sample_weight
-            weights64 = &w64[0]
-    with nogil:
-        for i in range(n_clusters):
-            out[i] = 0
-        for i in range(n_batch):
-            w = 1
-            if weights32 != NULL:
-                w = weights32[order[i]]
-            elif weights64 != NULL:
-                w = weights64[order[i]]
-            out[labels[i]] += w * upper[i] * upper[i]

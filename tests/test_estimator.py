@@ -129,6 +129,34 @@ def test_results_are_bitwise_identical_for_any_thread_count(dtype):
             assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_fit_may_change_its_thread_count_between_steps(dtype):
+    # fit probes one thread against all of them every 32 steps and keeps the faster (for
+    # busy machines); the thread count never changes a result. A gain of infinity makes
+    # every probe win (the count alternates), 0 makes none win.
+    from mbk import _step_kernels
+
+    X, _ = make_blobs(6000, 6, 20, dtype=dtype, seed=3)
+    fits = []
+    for gain in (0.0, np.inf):
+        old = _step_kernels.set_probe_gain(gain)
+        try:
+            model = mbk.MiniBatchKMeans(
+                n_clusters=20,
+                random_state=0,
+                batch_size=512,
+                max_iter=12,
+                n_threads=2,
+                max_no_improvement=None,
+            ).fit(X)
+        finally:
+            _step_kernels.set_probe_gain(old)
+        assert model.n_steps_ > 2 * 32
+        fits.append((model.cluster_centers_, model.labels_, model.inertia_))
+    for expected, got in zip(*fits, strict=True):
+        assert_array_equal(got, expected)
+
+
 def test_n_threads_none_follows_threadpool_limits():
     from mbk._validation import resolve_n_threads
 

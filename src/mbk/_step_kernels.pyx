@@ -15,6 +15,8 @@ from mbk._core cimport (
 )
 from mbk._sampling_kernels cimport Sampling, _prepare_sampling, _search_rows
 
+from time import perf_counter
+
 import numpy as np
 
 # NumPy's bit-generator interface (numpy/random/bitgen.h, a stable C ABI since NumPy 1.17):
@@ -442,6 +444,64 @@ cdef double _squared_change(const floating[:, ::1] a, const floating[:, ::1] b) 
     return total
 
 
+# Graceful degradation on a busy machine. Results do not depend on the thread count, so fit
+# may change it from one step to the next. On a quiet machine every thread helps; next to a
+# process that keeps one core busy, a team of threads waits at every barrier for whichever of
+# them the OS has descheduled, and one thread alone is faster. Nothing tells which case
+# holds, so fit measures it: after the first PROBE_PERIOD steps, the first step of every
+# period runs on the other thread count, and if it was clearly faster than the steps of the
+# period before, that count takes over. On a quiet machine the probe is one slower step in
+# PROBE_PERIOD.
+cdef enum:
+    PROBE_PERIOD = 32
+
+# The probe must beat the period's mean step time by this factor to take over.
+cdef double PROBE_GAIN = 0.8
+
+
+def set_probe_gain(double gain):
+    """Set the factor a probe step must beat (tests: 0 never switches, inf always does);
+    returns the old one."""
+    global PROBE_GAIN
+    old = PROBE_GAIN
+    PROBE_GAIN = gain
+    return old
+
+
+cdef struct ThreadChoice:
+    bint adaptive            # more than one thread to choose from
+    int incumbent            # 0: all the threads, 1: one
+    double period_time       # seconds of the incumbent's steps in this period
+    Py_ssize_t period_steps
+    double probe_time        # seconds of this period's probe step; < 0: none
+
+
+cdef inline int _step_threads(const ThreadChoice* choice, Py_ssize_t step) noexcept nogil:
+    """Which thread count step runs on (0: all, 1: one)."""
+    if choice.adaptive and step >= PROBE_PERIOD and step % PROBE_PERIOD == 0:
+        return 1 - choice.incumbent
+    return choice.incumbent
+
+
+cdef void _record_step(
+        ThreadChoice* choice, Py_ssize_t step, int used, double seconds) noexcept nogil:
+    """Count a step's time; at the end of a period, let a faster probe take over."""
+    if not choice.adaptive:
+        return
+    if used != choice.incumbent:
+        choice.probe_time = seconds
+    else:
+        choice.period_time += seconds
+        choice.period_steps += 1
+    if step % PROBE_PERIOD == PROBE_PERIOD - 1:
+        if (choice.probe_time >= 0 and choice.period_steps > 0
+                and choice.probe_time < PROBE_GAIN * choice.period_time / choice.period_steps):
+            choice.incumbent = 1 - choice.incumbent
+        choice.period_time = 0
+        choice.period_steps = 0
+        choice.probe_time = -1
+
+
 def fit_steps(
         const floating[:, :] X,                  # IN training data
         floating[:, ::1] centers_a,              # INOUT current centers
@@ -463,9 +523,10 @@ def fit_steps(
     n_since_last_reassign).
 
     Each step draws its batch (random_sample(batch) on random_state's stream, searched in
-    the sampler's cdf), labels it and moves the centers from one buffer into the other. Reassigning
-    small centers draws a data-dependent number of random values: it stays in Python
-    (``reassign``), called only on steps where some center is small enough to move.
+    the sampler's cdf), labels it and moves the centers from one buffer into the other.
+    Reassigning small centers draws a data-dependent number of random values: it stays in
+    Python (``reassign``), called only on steps where some center is small enough to move.
+    Steps run on n_threads threads or on one, whichever measures faster (see ThreadChoice).
     """
     cdef Rows batch
     cdef StepScratch scratch
@@ -481,6 +542,11 @@ def fit_steps(
     cdef int current_index = 0
     cdef double inertia = 0, change = 0
     cdef bint due
+    cdef StepScratch alone
+    cdef const StepScratch* teams[2]
+    cdef ThreadChoice choice
+    cdef int team
+    cdef double started
     lock = random_state._bit_generator.lock
 
     _fill_rows(&batch, X, rows, None)
@@ -493,17 +559,32 @@ def fit_steps(
     uniforms = <double*> owner.extra
     sampling.uniforms = uniforms
     sampling.rows = &rows[0]
+    # The two thread counts a step may run on (see ThreadChoice).
+    alone = scratch
+    alone.n_threads = 1
+    alone.n_update_threads = 1
+    teams[0] = &scratch
+    teams[1] = &alone
+    choice.adaptive = scratch.n_threads > 1 or scratch.n_update_threads > 1
+    choice.incumbent = 0
+    choice.period_time = 0
+    choice.period_steps = 0
+    choice.probe_time = -1
     for step in range(n_steps):
         with lock:
             _draw_doubles(bitgen, from_state, uniforms, batch_size)
         due = _reassign_due(counts, &n_since_last_reassign, batch_size)
+        team = _step_threads(&choice, step)
+        started = perf_counter()
         with nogil:
             # With several threads, each searches the rows of the chunks it assigns; alone,
             # one pass over the whole batch keeps more cache misses in flight.
-            if scratch.n_threads == 1:
+            if teams[team].n_threads == 1:
                 _search_rows(&sampling, 0, batch_size)
             inertia = _minibatch_step(&batch, current, following, &counts[0], &labels[0],
-                                      &scratch, &sampling if scratch.n_threads > 1 else NULL)
+                                      teams[team],
+                                      &sampling if teams[team].n_threads > 1 else NULL)
+        _record_step(&choice, step, team, perf_counter() - started)
         if due and reassignment_ratio > 0 and _any_small(counts, reassignment_ratio):
             reassign(1 - current_index)
         if track_center_change:

@@ -146,10 +146,13 @@ cdef int _step_scratch(
     return 0
 
 
-cdef inline bint _worth_packing(const Rows* rows) noexcept nogil:
+cdef inline bint _worth_packing(const Rows* rows, size_t itemsize) noexcept nogil:
     """Whether the update should read a packed copy of the batch (see _minibatch_step):
-    rows scattered or strided, and unit weights (the copy does not carry them)."""
-    return (rows.index != NULL or rows.col_stride != 1) and rows.weights == NULL
+    rows scattered or strided, of a cache line or more (shorter rows cost the update little
+    to gather again, less than the copy: the housing example's 24-byte rows ran 8% faster
+    without it), and unit weights (the copy does not carry them)."""
+    return ((rows.index != NULL or rows.col_stride != 1) and rows.weights == NULL
+            and rows.n_features * itemsize >= 64)
 
 
 cdef double _minibatch_step(
@@ -269,7 +272,7 @@ def minibatch_step(
     _check_step_shapes(centers_old, centers_new, weight_sums, labels, rows.n_rows, X.shape[1])
     _step_scratch(&scratch, owner, rows.n_rows, centers_old.shape[0], X.shape[1],
                   _padded_count(centers_old.shape[0], <floating*> NULL), sizeof(floating),
-                  n_threads, _worth_packing(&rows))
+                  n_threads, _worth_packing(&rows, sizeof(floating)))
     if check_finite:
         owner.extra = owner.take((rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS)
         chunk_finite = <char*> owner.extra
@@ -554,7 +557,7 @@ def fit_steps(
     _prepare_sampling(&sampling, sampler, X.shape[0])
     _step_scratch(&scratch, owner, batch_size, centers_a.shape[0], X.shape[1],
                   _padded_count(centers_a.shape[0], <floating*> NULL), sizeof(floating),
-                  n_threads, _worth_packing(&batch))
+                  n_threads, _worth_packing(&batch, sizeof(floating)))
     owner.extra = owner.take(batch_size * sizeof(double))
     uniforms = <double*> owner.extra
     sampling.uniforms = uniforms

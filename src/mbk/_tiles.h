@@ -217,11 +217,16 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
  * bits as the baseline tiles, in every variant. With out_dist, also each row's squared
  * distance to its center by direct differences, rounded as row_distances. The n_rows rows
  * are batch positions first, first + 1, ...; labels and out_dist get one entry per row. */
+#define MBK_FEW_CASE(NAME, D)                                                                 \
+    case D:                                                                                   \
+        NAME##_body(data, row_stride, col_stride, index, first, n_rows, centers, norms,       \
+                    n_clusters, D, labels, out_dist);                                         \
+        break;
 #define MBK_DEFINE_NEAREST_FEW(NAME, T, IT, VBYTES, ATTRS)                                    \
-    ATTRS static void NAME(const T *data, Py_ssize_t row_stride, Py_ssize_t col_stride,       \
-                           const Py_ssize_t *index, Py_ssize_t first, int n_rows,             \
-                           const T *centers, const T *norms, Py_ssize_t n_clusters,           \
-                           Py_ssize_t n_features, int *labels, T *out_dist) {                 \
+    ATTRS static inline __attribute__((always_inline)) void NAME##_body(                      \
+        const T *data, Py_ssize_t row_stride, Py_ssize_t col_stride, const Py_ssize_t *index, \
+        Py_ssize_t first, int n_rows, const T *centers, const T *norms,                       \
+        Py_ssize_t n_clusters, const Py_ssize_t n_features, int *labels, T *out_dist) {       \
         typedef T V __attribute__((vector_size(VBYTES)));                                     \
         typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
         enum { lanes = VBYTES / sizeof(T), ahead = 4 * (VBYTES / sizeof(T)) };                \
@@ -266,6 +271,19 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                 }                                                                             \
                 for (int l = 0; l < n_valid; l++) out_dist[g + l] = total[l];                 \
             }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    /* One copy of the body per feature count: its loops over features unroll, and the      \
+     * rows' features stay in registers. */                                                 \
+    ATTRS static void NAME(const T *data, Py_ssize_t row_stride, Py_ssize_t col_stride,       \
+                           const Py_ssize_t *index, Py_ssize_t first, int n_rows,             \
+                           const T *centers, const T *norms, Py_ssize_t n_clusters,           \
+                           Py_ssize_t n_features, int *labels, T *out_dist) {                 \
+        switch (n_features) {                                                                 \
+        MBK_FEW_CASE(NAME, 1) MBK_FEW_CASE(NAME, 2) MBK_FEW_CASE(NAME, 3)                     \
+        MBK_FEW_CASE(NAME, 4) MBK_FEW_CASE(NAME, 5) MBK_FEW_CASE(NAME, 6)                     \
+        MBK_FEW_CASE(NAME, 7) MBK_FEW_CASE(NAME, 8)                                           \
+        default: break; /* the caller only asks for 1 to MBK_MAX_FEW_FEATURES features */     \
         }                                                                                     \
     }
 

@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from _reference import distances, inertia, minibatch_update, nearest_centers
-from mbk import _core, _seeding_kernels, _step_kernels
+from mbk import _core, _sampling_kernels, _seeding_kernels, _step_kernels
 
 CHUNK = _core.CHUNK_SIZE
 
@@ -363,7 +363,7 @@ def test_bit_generator_draws_continue_random_states_stream():
     ours, theirs = np.random.RandomState(123), np.random.RandomState(123)
     ours.randint(0, 10, 7)
     theirs.randint(0, 10, 7)
-    assert_array_equal(_step_kernels.random_sample(ours, 1000), theirs.random_sample(1000))
+    assert_array_equal(_sampling_kernels.random_sample(ours, 1000), theirs.random_sample(1000))
     assert ours.randint(0, 2**31) == theirs.randint(0, 2**31)
 
 
@@ -371,17 +371,17 @@ def test_draws_from_mt19937s_state_are_random_samples_at_any_position():
     # fit draws its batches straight from MT19937's state, many doubles at a time: every run
     # length, from even and odd positions in the 624-word state, across twists; the stream
     # stays in step afterwards. Other bit generators go through NumPy's next_double.
-    assert _step_kernels._check_mt19937_layout()
+    assert _sampling_kernels._check_mt19937_layout()
     for skipped_words in (0, 1, 2, 623):
         for n in (1, 2, 311, 312, 313, 623, 624, 1000):
             ours, theirs = np.random.RandomState(n), np.random.RandomState(n)
             ours.bytes(4 * skipped_words)
             theirs.bytes(4 * skipped_words)
-            assert_array_equal(_step_kernels.random_sample(ours, n), theirs.random_sample(n))
+            assert_array_equal(_sampling_kernels.random_sample(ours, n), theirs.random_sample(n))
             assert ours.randint(0, 2**31) == theirs.randint(0, 2**31)
     ours = np.random.RandomState(np.random.PCG64(5))
     theirs = np.random.RandomState(np.random.PCG64(5))
-    assert_array_equal(_step_kernels.random_sample(ours, 50), theirs.random_sample(50))
+    assert_array_equal(_sampling_kernels.random_sample(ours, 50), theirs.random_sample(50))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])

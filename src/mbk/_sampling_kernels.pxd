@@ -1,5 +1,25 @@
-# Drawing batch rows from the sampling distribution, shared with _core (whose assignment
-# searches each chunk's rows) and _step_kernels (whose fit loop draws the uniforms).
+# Random draws and batch rows: NumPy's random stream read in C, and the sampling distribution
+# searched, shared with _core (whose assignment searches each chunk's rows), _step_kernels
+# (whose fit loop draws the uniforms) and _seeding_kernels (k-means++'s candidates).
+
+# NumPy's bit-generator interface (numpy/random/bitgen.h, a stable C ABI since NumPy 1.17):
+# drawing doubles through it continues the very stream RandomState.random_sample reads, so
+# fit's loop consumes scikit-learn's random numbers in scikit-learn's order without a
+# Python call per step.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    typedef struct mbk_bitgen {
+        void *state;
+        uint64_t (*next_uint64)(void *st);
+        uint32_t (*next_uint32)(void *st);
+        double (*next_double)(void *st);
+        uint64_t (*next_raw)(void *st);
+    } mbk_bitgen;
+    """
+    ctypedef struct mbk_bitgen:
+        void* state
+        double (*next_double)(void* st) noexcept nogil
 
 cdef struct Sampling:
     # A batch still to be drawn: row i of the batch is the first index with cdf > uniforms[i].
@@ -24,3 +44,8 @@ cdef struct Sampling:
 
 cdef void _search_rows(const Sampling* sampling, Py_ssize_t start, Py_ssize_t end) noexcept nogil
 cdef int _prepare_sampling(Sampling* sampling, sampler, Py_ssize_t n_samples) except -1
+
+cdef mbk_bitgen* _bitgen_of(random_state) except NULL
+cdef bint _reads_state(random_state) except -1
+cdef void _draw_doubles(
+    mbk_bitgen* bitgen, bint from_state, double* out, Py_ssize_t n) noexcept nogil

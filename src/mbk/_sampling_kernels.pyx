@@ -1,4 +1,5 @@
-"""Compiled batch drawing: rows of X from uniform draws, by the sampler's cdf.
+"""Compiled random draws and batch drawing: NumPy's random stream read in C, and rows of X
+from uniform draws, by the sampler's cdf.
 
 A batch row is the first index whose cdf exceeds a uniform draw, as
 ``RandomState.choice(n, p=...)`` finds it; ``mbk._sampling.WeightedRowSampler`` builds the
@@ -6,7 +7,80 @@ distribution once per fit (a cdf with a guide table, or exact straight segments 
 weights) and these searches run per draw, inside the parallel assignment during fit.
 """
 
+from cpython.pycapsule cimport PyCapsule_GetPointer
+
 from mbk._kernels cimport mbk_prefetch
+
+import numpy as np
+
+# The same doubles, many at a time, straight from MT19937's state (see _mt19937.h).
+cdef extern from "_mt19937.h":
+    ctypedef struct mbk_mt19937_state:
+        pass
+    void mbk_mt19937_doubles(mbk_mt19937_state* state, double* out, Py_ssize_t n) noexcept nogil
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy's random stream
+# ---------------------------------------------------------------------------------------------
+
+cdef mbk_bitgen* _bitgen_of(random_state) except NULL:
+    return <mbk_bitgen*> PyCapsule_GetPointer(random_state._bit_generator.capsule,
+                                              b"BitGenerator")
+
+
+# Whether NumPy's MT19937 state has the layout _mt19937.h reads (checked once, at import).
+cdef bint mt19937_layout_ok = False
+
+
+cdef bint _reads_state(random_state) except -1:
+    """Whether random_state's doubles can be drawn from its MT19937 state directly."""
+    return mt19937_layout_ok and type(random_state._bit_generator) is np.random.MT19937
+
+
+cdef void _draw_doubles(
+        mbk_bitgen* bitgen, bint from_state, double* out, Py_ssize_t n) noexcept nogil:
+    """The next n doubles of the stream (the caller holds the bit generator's lock)."""
+    cdef Py_ssize_t i
+    if from_state:
+        mbk_mt19937_doubles(<mbk_mt19937_state*> bitgen.state, out, n)
+    else:
+        for i in range(n):
+            out[i] = bitgen.next_double(bitgen.state)
+
+
+def random_sample(random_state, Py_ssize_t n):
+    """n doubles from the bit generator (what ``random_state.random_sample(n)`` returns)."""
+    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
+    cdef bint from_state = _reads_state(random_state)
+    out = np.empty(n)
+    cdef double[::1] view = out
+    with random_state._bit_generator.lock:
+        if n > 0:
+            _draw_doubles(bitgen, from_state, &view[0], n)
+    return out
+
+
+def _check_mt19937_layout():
+    """Turn on direct draws from MT19937's state if they give NumPy's own doubles: runs of
+    several twists, from an even and an odd position in the state."""
+    global mt19937_layout_ok
+    mt19937_layout_ok = True
+    try:
+        for skip_word in (False, True):
+            ours, numpys = np.random.RandomState(20261129), np.random.RandomState(20261129)
+            if skip_word:  # one 32-bit word: the doubles then straddle each twist
+                ours.bytes(4)
+                numpys.bytes(4)
+            if not (np.array_equal(random_sample(ours, 1500), numpys.random_sample(1500))
+                    and np.array_equal(ours.random_sample(7), numpys.random_sample(7))):
+                mt19937_layout_ok = False
+    except Exception:
+        mt19937_layout_ok = False
+    return mt19937_layout_ok
+
+
+_check_mt19937_layout()
 
 
 # ---------------------------------------------------------------------------------------------

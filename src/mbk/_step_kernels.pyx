@@ -4,7 +4,6 @@ stopping.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.pycapsule cimport PyCapsule_GetPointer
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 
@@ -13,37 +12,12 @@ from mbk._core cimport (
     _fill_rows, _padded_count, _prepare_centers, _row_ptr, _source_row, _threads_for,
     _tile_scratch, _weight, active_kernels,
 )
-from mbk._sampling_kernels cimport Sampling, _prepare_sampling, _search_rows
+from mbk._sampling_kernels cimport (
+    Sampling, _bitgen_of, _draw_doubles, _prepare_sampling, _reads_state, _search_rows,
+    mbk_bitgen,
+)
 
 from time import perf_counter
-
-import numpy as np
-
-# NumPy's bit-generator interface (numpy/random/bitgen.h, a stable C ABI since NumPy 1.17):
-# drawing doubles through it continues the very stream RandomState.random_sample reads, so
-# the loop below consumes scikit-learn's random numbers in scikit-learn's order without a
-# Python call per step.
-cdef extern from *:
-    """
-    #include <stdint.h>
-    typedef struct mbk_bitgen {
-        void *state;
-        uint64_t (*next_uint64)(void *st);
-        uint32_t (*next_uint32)(void *st);
-        double (*next_double)(void *st);
-        uint64_t (*next_raw)(void *st);
-    } mbk_bitgen;
-    """
-    ctypedef struct mbk_bitgen:
-        void* state
-        double (*next_double)(void* st) noexcept nogil
-
-# The same doubles, many at a time, straight from MT19937's state (see _mt19937.h).
-cdef extern from "_mt19937.h":
-    ctypedef struct mbk_mt19937_state:
-        pass
-    void mbk_mt19937_doubles(mbk_mt19937_state* state, double* out, Py_ssize_t n) noexcept nogil
-
 
 # ---------------------------------------------------------------------------------------------
 # The mini-batch step: assignment, then the per-center incremental mean
@@ -285,64 +259,6 @@ def minibatch_step(
 # ---------------------------------------------------------------------------------------------
 # The fit loop
 # ---------------------------------------------------------------------------------------------
-
-cdef mbk_bitgen* _bitgen_of(random_state) except NULL:
-    return <mbk_bitgen*> PyCapsule_GetPointer(random_state._bit_generator.capsule,
-                                              b"BitGenerator")
-
-
-# Whether NumPy's MT19937 state has the layout _mt19937.h reads (checked once, at import).
-cdef bint mt19937_layout_ok = False
-
-
-cdef bint _reads_state(random_state):
-    """Whether random_state's doubles can be drawn from its MT19937 state directly."""
-    return mt19937_layout_ok and type(random_state._bit_generator) is np.random.MT19937
-
-
-cdef void _draw_doubles(
-        mbk_bitgen* bitgen, bint from_state, double* out, Py_ssize_t n) noexcept nogil:
-    """The next n doubles of the stream (the caller holds the bit generator's lock)."""
-    cdef Py_ssize_t i
-    if from_state:
-        mbk_mt19937_doubles(<mbk_mt19937_state*> bitgen.state, out, n)
-    else:
-        for i in range(n):
-            out[i] = bitgen.next_double(bitgen.state)
-
-
-def random_sample(random_state, Py_ssize_t n):
-    """n doubles from the bit generator (what ``random_state.random_sample(n)`` returns)."""
-    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
-    cdef bint from_state = _reads_state(random_state)
-    out = np.empty(n)
-    cdef double[::1] view = out
-    with random_state._bit_generator.lock:
-        if n > 0:
-            _draw_doubles(bitgen, from_state, &view[0], n)
-    return out
-
-
-def _check_mt19937_layout():
-    """Turn on direct draws from MT19937's state if they give NumPy's own doubles: runs of
-    several twists, from an even and an odd position in the state."""
-    global mt19937_layout_ok
-    mt19937_layout_ok = True
-    try:
-        for skip_word in (False, True):
-            ours, numpys = np.random.RandomState(20261129), np.random.RandomState(20261129)
-            if skip_word:  # one 32-bit word: the doubles then straddle each twist
-                ours.bytes(4)
-                numpys.bytes(4)
-            if not (np.array_equal(random_sample(ours, 1500), numpys.random_sample(1500))
-                    and np.array_equal(ours.random_sample(7), numpys.random_sample(7))):
-                mt19937_layout_ok = False
-    except Exception:
-        mt19937_layout_ok = False
-    return mt19937_layout_ok
-
-
-_check_mt19937_layout()
 
 
 cdef bint _reassign_due(

@@ -419,24 +419,30 @@ def test_kmeanspp_distances_match_the_expansion(dtype, n_candidates, with_closes
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-def test_draw_candidates_is_numpys_cumsum_and_searchsorted(dtype):
+def test_draw_candidates_is_numpys_uniform_cumsum_and_searchsorted(dtype):
     rng = np.random.RandomState(0)
     for n in (1, 7, 12_289):
         weights = rng.uniform(0, 3, n).astype(dtype)
         values = (rng.pareto(1.0, n) * 1e3).astype(dtype)
         cumulative = np.cumsum(weights * values)
-        potential = cumulative[-1]
-        # random targets, the sums themselves and their float32/float64 neighbours (ties and
-        # the comparison's precision), zero, and targets past the last sum
-        exact = cumulative[rng.randint(0, n, 5)].astype(np.float64)
-        targets = np.concatenate([
-            rng.uniform(size=9) * potential, exact, np.nextafter(exact, 0),
-            np.nextafter(exact, np.inf), [0.0, float(potential) * 1.5],
-        ])  # fmt: skip
-        out = np.empty(len(targets), dtype=np.intp)
-        _seeding_kernels.draw_candidates(weights, values, targets, out)
-        expected = np.minimum(cumulative.searchsorted(targets), n - 1)
-        assert_array_equal(out, expected)
+        potential = (values @ weights).reshape(1)  # as k-means++ has it: a 1-element array
+        for n_targets in (1, 8, 40):
+            ours, theirs = np.random.RandomState(n_targets), np.random.RandomState(n_targets)
+            out = np.empty(n_targets, dtype=np.intp)
+            _seeding_kernels.draw_candidates(weights, values, ours, float(potential[0]), out)
+            targets = theirs.uniform(size=n_targets) * potential
+            assert_array_equal(out, np.minimum(cumulative.searchsorted(targets), n - 1))
+            assert ours.randint(0, 2**31) == theirs.randint(0, 2**31)  # streams in step
+        # targets on the sums themselves, a hair either side, and past the last sum: found
+        # by drawing 0.5 against a potential that makes 0.5 * potential such a value
+        exact = cumulative[rng.randint(0, n, 3)].astype(np.float64)
+        for target in [*exact, *np.nextafter(exact, 0), *np.nextafter(exact, np.inf), 1e300]:
+            ours = np.random.RandomState(1)
+            u = np.random.RandomState(1).random_sample()
+            out = np.empty(1, dtype=np.intp)
+            _seeding_kernels.draw_candidates(weights, values, ours, target / u, out)
+            expected = np.minimum(cumulative.searchsorted(u * (target / u)), n - 1)
+            assert out[0] == expected
 
 
 def test_a_rows_norm_does_not_depend_on_the_rows_beside_it():

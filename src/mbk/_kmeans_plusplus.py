@@ -83,10 +83,11 @@ def kmeans_plusplus_seeds(
     potential = closest_sq @ sample_weight  # (1,)
 
     for c in range(1, n_clusters):
-        # Sample candidates with probability proportional to w * D^2 (NumPy's cumsum and
-        # searchsorted, fused) ...
-        targets = random_state.uniform(size=n_local_trials) * potential
-        _seeding_kernels.draw_candidates(sample_weight, closest_sq.ravel(), targets, candidates)
+        # Sample candidates with probability proportional to w * D^2 (scikit-learn's uniform
+        # draws, cumsum and searchsorted, fused) ...
+        _seeding_kernels.draw_candidates(
+            sample_weight, closest_sq.ravel(), random_state, float(potential[0]), candidates
+        )
         # ... and keep the one that lowers the potential most (first one on ties).
         candidate_sq = candidate_distances(candidates, closest_sq.ravel())
         candidate_potentials = candidate_sq @ sample_weight.reshape(-1, 1)

@@ -7,7 +7,8 @@ _Float = np.float32 | np.float64
 def draw_candidates(
     weights: NDArray[_Float],
     values: NDArray[_Float],
-    targets: NDArray[np.float64],
+    random_state: np.random.RandomState,
+    potential: float,
     out: NDArray[np.intp],
 ) -> None: ...
 def candidate_block_rows() -> int: ...

@@ -11,6 +11,7 @@ import numpy as np
 from mbk._core cimport (
     CHUNK_ROWS, Rows, _Scratch, _clamp_threads, _fill_rows, _round_up, active_kernels,
 )
+from mbk._sampling_kernels cimport _bitgen_of, _draw_doubles, _reads_state, mbk_bitgen
 
 # ---------------------------------------------------------------------------------------------
 # k-means++ candidate distances
@@ -63,26 +64,40 @@ def pack_rows(const floating[:, :] X):
 def draw_candidates(
         const floating[::1] weights,            # IN (n_samples,)
         const floating[::1] values,             # IN (n_samples,) squared distances
-        const double[::1] targets,              # IN (n_candidates,) in [0, potential)
+        random_state,                           # IN/OUT numpy.random.RandomState
+        double potential,                       # IN sum of weights * values, as NumPy has it
         Py_ssize_t[::1] out):                   # OUT (n_candidates,) rows
-    """The candidate rows scikit-learn draws: ``out = min(np.cumsum(weights * values)
-    .searchsorted(targets), n_samples - 1)``, in one pass without the running-sum array.
+    """The candidate rows scikit-learn draws, from random_state's stream:
+    ``out = min(np.cumsum(weights * values).searchsorted(random_state.uniform(size=n) *
+    potential), n_samples - 1)``, in one pass without the running-sum array.
 
-    The running sum rounds as NumPy's cumsum (each product rounded to the dtype, then added
-    one after another in the dtype) and is compared with the float64 targets exactly, as
-    searchsorted compares them (side "left": the first row whose sum reaches the target).
-    The pass stops at the largest target's row.
+    uniform(0, 1) is random_sample (0 + 1 * u), drawn here through the bit generator; the
+    targets are u * potential in float64, as NumPy multiplies them. The running sum rounds as
+    NumPy's cumsum (each product rounded to the dtype, then added one after another in the
+    dtype) and is compared with the float64 targets exactly, as searchsorted compares them
+    (side "left": the first row whose sum reaches the target). The pass stops at the largest
+    target's row.
     """
-    cdef Py_ssize_t n = weights.shape[0], n_targets = targets.shape[0], i, t, u, found = 0
+    cdef Py_ssize_t n = weights.shape[0], n_targets = out.shape[0], i, t, u, found = 0
     cdef floating total = 0, product
     cdef _Scratch owner = _Scratch()
+    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
+    cdef bint from_state = _reads_state(random_state)
     cdef Py_ssize_t* order
+    cdef double* targets
     if values.shape[0] != n or n < 1:
         raise ValueError("weights and values must have the same, non-zero length")
-    if out.shape[0] != n_targets:
-        raise ValueError("out must have one entry per target")
-    order = <Py_ssize_t*> owner.take(n_targets * sizeof(Py_ssize_t))
+    if n_targets < 1:
+        return
+    owner.extra = owner.take(n_targets * sizeof(double))
+    owner.members = owner.take(n_targets * sizeof(Py_ssize_t))
+    targets = <double*> owner.extra
+    order = <Py_ssize_t*> owner.members
+    with random_state._bit_generator.lock:
+        _draw_doubles(bitgen, from_state, targets, n_targets)
     with nogil:
+        for t in range(n_targets):
+            targets[t] = targets[t] * potential
         # The targets' order, smallest first (insertion sort: a handful of values).
         for t in range(n_targets):
             u = t

@@ -37,6 +37,7 @@ cdef struct Sampling:
     const Py_ssize_t* segment_guide    # (n_segment_buckets,) where each bucket's search starts
     Py_ssize_t n_segment_buckets
     double last                        # the running sum's last value: cdf = sum / last
+    double inverse_last                # 1 / last, rounded
     Py_ssize_t n_samples
     const double* uniforms
     Py_ssize_t* rows          # OUT: the batch's rows (the Rows.index being assigned)

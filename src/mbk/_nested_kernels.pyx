@@ -11,8 +11,8 @@ from libc.string cimport memcpy
 
 from mbk._core cimport (
     CHUNK_ROWS, Centers, Rows, _Scratch, _check_centers, _clamp_threads, _distance_chunk,
-    _fill_rows, _padded_count, _prepare_centers, _row_ptr, _sq_euclidean, _threads_for,
-    _tile_rows, _tile_scratch, _weight,
+    _fill_rows, _padded_count, _prepare_centers, _round_up, _row_ptr, _sq_euclidean,
+    _threads_for, _tile_rows, _tile_scratch, _weight,
 )
 from mbk._kernels cimport MBK_MAX_TILE_ROWS
 
@@ -521,6 +521,7 @@ def nested_rounds(
     cdef Py_ssize_t* added
     cdef Py_ssize_t* removed
     cdef Py_ssize_t* active_list
+    cdef Py_ssize_t row_bytes
     cdef double* drift
     cdef double* spread
     cdef Py_ssize_t bins[NESTED_MARGIN_BINS]
@@ -566,16 +567,18 @@ def nested_rounds(
     owner.per_chunk = owner.take(2 * n_chunks * sizeof(Py_ssize_t)
                                  + 2 * n_clusters * sizeof(double))
     owner.members = owner.take((2 * (n_clusters + 1) + 2 * n_batch) * sizeof(Py_ssize_t))
+    # Per thread a row buffer, then (aligned for Py_ssize_t: float32 rows may end mid-word)
+    # the working set's list and flags.
+    row_bytes = _round_up(n_threads * n_features * sizeof(floating), sizeof(Py_ssize_t))
     owner.extra = owner.take(
-        n_threads * n_features * sizeof(floating)
-        + (n_batch * (sizeof(Py_ssize_t) + 1) if working_set else 0))
+        row_bytes + (n_batch * (sizeof(Py_ssize_t) + 1) if working_set else 0))
     add_offsets = <Py_ssize_t*> owner.members
     remove_offsets = add_offsets + n_clusters + 1
     added = remove_offsets + n_clusters + 1
     removed = added + n_batch
     drift = <double*> ((<Py_ssize_t*> owner.per_chunk) + 2 * n_chunks)
     spread = drift + n_clusters
-    active_list = <Py_ssize_t*> ((<char*> owner.extra) + n_threads * n_features * sizeof(floating))
+    active_list = <Py_ssize_t*> ((<char*> owner.extra) + row_bytes)
 
     state.order = &order[0]
     state.labels = &labels[0]

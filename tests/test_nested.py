@@ -71,11 +71,11 @@ def test_float32_and_float64_agree():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize(
-    "n_features, n_clusters", [(5, 7), (3, 16)], ids=["tiles", "direct-nearest"]
+    "n_features, n_clusters", [(10, 7), (5, 7), (3, 16)], ids=["tiles", "few-7", "few-16"]
 )
 def test_bitwise_identical_for_any_thread_count(dtype, n_features, n_clusters):
     # 4100 rows: chunks of 256 with a partial last one, and batches crossing chunk edges.
-    # With 3 features and 16 centers, rows are compared with every center without tiles.
+    # Up to 8 features, rows are compared with every center in vector lanes, not by tiles.
     X, _ = make_blobs(4100, n_features, n_clusters, dtype=dtype, seed=5, spread=3.0)
     results = []
     for n_threads in (1, 2, 3):
@@ -299,10 +299,21 @@ def plain_lloyd(X, centers, sample_weight=None, max_rounds=500):
     return centers, labels
 
 
+def fresh_state(n, n_clusters, n_features, centers, weights=None):
+    """nested_rounds' arguments after X for n rows at positions in row order, none labelled."""
+    return [
+        np.arange(n, dtype=np.intp), weights, centers, np.zeros((n_clusters, n_features)),
+        np.zeros(n_clusters), np.zeros(n_clusters, dtype=np.intp),
+        np.full(n, -1, dtype=np.int32), np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int32),
+        np.zeros(n), np.zeros(n_clusters), np.zeros(n_clusters),
+        np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.int32),
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "n_features, n_clusters, weighted",
-    [(3, 6, False), (3, 16, False), (3, 16, True), (12, 9, True)],
-    ids=["tiles", "direct-nearest", "direct-weighted", "tiles-weighted"],
+    [(3, 6, False), (3, 16, False), (3, 16, True), (12, 9, False), (12, 9, True)],
+    ids=["few-6", "few-16", "few-weighted", "tiles", "tiles-weighted"],
 )
 def test_rounds_on_the_whole_data_are_lloyd_iterations(n_features, n_clusters, weighted):
     # Rounds on the whole data set from given centers, with the working set, the runner
@@ -313,19 +324,45 @@ def test_rounds_on_the_whole_data_are_lloyd_iterations(n_features, n_clusters, w
     start = X[:: len(X) // n_clusters][:n_clusters].copy()
     centers = start.copy()
     n = len(X)
-    state = [
-        np.arange(n, dtype=np.intp), weights, centers, np.zeros((n_clusters, n_features)),
-        np.zeros(n_clusters), np.zeros(n_clusters, dtype=np.intp),
-        np.full(n, -1, dtype=np.int32), np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int32),
-        np.zeros(n), np.zeros(n_clusters), np.zeros(n_clusters),
-        np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.int32),
-    ]  # fmt: skip
+    state = fresh_state(n, n_clusters, n_features, centers, weights)
     n_rounds, n_changes, _, reason = _nested_kernels.nested_rounds(X, *state, n, 1000, 0.0, 0.0, 2)
     assert (n_changes, reason) == (0, 1)  # stopped at a fixed point
     assert n_rounds > 10
     expected_centers, expected_labels = plain_lloyd(X, start, weights)
     assert_array_equal(state[6], expected_labels)
     assert_allclose(centers, expected_centers, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("n_features", [1, 3, 8, 9])
+@pytest.mark.parametrize("n_clusters", [1, 2, 3, 21])
+def test_first_round_finds_the_nearest_three_centers(dtype, n_features, n_clusters):
+    # A first round compares every row with every center (8 features or fewer: rows in
+    # vector lanes; 9: tiles): labels, runners and the three distances against NumPy's, on
+    # small integers, so that many rows are tied between centers (the lower index wins).
+    rng = np.random.RandomState(n_features * 100 + n_clusters)
+    X = rng.randint(0, 3, size=(700, n_features)).astype(dtype)
+    centers = rng.randint(0, 3, size=(n_clusters, n_features)).astype(dtype)
+    if n_clusters > 2:
+        centers[2] = centers[0]  # duplicate centers: ties on every row
+    state = fresh_state(len(X), n_clusters, n_features, centers.copy())
+    _nested_kernels.nested_rounds(X, *state, len(X), 1, 0.0, 0.0, 2)
+    sq = np.zeros((len(X), n_clusters), dtype=dtype)
+    for f in range(n_features):  # direct differences, summed in feature order, in dtype
+        sq += (X[:, f, None] - centers[None, :, f]) ** 2
+    ranked = np.argsort(sq, axis=1, kind="stable")
+    nearest = np.sqrt(np.take_along_axis(sq, ranked, axis=1).astype(np.float64))
+    nearest = np.hstack([nearest, np.full((len(X), 3), np.inf)])
+    labels, upper, lower, runner, rest = state[6:11]
+    assert_array_equal(labels, ranked[:, 0])
+    if n_clusters > 1:
+        assert_array_equal(runner, ranked[:, 1])
+    if n_features <= 8:  # the tiles expand the norms: equal up to rounding
+        assert_array_equal(upper, nearest[:, 0])
+        assert_array_equal(lower, nearest[:, 1])
+        assert_array_equal(rest, nearest[:, 2])
+    else:
+        assert_allclose(np.c_[upper, lower, rest], nearest[:, :3], rtol=1e-5, atol=1e-6)
 
 
 def test_round_limit_leaves_exact_bounds():
@@ -335,12 +372,7 @@ def test_round_limit_leaves_exact_bounds():
     n, k = len(X), 16
 
     def fresh():
-        return [
-            np.arange(n, dtype=np.intp), None, X[:k].copy(), np.zeros((k, 3)), np.zeros(k),
-            np.zeros(k, dtype=np.intp), np.full(n, -1, dtype=np.int32), np.zeros(n),
-            np.zeros(n), np.zeros(n, dtype=np.int32), np.zeros(n), np.zeros(k), np.zeros(k),
-            np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.int32),
-        ]  # fmt: skip
+        return fresh_state(n, k, 3, X[:k].copy())
 
     once = fresh()
     total, _, _, _ = _nested_kernels.nested_rounds(X, *once, n, 1000)

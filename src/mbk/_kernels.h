@@ -69,6 +69,18 @@ typedef void (*mbk_nearest_few_double_fn)(const double *data, Py_ssize_t row_str
                                           const double *centers, const double *norms,
                                           Py_ssize_t n_clusters, Py_ssize_t n_features, int *labels,
                                           double *out_dist);
+/* The nearest three centers of rows with at most MBK_MAX_FEW_FEATURES features, rows in lanes
+ * (see MBK_DEFINE_NEAREST_THREE in _tiles.h): nested mini-batch k-means' bounds. */
+typedef void (*mbk_nearest_three_float_fn)(const float *data, Py_ssize_t row_stride, Py_ssize_t col_stride,
+                                           const Py_ssize_t *index, int n_rows, const float *centers,
+                                           Py_ssize_t n_clusters, Py_ssize_t n_features, int *best,
+                                           int *next_best, double *first, double *second,
+                                           double *third);
+typedef void (*mbk_nearest_three_double_fn)(const double *data, Py_ssize_t row_stride, Py_ssize_t col_stride,
+                                            const Py_ssize_t *index, int n_rows, const double *centers,
+                                            Py_ssize_t n_clusters, Py_ssize_t n_features, int *best,
+                                            int *next_best, double *first, double *second,
+                                            double *third);
 /* Whether x[0], ..., x[n - 1] are all finite (neither NaN nor infinite). */
 typedef int (*mbk_all_finite_float_fn)(const float *x, Py_ssize_t n);
 typedef int (*mbk_all_finite_double_fn)(const double *x, Py_ssize_t n);
@@ -96,6 +108,8 @@ typedef struct {
     Py_ssize_t candidate_rows;  /* rows per block of the candidates kernel: pad xt to this */
     mbk_nearest_few_float_fn nearest_few_float;
     mbk_nearest_few_double_fn nearest_few_double;
+    mbk_nearest_three_float_fn nearest_three_float;
+    mbk_nearest_three_double_fn nearest_three_double;
 } mbk_variant;
 
 /* Ask for every cache line of [p, p + n_bytes), at most the first 256 bytes: a row that

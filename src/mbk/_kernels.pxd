@@ -64,6 +64,14 @@ cdef extern from "_kernels.h":
                                                const Py_ssize_t*, Py_ssize_t, int,
                                                const double*, const double*, Py_ssize_t,
                                                Py_ssize_t, int*, double*) noexcept nogil
+    ctypedef void (*mbk_nearest_three_float_fn)(const float*, Py_ssize_t, Py_ssize_t,
+                                                const Py_ssize_t*, int, const float*, Py_ssize_t,
+                                                Py_ssize_t, int*, int*, double*, double*,
+                                                double*) noexcept nogil
+    ctypedef void (*mbk_nearest_three_double_fn)(const double*, Py_ssize_t, Py_ssize_t,
+                                                 const Py_ssize_t*, int, const double*,
+                                                 Py_ssize_t, Py_ssize_t, int*, int*, double*,
+                                                 double*, double*) noexcept nogil
     ctypedef struct mbk_variant:
         const char* name
         int tile_rows
@@ -86,6 +94,8 @@ cdef extern from "_kernels.h":
         Py_ssize_t candidate_rows
         mbk_nearest_few_float_fn nearest_few_float
         mbk_nearest_few_double_fn nearest_few_double
+        mbk_nearest_three_float_fn nearest_three_float
+        mbk_nearest_three_double_fn nearest_three_double
     const int MBK_MAX_TILE_ROWS
     const int MBK_MAX_FEW_FEATURES
     void mbk_prefetch_span(const void* p, Py_ssize_t n_bytes) noexcept nogil

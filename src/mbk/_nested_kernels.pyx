@@ -12,9 +12,9 @@ from libc.string cimport memcpy
 from mbk._core cimport (
     CHUNK_ROWS, Centers, Rows, _Scratch, _check_centers, _clamp_threads, _distance_chunk,
     _fill_rows, _padded_count, _prepare_centers, _round_up, _row_ptr, _sq_euclidean,
-    _threads_for, _tile_rows, _tile_scratch, _weight,
+    _threads_for, _tile_rows, _tile_scratch, _weight, active_kernels,
 )
-from mbk._kernels cimport MBK_MAX_TILE_ROWS
+from mbk._kernels cimport MBK_MAX_FEW_FEATURES, MBK_MAX_TILE_ROWS
 
 # ---------------------------------------------------------------------------------------------
 # Nested mini-batch k-means (Newling & Fleuret 2016): one round on a growing, nested batch
@@ -54,50 +54,6 @@ cdef struct NestedState:
     int* moved_from               # (n_samples,) OUT previous label of a changed position, or -1
     Py_ssize_t* chunk_changes     # (n_chunks,) OUT how many positions each chunk changed
     Py_ssize_t* chunk_distances   # (n_chunks,) OUT rows compared with every center
-
-
-cdef enum:
-    # Rows with at most this many features, against at least this many centers, are compared
-    # with every center by _nearest_two rather than by tiles (measured on California housing:
-    # 3 features, faster with 20 centers, slower with 6).
-    NESTED_DIRECT_FEATURES = 8
-    NESTED_DIRECT_CLUSTERS = 12
-
-
-cdef inline void _nearest_two(
-        const floating* x,            # IN (n_features,)
-        const floating* transposed,   # IN (n_features, n_padded) the prepared centers
-        Py_ssize_t n_features,
-        Py_ssize_t n_padded,
-        Py_ssize_t n_clusters,
-        floating* sq,                 # TMP (n_clusters,)
-        int* best,                    # OUT the nearest center (the lowest index on ties)
-        int* next_best,               # OUT the second nearest
-        double* first,                # OUT the distances to the nearest, the second nearest
-        double* second,               # OUT
-        double* third,                # OUT and the third nearest (INFINITY below 3 centers)
-) noexcept nogil:
-    """Direct squared differences, feature by feature over all centers, then the least three."""
-    cdef Py_ssize_t f, j
-    cdef floating xf, diff
-    cdef const floating* column
-    cdef double low = INFINITY, next_low = INFINITY, third_low = INFINITY
-    cdef int at = 0, next_at = 0
-    for j in range(n_clusters):
-        sq[j] = 0
-    for f in range(n_features):
-        xf = x[f]
-        column = transposed + f * n_padded
-        for j in range(n_clusters):
-            diff = xf - column[j]
-            sq[j] += diff * diff
-    for j in range(n_clusters):
-        _push_three(sq[j], <int> j, &low, &next_low, &third_low, &at, &next_at)
-    best[0] = at
-    next_best[0] = next_at
-    first[0] = _sqrt(low)
-    second[0] = _sqrt(next_low)
-    third[0] = _sqrt(third_low)
 
 
 cdef inline void _push_three(
@@ -156,8 +112,8 @@ cdef void _nested_chunk(
     p of another center; the label cannot have changed while upper <= max(lower, half_gap).
     Otherwise upper is tightened to the exact distance and tested again; rows that still fail
     (and rows new to the batch, labelled -1) are compared with every center (by tiles, or
-    directly for few features). A row left aside since the last sweep gets the summed
-    movements since then instead.
+    with rows in vector lanes for few features). A row left aside since the last sweep gets
+    the summed movements since then instead.
     """
     cdef Py_ssize_t start = chunk * CHUNK_ROWS, end = min(start + CHUNK_ROWS, n_list)
     cdef Py_ssize_t n_features = rows.n_features, n_clusters = centers.n_clusters
@@ -186,6 +142,11 @@ cdef void _nested_chunk(
     cdef double drift_max = state.drift_max
     cdef Py_ssize_t move_argmax = state.move_argmax
     cdef double up
+    cdef int few_best[CHUNK_ROWS]
+    cdef int few_next[CHUNK_ROWS]
+    cdef double few_first[CHUNK_ROWS]
+    cdef double few_second[CHUNK_ROWS]
+    cdef double few_third[CHUNK_ROWS]
     for q in range(start, end):
         i = active[q] if active != NULL else q
         label = labels[i]
@@ -226,17 +187,23 @@ cdef void _nested_chunk(
                 n_pending += 1
         upper[i] = up
 
-    # The rows that need every distance: nearest and second nearest.
-    if n_features <= NESTED_DIRECT_FEATURES and n_clusters >= NESTED_DIRECT_CLUSTERS:
-        # Few features: squared distances row by row, vectorised over the centers, and two
-        # square roots per row (the tiles take one per center, which costs more here).
+    # The rows that need every distance: the nearest three centers.
+    if n_features <= MBK_MAX_FEW_FEATURES and n_pending > 0:
+        # Few features: rows in vector lanes, every center against them (the tiles would
+        # spend more on picking three of each row's distances than on the distances).
+        if floating is float:
+            active_kernels().nearest_three_float(
+                <const float*> rows.data, rows.row_stride, rows.col_stride, pending,
+                <int> n_pending, <const float*> center_rows, n_clusters, n_features,
+                few_best, few_next, few_first, few_second, few_third)
+        else:
+            active_kernels().nearest_three_double(
+                <const double*> rows.data, rows.row_stride, rows.col_stride, pending,
+                <int> n_pending, <const double*> center_rows, n_clusters, n_features,
+                few_best, few_next, few_first, few_second, few_third)
         for t in range(n_pending):
-            x = _row_ptr(rows, pending[t], row_buffer)
-            _nearest_two(x, <const floating*> centers.transposed, n_features,
-                         centers.n_padded, n_clusters, distances, &best, &next_best, &first,
-                         &second, &third)
-            _record_nearest(state, pending_at[t], best, next_best, first, second, third,
-                            start, &n_changes)
+            _record_nearest(state, pending_at[t], few_best[t], few_next[t], few_first[t],
+                            few_second[t], few_third[t], start, &n_changes)
         state.chunk_changes[chunk] = n_changes
         state.chunk_distances[chunk] = n_pending
         return

@@ -287,6 +287,84 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         }                                                                                     \
     }
 
+/* ---- nearest three centers of rows with few features: rows in lanes ---------------------- */
+
+/* Nested mini-batch k-means keeps, for each row, its nearest center, the second nearest (the
+ * runner) and the third distance (a bound for every other center). Each row's squared
+ * distance to each center is summed from direct differences feature by feature, in T and
+ * without FMA, so a result depends on the row and the centers only. The three least values
+ * are kept per lane with selects (where a center ranks is unpredictable; branches would
+ * mispredict), the lower index winning ties. For the n_rows rows X[index[r]]:
+ * best[r], next_best[r], and first/second/third[r], the distances (square roots, in
+ * double) to the nearest, second and third nearest (INFINITY where there are fewer centers). */
+#define MBK_THREE_CASE(NAME, D)                                                               \
+    case D:                                                                                   \
+        NAME##_body(data, row_stride, col_stride, index, n_rows, centers, n_clusters, D,      \
+                    best, next_best, first, second, third);                                   \
+        break;
+#define MBK_DEFINE_NEAREST_THREE(NAME, T, IT, VBYTES, ATTRS)                                  \
+    ATTRS static inline __attribute__((always_inline)) void NAME##_body(                      \
+        const T *data, Py_ssize_t row_stride, Py_ssize_t col_stride, const Py_ssize_t *index, \
+        int n_rows, const T *centers, Py_ssize_t n_clusters, const Py_ssize_t n_features,     \
+        int *best, int *next_best, double *first, double *second, double *third) {            \
+        typedef T V __attribute__((vector_size(VBYTES)));                                     \
+        typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
+        enum { lanes = VBYTES / sizeof(T), ahead = 4 * (VBYTES / sizeof(T)) };                \
+        Py_ssize_t row_bytes = n_features * col_stride * (Py_ssize_t)sizeof(T);               \
+        for (int r = 0; r < ahead && r < n_rows; r++)                                         \
+            mbk_prefetch_span(data + index[r] * row_stride, row_bytes);                       \
+        for (int g = 0; g < n_rows; g += lanes) {                                             \
+            const T *row[lanes];                                                              \
+            V x[MBK_MAX_FEW_FEATURES];                                                        \
+            int n_valid = n_rows - g < lanes ? n_rows - g : lanes;                            \
+            for (int r = g + ahead; r < g + ahead + lanes && r < n_rows; r++)                 \
+                mbk_prefetch_span(data + index[r] * row_stride, row_bytes);                   \
+            for (int l = 0; l < lanes; l++) /* spare lanes: a copy of the group's first row */ \
+                row[l] = data + index[g + (l < n_valid ? l : 0)] * row_stride;                \
+            for (Py_ssize_t f = 0; f < n_features; f++)                                       \
+                for (int l = 0; l < lanes; l++) x[f][l] = row[l][f * col_stride];             \
+            V low = (V){0} + (T)INFINITY, next_low = low, third_low = low;                    \
+            VI at = (VI){0}, next_at = (VI){0};                                               \
+            for (Py_ssize_t j = 0; j < n_clusters; j++) {                                     \
+                const T *c = centers + j * n_features;                                        \
+                V d = (V){0};                                                                 \
+                for (Py_ssize_t f = 0; f < n_features; f++) {                                 \
+                    V diff = x[f] - c[f];                                                     \
+                    d += diff * diff;                                                         \
+                }                                                                             \
+                VI below_first = d < low, below_second = d < next_low;                        \
+                VI below_third = d < third_low, here = (VI){0} + (IT)j;                       \
+                third_low = MBK_SELECT(V, VI, below_second, next_low,                         \
+                                       MBK_SELECT(V, VI, below_third, d, third_low));         \
+                next_low = MBK_SELECT(V, VI, below_first, low,                                \
+                                      MBK_SELECT(V, VI, below_second, d, next_low));          \
+                next_at = (at & below_first)                                                  \
+                          | (((here & below_second) | (next_at & ~below_second))              \
+                             & ~below_first);                                                 \
+                low = MBK_SELECT(V, VI, below_first, d, low);                                 \
+                at = (here & below_first) | (at & ~below_first);                              \
+            }                                                                                 \
+            for (int l = 0; l < n_valid; l++) {                                               \
+                best[g + l] = (int)at[l];                                                     \
+                next_best[g + l] = (int)next_at[l];                                           \
+                first[g + l] = sqrt((double)low[l]);                                          \
+                second[g + l] = sqrt((double)next_low[l]);                                    \
+                third[g + l] = sqrt((double)third_low[l]);                                    \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    ATTRS static void NAME(const T *data, Py_ssize_t row_stride, Py_ssize_t col_stride,       \
+                           const Py_ssize_t *index, int n_rows, const T *centers,             \
+                           Py_ssize_t n_clusters, Py_ssize_t n_features, int *best,           \
+                           int *next_best, double *first, double *second, double *third) {    \
+        switch (n_features) {                                                                 \
+        MBK_THREE_CASE(NAME, 1) MBK_THREE_CASE(NAME, 2) MBK_THREE_CASE(NAME, 3)               \
+        MBK_THREE_CASE(NAME, 4) MBK_THREE_CASE(NAME, 5) MBK_THREE_CASE(NAME, 6)               \
+        MBK_THREE_CASE(NAME, 7) MBK_THREE_CASE(NAME, 8)                                       \
+        default: break; /* the caller only asks for 1 to MBK_MAX_FEW_FEATURES features */     \
+        }                                                                                     \
+    }
+
 /* ---- distances to every center (transform) ------------------------------------------------ */
 
 #define MBK_DISTANCE_BLOCK(T, V, MR, NVB)                                                     \
@@ -580,6 +658,9 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
     MBK_DEFINE_NEAREST_FEW(mbk_nearest_few_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)       \
     MBK_DEFINE_NEAREST_FEW(mbk_nearest_few_double_##ISA, double, long long, VBYTES,            \
                            PLAIN_ATTRS)                                                       \
+    MBK_DEFINE_NEAREST_THREE(mbk_nearest_three_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)   \
+    MBK_DEFINE_NEAREST_THREE(mbk_nearest_three_double_##ISA, double, long long, VBYTES,        \
+                             PLAIN_ATTRS)                                                     \
     MBK_DEFINE_CANDIDATES(mbk_candidates_float_##ISA, float, int, VBYTES, NC_CANDIDATES, 3,    \
                           ATTRS)                                                              \
     MBK_DEFINE_CANDIDATES(mbk_candidates_double_##ISA, double, long long, VBYTES,              \
@@ -594,7 +675,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         mbk_row_distances_float_##ISA, mbk_row_distances_double_##ISA,                        \
         mbk_candidates_float_##ISA, mbk_candidates_double_##ISA,                              \
         3 * (VBYTES / sizeof(double)),                                                        \
-        mbk_nearest_few_float_##ISA, mbk_nearest_few_double_##ISA};
+        mbk_nearest_few_float_##ISA, mbk_nearest_few_double_##ISA,                            \
+        mbk_nearest_three_float_##ISA, mbk_nearest_three_double_##ISA};
 
 /* Baseline: 16-byte vectors (SSE2 on x86-64, NEON on ARM), no FMA. */
 MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, 4, , )

@@ -357,13 +357,17 @@ cdef enum:
     NESTED_ROW_WORK = 16       # a row's bound test, in multiply-adds (for the thread count)
 
 
-cdef inline double _nested_slack(const NestedState* state, Py_ssize_t i) noexcept nogil:
-    """How far position i's centers can move before its label could change: max(min(lower,
+cdef inline double _slack(double upper, double lower, double rest, double half_gap) noexcept nogil:
+    """How far a position's centers can move before its label could change: max(min(lower,
     rest), half_gap) - upper. A half gap shrinks by at most (own movement + largest movement) / 2
     per round, so it decays no faster than the lower bound does."""
-    cdef double bound = min(state.lower[i], state.rest[i])
-    cdef double gap = state.half_gap[state.labels[i]]
-    return (bound if bound > gap else gap) - state.upper[i]
+    cdef double bound = lower if lower < rest else rest
+    return (bound if bound > half_gap else half_gap) - upper
+
+
+cdef inline double _nested_slack(const NestedState* state, Py_ssize_t i) noexcept nogil:
+    return _slack(state.upper[i], state.lower[i], state.rest[i],
+                  state.half_gap[state.labels[i]])
 
 
 cdef double _working_set_margin(
@@ -417,6 +421,33 @@ cdef double _working_set_margin(
     period[0] = min(<Py_ssize_t> 1 << best, <Py_ssize_t> NESTED_SWEEP_PERIOD)
 
     return step * (1 << best)
+
+
+cdef Py_ssize_t _set_aside(
+        NestedState* state,
+        Py_ssize_t n_batch,
+        double margin,
+        Py_ssize_t* active_list,      # OUT the positions not set aside, in order
+) noexcept nogil:
+    """Set aside the positions whose slack is above margin; returns how many.
+
+    Without branches: which rows are near a boundary is unpredictable. The state's arrays
+    are read through locals, since the flag stores (chars) could alias them.
+    """
+    cdef const int* labels = state.labels
+    cdef const double* upper = state.upper
+    cdef const double* lower = state.lower
+    cdef const double* rest = state.rest
+    cdef const double* half_gap = state.half_gap
+    cdef unsigned char* aside = state.aside
+    cdef Py_ssize_t i, n_active = 0
+    cdef bint far
+    for i in range(n_batch):
+        far = _slack(upper[i], lower[i], rest[i], half_gap[labels[i]]) > margin
+        aside[i] = far
+        active_list[n_active] = i
+        n_active += not far
+    return n_batch - n_active
 
 
 cdef enum:
@@ -658,13 +689,7 @@ def nested_rounds(
             with nogil:
                 margin = _working_set_margin(&state, n_batch, 2 * largest, bins, &sweep_period)
                 if margin >= 0:
-                    n_aside = 0
-                    for i in range(n_batch):
-                        if _nested_slack(&state, i) > margin:
-                            state.aside[i] = 1
-                            n_aside += 1
-                        else:
-                            active_list[i - n_aside] = i
+                    n_aside = _set_aside(&state, n_batch, margin, active_list)
                     sweep = False
                     since_sweep = 0
 

@@ -81,6 +81,14 @@ typedef void (*mbk_nearest_three_double_fn)(const double *data, Py_ssize_t row_s
                                             Py_ssize_t n_clusters, Py_ssize_t n_features, int *best,
                                             int *next_best, double *first, double *second,
                                             double *third);
+/* Nested mini-batch k-means' bound tests (see MBK_DEFINE_BOUND_TESTS in _tiles.h). */
+typedef Py_ssize_t (*mbk_bound_tests_fn)(Py_ssize_t n, const Py_ssize_t *positions, Py_ssize_t first,
+                                         const int *labels, const int *runner, double *upper,
+                                         double *lower, double *rest, unsigned char *aside,
+                                         const double *movement, const double *drift,
+                                         const double *half_gap, double move_max, double move_second,
+                                         Py_ssize_t move_argmax, double drift_max, unsigned char *fail,
+                                         Py_ssize_t *failed);
 /* Whether x[0], ..., x[n - 1] are all finite (neither NaN nor infinite). */
 typedef int (*mbk_all_finite_float_fn)(const float *x, Py_ssize_t n);
 typedef int (*mbk_all_finite_double_fn)(const double *x, Py_ssize_t n);
@@ -110,6 +118,7 @@ typedef struct {
     mbk_nearest_few_double_fn nearest_few_double;
     mbk_nearest_three_float_fn nearest_three_float;
     mbk_nearest_three_double_fn nearest_three_double;
+    mbk_bound_tests_fn bound_tests;
 } mbk_variant;
 
 /* Ask for every cache line of [p, p + n_bytes), at most the first 256 bytes: a row that

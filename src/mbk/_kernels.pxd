@@ -72,6 +72,12 @@ cdef extern from "_kernels.h":
                                                  const Py_ssize_t*, int, const double*,
                                                  Py_ssize_t, Py_ssize_t, int*, int*, double*,
                                                  double*, double*) noexcept nogil
+    ctypedef Py_ssize_t (*mbk_bound_tests_fn)(Py_ssize_t, const Py_ssize_t*, Py_ssize_t,
+                                              const int*, const int*, double*, double*,
+                                              double*, unsigned char*, const double*,
+                                              const double*, const double*, double, double,
+                                              Py_ssize_t, double, unsigned char*,
+                                              Py_ssize_t*) noexcept nogil
     ctypedef struct mbk_variant:
         const char* name
         int tile_rows
@@ -96,6 +102,7 @@ cdef extern from "_kernels.h":
         mbk_nearest_few_double_fn nearest_few_double
         mbk_nearest_three_float_fn nearest_three_float
         mbk_nearest_three_double_fn nearest_three_double
+        mbk_bound_tests_fn bound_tests
     const int MBK_MAX_TILE_ROWS
     const int MBK_MAX_FEW_FEATURES
     void mbk_prefetch_span(const void* p, Py_ssize_t n_bytes) noexcept nogil

@@ -118,74 +118,52 @@ cdef void _nested_chunk(
     cdef Py_ssize_t start = chunk * CHUNK_ROWS, end = min(start + CHUNK_ROWS, n_list)
     cdef Py_ssize_t n_features = rows.n_features, n_clusters = centers.n_clusters
     cdef const floating* center_rows = <const floating*> centers.rows
-    cdef Py_ssize_t q, i, r, t, j, n_pending = 0, n_in_tile, x_stride, n_changes = 0
-    cdef int label, best
-    cdef double bound, drop, first, second
+    cdef Py_ssize_t i, r, t, j, n_pending = 0, n_in_tile, x_stride, n_changes = 0, n_failed
+    cdef int label, best, next_best
+    cdef double up, bound, other, first, second, third
     cdef Rows batch
     cdef const floating* x
     cdef int tile_rows = centers.kernels.tile_rows
-    # The state's pointers and scalars in locals: the stores below could alias the struct.
+    # The state's arrays in locals: the stores below could alias the struct.
     cdef const Py_ssize_t* order = state.order
-    cdef const Py_ssize_t* active = state.active
-    cdef unsigned char* aside = state.aside
     cdef const int* labels = state.labels
     cdef double* upper = state.upper
     cdef double* lower = state.lower
-    cdef int* runner = state.runner
-    cdef double* rest = state.rest
-    cdef double other, third
-    cdef int next_best
-    cdef const double* movement = state.movement
+    cdef const int* runner = state.runner
+    cdef const double* rest = state.rest
     cdef const double* half_gap = state.half_gap
-    cdef const double* drift = state.drift
-    cdef double move_max = state.move_max, move_second = state.move_second
-    cdef double drift_max = state.drift_max
-    cdef Py_ssize_t move_argmax = state.move_argmax
-    cdef double up
+    cdef unsigned char fail[CHUNK_ROWS]
+    cdef Py_ssize_t failed[CHUNK_ROWS]
     cdef int few_best[CHUNK_ROWS]
     cdef int few_next[CHUNK_ROWS]
     cdef double few_first[CHUNK_ROWS]
     cdef double few_second[CHUNK_ROWS]
     cdef double few_third[CHUNK_ROWS]
-    for q in range(start, end):
-        i = active[q] if active != NULL else q
+    # Every position's bounds take the movements; the ones that fail the test come back.
+    n_failed = active_kernels().bound_tests(
+        end - start, state.active + start if state.active != NULL else NULL, start,
+        labels, runner, upper, lower, state.rest, state.aside, state.movement, state.drift,
+        half_gap, state.move_max, state.move_second, state.move_argmax, state.drift_max,
+        fail, failed)
+    for t in range(n_failed):
+        i = failed[t]
         label = labels[i]
-        if label < 0:
-            pending[n_pending] = order[i]
-            pending_at[n_pending] = i
-            n_pending += 1
-            continue
-        if aside != NULL and aside[i]:
-            aside[i] = 0
-            up = upper[i] + drift[label]
-            bound = lower[i] - drift[runner[i]]
-            other = rest[i] - drift_max
-        else:
-            drop = move_second if label == move_argmax else move_max
-            up = upper[i] + movement[label]
-            bound = lower[i] - movement[runner[i]]
-            other = rest[i] - drop
-        lower[i] = bound
-        rest[i] = other
-        if other < bound:
-            bound = other
-        if half_gap[label] > bound:
-            bound = half_gap[label]
-        if up > bound:
+        if label >= 0:
             # Tighten: the exact distance to the own center, then to the runner.
+            other = rest[i]
+            bound = max(min(lower[i], other), half_gap[label])
             x = _row_ptr(rows, order[i], row_buffer)
             up = _sqrt(<double> _sq_euclidean(x, center_rows + label * n_features, n_features))
+            upper[i] = up
             if up > bound and other > lower[i] and runner[i] != label:
                 lower[i] = _sqrt(<double> _sq_euclidean(
                     x, center_rows + runner[i] * n_features, n_features))
-                bound = lower[i] if lower[i] < other else other
-                if half_gap[label] > bound:
-                    bound = half_gap[label]
-            if up > bound:
-                pending[n_pending] = order[i]
-                pending_at[n_pending] = i
-                n_pending += 1
-        upper[i] = up
+                bound = max(min(lower[i], other), half_gap[label])
+            if not up > bound:
+                continue
+        pending[n_pending] = order[i]
+        pending_at[n_pending] = i
+        n_pending += 1
 
     # The rows that need every distance: the nearest three centers.
     if n_features <= MBK_MAX_FEW_FEATURES and n_pending > 0:

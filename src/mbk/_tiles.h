@@ -365,6 +365,78 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         }                                                                                     \
     }
 
+/* ---- nested mini-batch k-means: the rows' bound tests --------------------------------------- */
+
+/* Hamerly's test for the positions positions[0 .. n) (or first, first + 1, ... when positions
+ * is NULL) of a nested round, after the centers moved: each labelled position's bounds take
+ * the movements (upper += its center's, lower -= its runner's, rest -= the largest of the
+ * others, or, for a position set aside since the last sweep (aside[i], cleared here), the
+ * summed movements since then: drift and drift_max), and the position fails when
+ * upper > max(min(lower, rest), half_gap[label]). Positions without a label (-1) fail too.
+ * Writes the failing positions, in order, to failed; returns how many.
+ *
+ * One plain loop without branches, which the compiler vectorises (gathering the per-center
+ * values), then a branchless compaction of the flags: which rows fail is unpredictable. A
+ * position appears once in a list, so the loop's stores never meet its loads (ivdep). */
+#define MBK_DEFINE_BOUND_TESTS(NAME, ATTRS)                                                   \
+    ATTRS static inline __attribute__((always_inline)) void NAME##_flags(                     \
+        Py_ssize_t n, const Py_ssize_t *restrict positions, Py_ssize_t first,                 \
+        const int *restrict labels, const int *restrict runner, double *restrict upper,       \
+        double *restrict lower, double *restrict rest, unsigned char *restrict aside,         \
+        const double *restrict movement, const double *restrict drift,                        \
+        const double *restrict half_gap, double move_max, double move_second,                 \
+        int move_argmax, double drift_max, unsigned char *restrict fail) {                    \
+        _Pragma("GCC ivdep") for (Py_ssize_t q = 0; q < n; q++) {                             \
+            Py_ssize_t i = positions ? positions[q] : first + q;                              \
+            int label = labels[i], unlabelled = label < 0;                                    \
+            int own = unlabelled ? 0 : label, other = unlabelled ? 0 : runner[i];             \
+            int was_aside = aside ? aside[i] : 0;                                             \
+            double own_move = was_aside ? drift[own] : movement[own];                         \
+            double runner_move = was_aside ? drift[other] : movement[other];                  \
+            double drop = was_aside ? drift_max : own == move_argmax ? move_second : move_max; \
+            double up = upper[i] + own_move, low = lower[i] - runner_move;                    \
+            double rest_low = rest[i] - drop;                                                 \
+            double bound = low < rest_low ? low : rest_low;                                   \
+            bound = bound > half_gap[own] ? bound : half_gap[own];                            \
+            upper[i] = up;                                                                    \
+            lower[i] = low;                                                                   \
+            rest[i] = rest_low;                                                               \
+            if (aside) aside[i] = 0;                                                          \
+            fail[q] = (unsigned char)(unlabelled | (up > bound));                             \
+        }                                                                                     \
+    }                                                                                         \
+    ATTRS static Py_ssize_t NAME(                                                             \
+        Py_ssize_t n, const Py_ssize_t *positions, Py_ssize_t first, const int *labels,       \
+        const int *runner, double *upper, double *lower, double *rest, unsigned char *aside,  \
+        const double *movement, const double *drift, const double *half_gap,                  \
+        double move_max, double move_second, Py_ssize_t move_argmax, double drift_max,        \
+        unsigned char *fail, Py_ssize_t *failed) {                                            \
+        Py_ssize_t n_failed = 0;                                                              \
+        int argmax = (int)move_argmax;                                                        \
+        /* One copy of the loop per case, so that each is a plain loop. */                    \
+        if (positions && aside)                                                               \
+            NAME##_flags(n, positions, first, labels, runner, upper, lower, rest, aside,      \
+                         movement, drift, half_gap, move_max, move_second, argmax, drift_max, \
+                         fail);                                                               \
+        else if (positions)                                                                   \
+            NAME##_flags(n, positions, first, labels, runner, upper, lower, rest, NULL,       \
+                         movement, drift, half_gap, move_max, move_second, argmax, drift_max, \
+                         fail);                                                               \
+        else if (aside)                                                                       \
+            NAME##_flags(n, NULL, first, labels, runner, upper, lower, rest, aside,           \
+                         movement, drift, half_gap, move_max, move_second, argmax, drift_max, \
+                         fail);                                                               \
+        else                                                                                  \
+            NAME##_flags(n, NULL, first, labels, runner, upper, lower, rest, NULL,            \
+                         movement, drift, half_gap, move_max, move_second, argmax, drift_max, \
+                         fail);                                                               \
+        for (Py_ssize_t q = 0; q < n; q++) {                                                  \
+            failed[n_failed] = positions ? positions[q] : first + q;                          \
+            n_failed += fail[q];                                                              \
+        }                                                                                     \
+        return n_failed;                                                                      \
+    }
+
 /* ---- distances to every center (transform) ------------------------------------------------ */
 
 #define MBK_DISTANCE_BLOCK(T, V, MR, NVB)                                                     \
@@ -661,6 +733,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
     MBK_DEFINE_NEAREST_THREE(mbk_nearest_three_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)   \
     MBK_DEFINE_NEAREST_THREE(mbk_nearest_three_double_##ISA, double, long long, VBYTES,        \
                              PLAIN_ATTRS)                                                     \
+    MBK_DEFINE_BOUND_TESTS(mbk_bound_tests_##ISA, PLAIN_ATTRS)                                \
     MBK_DEFINE_CANDIDATES(mbk_candidates_float_##ISA, float, int, VBYTES, NC_CANDIDATES, 3,    \
                           ATTRS)                                                              \
     MBK_DEFINE_CANDIDATES(mbk_candidates_double_##ISA, double, long long, VBYTES,              \
@@ -676,7 +749,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         mbk_candidates_float_##ISA, mbk_candidates_double_##ISA,                              \
         3 * (VBYTES / sizeof(double)),                                                        \
         mbk_nearest_few_float_##ISA, mbk_nearest_few_double_##ISA,                            \
-        mbk_nearest_three_float_##ISA, mbk_nearest_three_double_##ISA};
+        mbk_nearest_three_float_##ISA, mbk_nearest_three_double_##ISA,                        \
+        mbk_bound_tests_##ISA};
 
 /* Baseline: 16-byte vectors (SSE2 on x86-64, NEON on ARM), no FMA. */
 MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, 4, , )

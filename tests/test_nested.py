@@ -10,11 +10,19 @@ from threadpoolctl import threadpool_limits
 import mbk
 from _reference import inertia, nearest_centers
 from conftest import make_blobs
-from mbk import _nested_kernels
+from mbk import _core, _nested_kernels
 
 HOUSING_CSV = os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "california_housing.csv"
 )
+
+
+@pytest.fixture(params=_core.available_isas())
+def kernel_variant(request):
+    """Run a test on every instruction-set variant this CPU supports."""
+    previous = _core.use_isa(request.param)
+    yield request.param
+    _core.use_isa(previous)
 
 
 def lloyd_means(X, labels, n_clusters, sample_weight=None):
@@ -315,7 +323,9 @@ def fresh_state(n, n_clusters, n_features, centers, weights=None):
     [(3, 6, False), (3, 16, False), (3, 16, True), (12, 9, False), (12, 9, True)],
     ids=["few-6", "few-16", "few-weighted", "tiles", "tiles-weighted"],
 )
-def test_rounds_on_the_whole_data_are_lloyd_iterations(n_features, n_clusters, weighted):
+def test_rounds_on_the_whole_data_are_lloyd_iterations(
+    n_features, n_clusters, weighted, kernel_variant
+):
     # Rounds on the whole data set from given centers, with the working set, the runner
     # bounds and the sweeps at work (overlapping blobs: many rounds with few changes), end
     # where plain Lloyd from the same centers ends.
@@ -336,7 +346,7 @@ def test_rounds_on_the_whole_data_are_lloyd_iterations(n_features, n_clusters, w
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("n_features", [1, 3, 8, 9])
 @pytest.mark.parametrize("n_clusters", [1, 2, 3, 21])
-def test_first_round_finds_the_nearest_three_centers(dtype, n_features, n_clusters):
+def test_first_round_finds_the_nearest_three_centers(dtype, n_features, n_clusters, kernel_variant):
     # A first round compares every row with every center (8 features or fewer: rows in
     # vector lanes; 9: tiles): labels, runners and the three distances against NumPy's, on
     # small integers, so that many rows are tied between centers (the lower index wins).
@@ -365,7 +375,7 @@ def test_first_round_finds_the_nearest_three_centers(dtype, n_features, n_cluste
         assert_allclose(np.c_[upper, lower, rest], nearest[:, :3], rtol=1e-5, atol=1e-6)
 
 
-def test_round_limit_leaves_exact_bounds():
+def test_round_limit_leaves_exact_bounds(kernel_variant):
     # Stopping after a few rounds (rows left aside by the working set) and going on in
     # another call ends where one call ends.
     X, _ = make_blobs(5000, 3, 16, seed=22, spread=6.0)

@@ -85,10 +85,9 @@ typedef void (*mbk_nearest_three_double_fn)(const double *data, Py_ssize_t row_s
 typedef Py_ssize_t (*mbk_bound_tests_fn)(Py_ssize_t n, const Py_ssize_t *positions, Py_ssize_t first,
                                          const int *labels, const int *runner, double *upper,
                                          double *lower, double *rest, unsigned char *aside,
-                                         const double *movement, const double *drift,
-                                         const double *half_gap, double move_max, double move_second,
-                                         Py_ssize_t move_argmax, double drift_max, unsigned char *fail,
-                                         Py_ssize_t *failed);
+                                         const double *moves, const double *drops,
+                                         const double *half_gap, Py_ssize_t n_clusters,
+                                         unsigned char *fail, Py_ssize_t *failed);
 /* Whether x[0], ..., x[n - 1] are all finite (neither NaN nor infinite). */
 typedef int (*mbk_all_finite_float_fn)(const float *x, Py_ssize_t n);
 typedef int (*mbk_all_finite_double_fn)(const double *x, Py_ssize_t n);

@@ -75,9 +75,8 @@ cdef extern from "_kernels.h":
     ctypedef Py_ssize_t (*mbk_bound_tests_fn)(Py_ssize_t, const Py_ssize_t*, Py_ssize_t,
                                               const int*, const int*, double*, double*,
                                               double*, unsigned char*, const double*,
-                                              const double*, const double*, double, double,
-                                              Py_ssize_t, double, unsigned char*,
-                                              Py_ssize_t*) noexcept nogil
+                                              const double*, const double*, Py_ssize_t,
+                                              unsigned char*, Py_ssize_t*) noexcept nogil
     ctypedef struct mbk_variant:
         const char* name
         int tile_rows

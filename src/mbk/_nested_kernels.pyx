@@ -43,13 +43,15 @@ cdef struct NestedState:
     double* rest
     const double* movement        # (n_clusters,) how far each center moved last round
     const double* half_gap        # (n_clusters,) half the distance to the nearest other center
-    double move_max               # the largest movement, and the index and value of the
-    Py_ssize_t move_argmax        # second largest: a row's lower bound drops by the largest
-    double move_second            # movement among the centers other than its own
+    # The bound tests' tables (see MBK_DEFINE_BOUND_TESTS), 2 n_clusters values each: for a
+    # row labelled j, moves[j] is how far j moved last round and drops[j] the largest
+    # movement among the other centers (how far the rest bound drops); for a row aside since
+    # the last sweep, moves[n_clusters + j] and drops[n_clusters + j] are the summed
+    # movements since then (the latter: the sum of each round's largest).
+    const double* moves
+    const double* drops
     const Py_ssize_t* active      # the round's positions; NULL: every position of the batch
     unsigned char* aside          # (n_samples,) 1: left out of the rounds since the last sweep
-    const double* drift           # (n_clusters,) each center's movement since the last sweep
-    double drift_max              # the sum of the largest movements since the last sweep
     Py_ssize_t* changed           # (n_samples,) OUT per chunk: positions whose label changed
     int* moved_from               # (n_samples,) OUT previous label of a changed position, or -1
     Py_ssize_t* chunk_changes     # (n_chunks,) OUT how many positions each chunk changed
@@ -142,9 +144,8 @@ cdef void _nested_chunk(
     # Every position's bounds take the movements; the ones that fail the test come back.
     n_failed = active_kernels().bound_tests(
         end - start, state.active + start if state.active != NULL else NULL, start,
-        labels, runner, upper, lower, state.rest, state.aside, state.movement, state.drift,
-        half_gap, state.move_max, state.move_second, state.move_argmax, state.drift_max,
-        fail, failed)
+        labels, runner, upper, lower, state.rest, state.aside, state.moves, state.drops,
+        half_gap, n_clusters, fail, failed)
     for t in range(n_failed):
         i = failed[t]
         label = labels[i]
@@ -498,7 +499,11 @@ def nested_rounds(
     cdef Py_ssize_t* removed
     cdef Py_ssize_t* active_list
     cdef Py_ssize_t row_bytes
+    cdef double* moves
     cdef double* drift
+    cdef double* drops
+    cdef double move_max, move_second, drift_max = 0
+    cdef Py_ssize_t move_argmax
     cdef double* spread
     cdef Py_ssize_t bins[NESTED_MARGIN_BINS]
     cdef char* base
@@ -541,7 +546,7 @@ def nested_rounds(
     owner.centers_storage = owner.take(n_padded * (n_features + 1) * sizeof(floating))
     owner.per_thread = owner.take(n_threads * per_thread)
     owner.per_chunk = owner.take(2 * n_chunks * sizeof(Py_ssize_t)
-                                 + 2 * n_clusters * sizeof(double))
+                                 + 5 * n_clusters * sizeof(double))
     owner.members = owner.take((2 * (n_clusters + 1) + 2 * n_batch) * sizeof(Py_ssize_t))
     # Per thread a row buffer, then (aligned for Py_ssize_t: float32 rows may end mid-word)
     # the working set's list and flags.
@@ -552,8 +557,10 @@ def nested_rounds(
     remove_offsets = add_offsets + n_clusters + 1
     added = remove_offsets + n_clusters + 1
     removed = added + n_batch
-    drift = <double*> ((<Py_ssize_t*> owner.per_chunk) + 2 * n_chunks)
-    spread = drift + n_clusters
+    moves = <double*> ((<Py_ssize_t*> owner.per_chunk) + 2 * n_chunks)
+    drift = moves + n_clusters
+    drops = moves + 2 * n_clusters
+    spread = drops + 2 * n_clusters
     active_list = <Py_ssize_t*> ((<char*> owner.extra) + row_bytes)
 
     state.order = &order[0]
@@ -570,8 +577,8 @@ def nested_rounds(
     state.chunk_distances = state.chunk_changes + n_chunks
     state.active = NULL
     state.aside = <unsigned char*> (active_list + n_batch) if working_set else NULL
-    state.drift = drift
-    state.drift_max = 0
+    state.moves = moves
+    state.drops = drops
     if working_set:
         for i in range(n_batch):
             state.aside[i] = 0
@@ -579,16 +586,16 @@ def nested_rounds(
         drift[j] = 0
 
     while True:
-        state.move_max = 0
-        state.move_argmax = 0
-        state.move_second = 0
+        move_max = 0
+        move_argmax = 0
+        move_second = 0
         for j in range(n_clusters):
-            if movement[j] > state.move_max:
-                state.move_second = state.move_max
-                state.move_max = movement[j]
-                state.move_argmax = j
-            elif movement[j] > state.move_second:
-                state.move_second = movement[j]
+            if movement[j] > move_max:
+                move_second = move_max
+                move_max = movement[j]
+                move_argmax = j
+            elif movement[j] > move_second:
+                move_second = movement[j]
         if working_set and n_rounds > 0:
             # Movements since the last sweep; a round within the margin visits the active
             # rows only, one beyond it sweeps (and the rows aside take the summed movements).
@@ -596,9 +603,13 @@ def nested_rounds(
             for j in range(n_clusters):
                 drift[j] += movement[j]
                 largest = max(largest, drift[j])
-            state.drift_max += state.move_max
+            drift_max += move_max
             since_sweep += 1
-            sweep = largest + state.drift_max > margin or since_sweep >= sweep_period
+            sweep = largest + drift_max > margin or since_sweep >= sweep_period
+        for j in range(n_clusters):
+            moves[j] = movement[j]
+            drops[j] = move_second if j == move_argmax else move_max
+            drops[n_clusters + j] = drift_max
         state.active = NULL if sweep else active_list
         n_list = n_batch if sweep else n_batch - n_aside
         n_chunks = (n_list + CHUNK_ROWS - 1) // CHUNK_ROWS
@@ -663,7 +674,7 @@ def nested_rounds(
             for j in range(n_clusters):
                 largest = max(largest, movement[j])
                 drift[j] = 0
-            state.drift_max = 0
+            drift_max = 0
             with nogil:
                 margin = _working_set_margin(&state, n_batch, 2 * largest, bins, &sweep_period)
                 if margin >= 0:
@@ -679,7 +690,7 @@ def nested_rounds(
                 if state.aside[i]:
                     upper[i] += drift[labels[i]]
                     lower[i] -= drift[runner[i]]
-                    rest[i] -= state.drift_max
+                    rest[i] -= drift_max
     return n_rounds, n_changes, n_distances, reason
 
 

@@ -282,6 +282,29 @@ def test_round_kernel_checks_its_arguments():
         _nested_kernels.nested_rounds(X, *bad, 10)
 
 
+def test_state_moves_to_row_order():
+    # Positions 0..3 of order [7, 2, 5, 0, ...] carry a state; it moves to those rows.
+    order = np.array([7, 2, 5, 0, 1, 3, 4, 6], dtype=np.intp)
+    labels = np.arange(8, dtype=np.int32)
+    upper, lower, rest = np.arange(8.0), np.arange(8.0) + 10, np.arange(8.0) + 20
+    runner = labels[::-1].copy()
+    out = [np.empty_like(a) for a in (labels, upper, lower, runner, rest)]
+    _nested_kernels.to_row_order(order, 4, labels, upper, lower, runner, rest, *out)
+    row_labels, row_upper, row_lower, row_runner, row_rest = out
+    assert_array_equal(row_labels, [3, -1, 1, -1, -1, 2, -1, 0])
+    seen = order[:4]
+    assert_array_equal(row_upper[seen], upper[:4])
+    assert_array_equal(row_lower[seen], lower[:4])
+    assert_array_equal(row_runner[seen], runner[:4])
+    assert_array_equal(row_rest[seen], rest[:4])
+    with pytest.raises(ValueError, match="order must hold rows"):
+        _nested_kernels.to_row_order(order + 1, 8, labels, upper, lower, runner, rest, *out)
+    with pytest.raises(ValueError, match="n_seen"):
+        _nested_kernels.to_row_order(order, 9, labels, upper, lower, runner, rest, *out)
+    with pytest.raises(ValueError, match="rest must have"):
+        _nested_kernels.to_row_order(order, 4, labels, upper, lower, runner, rest[:7], *out)
+
+
 @pytest.mark.skipif(not os.path.exists(HOUSING_CSV), reason="housing CSV not in ../shared")
 def test_california_housing_reaches_a_fixed_point():
     pd = pytest.importorskip("pandas")

@@ -96,11 +96,13 @@ class _State:
         """Move the state of the first n_seen positions to position order[i] (the row), and
         mark the other rows new: from then on position i is row i, and the rounds on the
         whole data set read X in its own order instead of scattered."""
-        for name in ("labels", "upper", "lower", "runner", "rest"):
-            values = getattr(self, name)
-            moved = np.full_like(values, -1) if name == "labels" else np.empty_like(values)
-            moved[order[:n_seen]] = values[:n_seen]
-            setattr(self, name, moved)
+        names = ("labels", "upper", "lower", "runner", "rest")
+        moved = [np.empty_like(getattr(self, name)) for name in names]
+        _nested_kernels.to_row_order(
+            order, n_seen, *(getattr(self, name) for name in names), *moved
+        )
+        for name, values in zip(names, moved, strict=True):
+            setattr(self, name, values)
         return np.arange(order.shape[0], dtype=np.intp)
 
 

@@ -27,6 +27,20 @@ def nested_rounds(
     tol: float = 0.0,
     n_threads: int = 1,
 ) -> tuple[int, int, int, int]: ...
+def to_row_order(
+    order: NDArray[np.intp],
+    n_seen: int,
+    labels: NDArray[np.int32],
+    upper: NDArray[np.float64],
+    lower: NDArray[np.float64],
+    runner: NDArray[np.int32],
+    rest: NDArray[np.float64],
+    row_labels: NDArray[np.int32],
+    row_upper: NDArray[np.float64],
+    row_lower: NDArray[np.float64],
+    row_runner: NDArray[np.int32],
+    row_rest: NDArray[np.float64],
+) -> None: ...
 def swap_nearest(
     distances: NDArray[_Float],
     sample_weight: NDArray[_Float] | None,

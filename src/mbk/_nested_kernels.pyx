@@ -739,6 +739,48 @@ cdef int _half_gaps(const floating[:, ::1] centers, double[::1] half_gap, int n_
     return 0
 
 
+def to_row_order(
+        const Py_ssize_t[::1] order,            # IN (n,) row of X at each batch position
+        Py_ssize_t n_seen,                      # IN positions [0, n_seen) carry a state
+        const int[::1] labels,                  # IN (n,) per batch position, then:
+        const double[::1] upper,                # IN
+        const double[::1] lower,                # IN
+        const int[::1] runner,                  # IN
+        const double[::1] rest,                 # IN
+        int[::1] row_labels,                    # OUT (n,) per row of X: -1 if not seen
+        double[::1] row_upper,                  # OUT (n,) per row (unset if not seen)
+        double[::1] row_lower,                  # OUT
+        int[::1] row_runner,                    # OUT
+        double[::1] row_rest):                  # OUT
+    """The state of batch position i moved to row order[i], for the first n_seen positions;
+    the other rows are marked new (label -1). One pass instead of five NumPy scatters."""
+    cdef Py_ssize_t n = order.shape[0], i, r
+    cdef bint bad = False
+    for name, array in (("labels", labels), ("upper", upper), ("lower", lower),
+                        ("runner", runner), ("rest", rest), ("row_labels", row_labels),
+                        ("row_upper", row_upper), ("row_lower", row_lower),
+                        ("row_runner", row_runner), ("row_rest", row_rest)):
+        if array.shape[0] != n:
+            raise ValueError(f"{name} must have one entry per position")
+    if not 0 <= n_seen <= n:
+        raise ValueError("need 0 <= n_seen <= len(order)")
+    with nogil:
+        for r in range(n):
+            row_labels[r] = -1
+        for i in range(n_seen):
+            r = order[i]
+            if not 0 <= r < n:
+                bad = True
+                break
+            row_labels[r] = labels[i]
+            row_upper[r] = upper[i]
+            row_lower[r] = lower[i]
+            row_runner[r] = runner[i]
+            row_rest[r] = rest[i]
+    if bad:
+        raise ValueError("order must hold rows 0 .. len(order) - 1")
+
+
 def swap_nearest(
         const floating[:, ::1] distances,       # IN (n_rows, n_clusters) to every center
         sample_weight,                          # IN floating[::1] per row, or None

@@ -338,7 +338,7 @@ cdef bint _batch_used_up(
 cdef enum:
     NESTED_MARGIN_BINS = 16
     NESTED_SWEEP_PERIOD = 8    # rounds between sweeps at most
-    NESTED_MARGIN_STRIDE = 4   # the margin's histogram reads one position in this many
+    NESTED_MARGIN_STRIDE = 8    # the margin's histogram reads one position in this many
     NESTED_ROW_WORK = 16       # a row's bound test, in multiply-adds (for the thread count)
 
 

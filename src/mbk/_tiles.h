@@ -230,6 +230,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         typedef T V __attribute__((vector_size(VBYTES)));                                     \
         typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
         enum { lanes = VBYTES / sizeof(T), ahead = 4 * (VBYTES / sizeof(T)) };                \
+        typedef int VL32 __attribute__((vector_size(lanes * sizeof(int))));                   \
         Py_ssize_t n_grouped = n_features / 4 * 4;                                            \
         Py_ssize_t row_bytes = n_features * col_stride * (Py_ssize_t)sizeof(T);               \
         if (index)                                                                            \
@@ -250,6 +251,10 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                 for (int l = 0; l < lanes; l++) x[f][l] = row[l][f * col_stride];             \
             V best = (V){0} + (T)INFINITY;                                                    \
             VI best_at = (VI){0};                                                             \
+            /* The nearest center's features, selected along with it (gathering them by     \
+             * label afterwards took a scalar load and a lane extract per value). */          \
+            V best_c[MBK_MAX_FEW_FEATURES];                                                   \
+            for (Py_ssize_t f = 0; f < n_features; f++) best_c[f] = (V){0};                   \
             for (Py_ssize_t j = 0; j < n_clusters; j++) {                                     \
                 const T *c = centers + j * n_features;                                        \
                 V dot = (V){0};                                                               \
@@ -258,18 +263,27 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                 VI closer = dist < best;                                                      \
                 best = MBK_SELECT(V, VI, closer, dist, best);                                 \
                 best_at = (((VI){0} + (IT)j) & closer) | (best_at & ~closer);                 \
+                for (Py_ssize_t f = 0; f < n_features; f++)                                   \
+                    best_c[f] = MBK_SELECT(V, VI, closer, (V){0} + c[f], best_c[f]);          \
             }                                                                                 \
-            for (int l = 0; l < n_valid; l++) labels[g + l] = (int)best_at[l];                \
+            /* Whole vectors out when every lane is a row: lane by lane, the stores of     \
+             * the stack copies stalled the loads that read them back. */                    \
+            if (n_valid == lanes) {                                                           \
+                VL32 at32 = __builtin_convertvector(best_at, VL32);                           \
+                memcpy(labels + g, &at32, sizeof(at32));                                      \
+            } else {                                                                          \
+                for (int l = 0; l < n_valid; l++) labels[g + l] = (int)best_at[l];            \
+            }                                                                                 \
             if (out_dist) {                                                                   \
                 V total = (V){0}, group = (V){0};                                             \
                 for (Py_ssize_t f = 0; f < n_features; f++) {                                 \
-                    V c;                                                                      \
-                    for (int l = 0; l < lanes; l++)                                           \
-                        c[l] = centers[(Py_ssize_t)best_at[l] * n_features + f];              \
-                    V d = x[f] - c;                                                           \
+                    V d = x[f] - best_c[f];                                                   \
                     MBK_JOIN_FEATURE(f, d * d, n_grouped, group, total);                      \
                 }                                                                             \
-                for (int l = 0; l < n_valid; l++) out_dist[g + l] = total[l];                 \
+                if (n_valid == lanes)                                                         \
+                    memcpy(out_dist + g, &total, sizeof(V));                                  \
+                else                                                                          \
+                    for (int l = 0; l < n_valid; l++) out_dist[g + l] = total[l];             \
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \

@@ -134,4 +134,19 @@ static inline void mbk_prefetch_span(const void *p, Py_ssize_t n_bytes) {
 #endif
 }
 
+/* Ask for the cache lines of a row of n_features values of size item_bytes, col_stride items
+ * apart: the whole span for contiguous values, else each value's line (a Fortran-ordered
+ * row's values lie a column apart; the span from the first to the last would be useless). */
+static inline void mbk_prefetch_row(const void *p, Py_ssize_t n_features, Py_ssize_t col_stride,
+                                    Py_ssize_t item_bytes) {
+    if (col_stride == 1) {
+        mbk_prefetch_span(p, n_features * item_bytes);
+        return;
+    }
+#if defined(__GNUC__) || defined(__clang__)
+    for (Py_ssize_t f = 0; f < n_features; f++)
+        __builtin_prefetch((const char *)p + f * col_stride * item_bytes);
+#endif
+}
+
 #endif /* MBK_KERNELS_H */

@@ -232,17 +232,18 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         enum { lanes = VBYTES / sizeof(T), ahead = 4 * (VBYTES / sizeof(T)) };                \
         typedef int VL32 __attribute__((vector_size(lanes * sizeof(int))));                   \
         Py_ssize_t n_grouped = n_features / 4 * 4;                                            \
-        Py_ssize_t row_bytes = n_features * col_stride * (Py_ssize_t)sizeof(T);               \
         if (index)                                                                            \
             for (int r = 0; r < ahead && r < n_rows; r++)                                     \
-                mbk_prefetch_span(data + index[first + r] * row_stride, row_bytes);           \
+                mbk_prefetch_row(data + index[first + r] * row_stride, n_features, col_stride, \
+                                 (Py_ssize_t)sizeof(T));                                      \
         for (int g = 0; g < n_rows; g += lanes) {                                             \
             const T *row[lanes];                                                              \
             V x[MBK_MAX_FEW_FEATURES];                                                        \
             int n_valid = n_rows - g < lanes ? n_rows - g : lanes;                            \
             if (index)                                                                        \
                 for (int r = g + ahead; r < g + ahead + lanes && r < n_rows; r++)             \
-                    mbk_prefetch_span(data + index[first + r] * row_stride, row_bytes);       \
+                    mbk_prefetch_row(data + index[first + r] * row_stride, n_features,        \
+                                     col_stride, (Py_ssize_t)sizeof(T));                      \
             for (int l = 0; l < lanes; l++) {                                                 \
                 Py_ssize_t at = first + g + (l < n_valid ? l : 0); /* spare lanes: a copy */  \
                 row[l] = data + (index ? index[at] : at) * row_stride;                        \
@@ -324,15 +325,16 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         typedef T V __attribute__((vector_size(VBYTES)));                                     \
         typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
         enum { lanes = VBYTES / sizeof(T), ahead = 4 * (VBYTES / sizeof(T)) };                \
-        Py_ssize_t row_bytes = n_features * col_stride * (Py_ssize_t)sizeof(T);               \
         for (int r = 0; r < ahead && r < n_rows; r++)                                         \
-            mbk_prefetch_span(data + index[r] * row_stride, row_bytes);                       \
+            mbk_prefetch_row(data + index[r] * row_stride, n_features, col_stride,            \
+                             (Py_ssize_t)sizeof(T));                                          \
         for (int g = 0; g < n_rows; g += lanes) {                                             \
             const T *row[lanes];                                                              \
             V x[MBK_MAX_FEW_FEATURES];                                                        \
             int n_valid = n_rows - g < lanes ? n_rows - g : lanes;                            \
             for (int r = g + ahead; r < g + ahead + lanes && r < n_rows; r++)                 \
-                mbk_prefetch_span(data + index[r] * row_stride, row_bytes);                   \
+                mbk_prefetch_row(data + index[r] * row_stride, n_features, col_stride,        \
+                                 (Py_ssize_t)sizeof(T));                                      \
             for (int l = 0; l < lanes; l++) /* spare lanes: a copy of the group's first row */ \
                 row[l] = data + index[g + (l < n_valid ? l : 0)] * row_stride;                \
             for (Py_ssize_t f = 0; f < n_features; f++)                                       \

@@ -135,8 +135,9 @@ static inline void mbk_prefetch_span(const void *p, Py_ssize_t n_bytes) {
 }
 
 /* Ask for the cache lines of a row of n_features values of size item_bytes, col_stride items
- * apart: the whole span for contiguous values, else each value's line (a Fortran-ordered
- * row's values lie a column apart; the span from the first to the last would be useless). */
+ * apart: its span for contiguous values (see mbk_prefetch_span), else the line of each of its
+ * first 16 values (a Fortran-ordered row's values lie a column apart; the span from the
+ * first value would hold none of the others). */
 static inline void mbk_prefetch_row(const void *p, Py_ssize_t n_features, Py_ssize_t col_stride,
                                     Py_ssize_t item_bytes) {
     if (col_stride == 1) {
@@ -144,7 +145,7 @@ static inline void mbk_prefetch_row(const void *p, Py_ssize_t n_features, Py_ssi
         return;
     }
 #if defined(__GNUC__) || defined(__clang__)
-    for (Py_ssize_t f = 0; f < n_features; f++)
+    for (Py_ssize_t f = 0; f < n_features && f < 16; f++)
         __builtin_prefetch((const char *)p + f * col_stride * item_bytes);
 #endif
 }

@@ -137,7 +137,19 @@ cdef inline Py_ssize_t _search_segments(const Sampling* sampling, double u) noex
     cdef const Py_ssize_t* starts = sampling.segment_starts
     cdef Py_ssize_t i = min(<Py_ssize_t> (u * sampling.n_samples), sampling.n_samples - 1)
     cdef Py_ssize_t s = sampling.segment_guide[<Py_ssize_t> (u * sampling.n_segment_buckets)]
-    cdef Py_ssize_t before
+    cdef Py_ssize_t before, start = starts[s]
+    cdef double step, below, at, band
+    if start < i < starts[s + 1]:
+        # Nearly always: i - 1 and i in the bucket's segment, and both decided by the
+        # estimates (cdf[i - 1] <= u < cdf[i]), tested together, without the loops below.
+        step = sampling.segment_steps[s]
+        below = sampling.segment_values[s] + <double> (i - 1 - start) * step
+        at = sampling.segment_values[s] + <double> (i - start) * step
+        below = below * sampling.inverse_last
+        at = at * sampling.inverse_last
+        band = u * 1e-15
+        if (below < u - band) & (at > u + band):
+            return i
     while starts[s + 1] <= i:
         s += 1
     while i > 0:

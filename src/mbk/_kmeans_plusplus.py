@@ -41,6 +41,16 @@ _NORM_ROWS = 65536
 _PACK_BYTES = 64 << 20
 
 
+def _weighted_choice(random_state, weights):
+    """``random_state.choice(len(weights), p=weights / weights.sum())``, the same row from the
+    same draw, without choice's checks of p (the weights are validated non-negative with a
+    positive sum): p in the weights' dtype widened to float64, its cumsum normalised by its
+    last value, one random_sample, searchsorted side "right"."""
+    cdf = np.cumsum((weights / weights.sum()).astype(np.float64, copy=False))
+    cdf /= cdf[-1]
+    return int(cdf.searchsorted(random_state.random_sample(), side="right"))
+
+
 def kmeans_plusplus_seeds(
     X, n_clusters, sample_weight, random_state, n_local_trials=None, n_threads=None
 ):
@@ -76,7 +86,7 @@ def kmeans_plusplus_seeds(
         )
         return out
 
-    first = random_state.choice(n_samples, p=sample_weight / sample_weight.sum())
+    first = _weighted_choice(random_state, sample_weight)
     centers[0] = X[first]
     indices[0] = first
     closest_sq = candidate_distances(np.array([first], dtype=np.intp), None)  # (1, n_samples)

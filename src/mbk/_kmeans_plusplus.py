@@ -42,11 +42,16 @@ _PACK_BYTES = 64 << 20
 
 
 def _weighted_choice(random_state, weights):
-    """``random_state.choice(len(weights), p=weights / weights.sum())``, the same row from the
-    same draw, without choice's checks of p (the weights are validated non-negative with a
-    positive sum): p in the weights' dtype widened to float64, its cumsum normalised by its
-    last value, one random_sample, searchsorted side "right"."""
-    cdf = np.cumsum((weights / weights.sum()).astype(np.float64, copy=False))
+    """``random_state.choice(len(weights), p=weights / weights.sum())``: the same row from
+    the same draw, and the same errors for negative weights or a zero sum, for about half
+    the time (p in the weights' dtype widened to float64, its cumsum normalised by its last
+    value, one random_sample, searchsorted side "right")."""
+    total = weights.sum()
+    if (weights < 0).any():
+        raise ValueError("probabilities are not non-negative")
+    if not total > 0:
+        raise ValueError("probabilities contain NaN")
+    cdf = np.cumsum((weights / total).astype(np.float64, copy=False))
     cdf /= cdf[-1]
     return int(cdf.searchsorted(random_state.random_sample(), side="right"))
 

@@ -78,36 +78,36 @@ def kmeans_plusplus_seeds(
     packed = _seeding_kernels.pack_rows(X) if X.nbytes <= _PACK_BYTES else None
     # Two output buffers in turn: the closest distances are a row of the previous one.
     buffers = [np.empty((n_local_trials, n_samples), dtype=X.dtype) for _ in range(2)]
-
     candidates = np.empty(n_local_trials, dtype=np.intp)
-
-    def candidate_distances(candidates, closest):
-        out = buffers[0][: len(candidates)]
-        buffers.reverse()
-        # A row's norm does not depend on the rows computed beside it (tested), so the
-        # candidates' norms are the rows' norms.
-        _seeding_kernels.kmeanspp_distances(
-            X, packed, x_sq_norms, candidates, x_sq_norms[candidates], closest, out, n_threads
-        )
-        return out
+    weight_column = sample_weight.reshape(-1, 1)
 
     first = _weighted_choice(random_state, sample_weight)
     centers[0] = X[first]
     indices[0] = first
-    closest_sq = candidate_distances(np.array([first], dtype=np.intp), None)  # (1, n_samples)
-    potential = closest_sq @ sample_weight  # (1,)
+    closest_sq = buffers[0][:1]  # the first trials write buffers[1]
+    # A row's norm does not depend on the rows computed beside it (tested), so a
+    # candidate's norm is its row's.
+    _seeding_kernels.kmeanspp_distances(
+        X, packed, x_sq_norms, np.array([first], dtype=np.intp), x_sq_norms[first : first + 1],
+        None, closest_sq, n_threads,
+    )  # fmt: skip
+    # (1, n) @ (n,), the product scikit-learn computes (the rounding depends on the BLAS call).
+    potential = float((closest_sq @ sample_weight)[0])
+    closest_sq = closest_sq[0]
 
     for c in range(1, n_clusters):
         # Sample candidates with probability proportional to w * D^2 (scikit-learn's uniform
-        # draws, cumsum and searchsorted, fused) ...
-        _seeding_kernels.draw_candidates(
-            sample_weight, closest_sq.ravel(), random_state, float(potential[0]), candidates
-        )
-        # ... and keep the one that lowers the potential most (first one on ties).
-        candidate_sq = candidate_distances(candidates, closest_sq.ravel())
-        candidate_potentials = candidate_sq @ sample_weight.reshape(-1, 1)
+        # draws, cumsum and searchsorted, fused) and compute their distances to every row ...
+        candidate_sq = buffers[c % 2]
+        _seeding_kernels.kmeanspp_trials(
+            X, packed, x_sq_norms, sample_weight, closest_sq, random_state, potential,
+            candidates, candidate_sq, n_threads,
+        )  # fmt: skip
+        # ... and keep the one that lowers the potential most (first one on ties), by the
+        # same matrix product as scikit-learn.
+        candidate_potentials = candidate_sq @ weight_column
         best = candidate_potentials.argmin()
-        potential = candidate_potentials[best]
+        potential = float(candidate_potentials[best, 0])
         closest_sq = candidate_sq[best]
         centers[c] = X[candidates[best]]
         indices[c] = candidates[best]

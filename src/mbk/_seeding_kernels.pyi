@@ -23,3 +23,15 @@ def kmeanspp_distances(
     out: NDArray[_Float],
     n_threads: int = 1,
 ) -> None: ...
+def kmeanspp_trials(
+    X: NDArray[_Float],
+    packed: NDArray[_Float] | None,
+    x_sq_norms: NDArray[np.float64],
+    weights: NDArray[_Float],
+    closest: NDArray[_Float],
+    random_state: np.random.RandomState,
+    potential: float,
+    candidates: NDArray[np.intp],
+    out: NDArray[_Float],
+    n_threads: int = 1,
+) -> None: ...

@@ -78,6 +78,13 @@ def draw_candidates(
     (side "left": the first row whose sum reaches the target). The pass stops at the largest
     target's row.
     """
+    _draw_candidates(weights, values, random_state, potential, out)
+
+
+cdef int _draw_candidates(
+        const floating[::1] weights, const floating[::1] values, random_state,
+        double potential, Py_ssize_t[::1] out) except -1:
+    """draw_candidates' work (see there)."""
     cdef Py_ssize_t n = weights.shape[0], n_targets = out.shape[0], i, t, u, found = 0
     cdef floating total = 0, product
     cdef _Scratch owner = _Scratch()
@@ -88,7 +95,7 @@ def draw_candidates(
     if values.shape[0] != n or n < 1:
         raise ValueError("weights and values must have the same, non-zero length")
     if n_targets < 1:
-        return
+        return 0
     owner.extra = owner.take(n_targets * sizeof(double))
     owner.members = owner.take(n_targets * sizeof(Py_ssize_t))
     targets = <double*> owner.extra
@@ -116,6 +123,7 @@ def draw_candidates(
         while found < n_targets:  # beyond the last sum: searchsorted's n, clipped
             out[order[found]] = n - 1
             found += 1
+    return 0
 
 
 def kmeanspp_distances(
@@ -138,6 +146,41 @@ def kmeanspp_distances(
     The kernel reads X packed in blocks of rows (rows in vector lanes): from ``packed`` when
     given, else each thread packs its chunk of rows on every call.
     """
+    cdef const floating[::1] closest_view
+    if candidate_sq_norms.shape[0] != candidates.shape[0]:
+        raise ValueError("one squared norm per row and per candidate is needed")
+    if closest is None:
+        closest_view = None
+    else:
+        closest_view = closest
+    _candidate_distances(X, packed, x_sq_norms, candidates, &candidate_sq_norms[0]
+                         if candidates.shape[0] > 0 else NULL, closest_view, out, n_threads)
+
+
+def kmeanspp_trials(
+        const floating[:, :] X,                 # IN (n_samples, n_features)
+        packed,                                 # IN pack_rows(X), or None
+        const double[::1] x_sq_norms,           # IN (n_samples,) in float64
+        const floating[::1] weights,            # IN (n_samples,)
+        const floating[::1] closest,            # IN (n_samples,) squared distance to a seed
+        random_state,                           # IN/OUT numpy.random.RandomState
+        double potential,                       # IN sum of weights * closest, as NumPy has it
+        Py_ssize_t[::1] candidates,             # OUT (n_candidates,) rows drawn
+        floating[:, ::1] out,                   # OUT (n_candidates, n_samples)
+        int n_threads=1):
+    """One k-means++ seed's trials in one call: draw_candidates(weights, closest, ...), then
+    kmeanspp_distances for them (their norms taken from x_sq_norms)."""
+    _draw_candidates(weights, closest, random_state, potential, candidates)
+    _candidate_distances(X, packed, x_sq_norms, candidates, NULL, closest, out, n_threads)
+
+
+cdef int _candidate_distances(
+        const floating[:, :] X, packed, const double[::1] x_sq_norms,
+        const Py_ssize_t[::1] candidates,
+        const double* candidate_sq_norms,      # NULL: x_sq_norms[candidates]
+        const floating[::1] closest,           # None: no closest distances yet
+        floating[:, ::1] out, int n_threads) except -1:
+    """kmeanspp_distances' work (see there)."""
     cdef Rows rows
     cdef _Scratch owner = _Scratch()
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
@@ -148,11 +191,11 @@ def kmeanspp_distances(
     cdef floating* xt
     cdef const floating[::1] packed_view
     cdef const floating* packed_ptr = NULL
-    cdef const floating[::1] closest_view
     cdef const floating* closest_ptr = NULL
+    cdef double* candidate_norms
     cdef const Py_ssize_t[::1] all_rows = None
     _fill_rows(&rows, X, all_rows, None)
-    if x_sq_norms.shape[0] != n_samples or candidate_sq_norms.shape[0] != n_candidates:
+    if x_sq_norms.shape[0] != n_samples:
         raise ValueError("one squared norm per row and per candidate is needed")
     if out.shape[0] != n_candidates or out.shape[1] != n_samples or n_candidates < 1:
         raise ValueError("out must have shape (n_candidates, n_samples), n_candidates >= 1")
@@ -160,10 +203,9 @@ def kmeanspp_distances(
         if not 0 <= candidates[cand] < n_samples:
             raise ValueError("candidate rows must be rows of X")
     if closest is not None:
-        closest_view = closest
-        if closest_view.shape[0] != n_samples:
+        if closest.shape[0] != n_samples:
             raise ValueError("closest must have one entry per row of X")
-        closest_ptr = &closest_view[0]
+        closest_ptr = &closest[0]
     if packed is not None:
         packed_view = packed
         if packed_view.shape[0] != _round_up(n_samples, block) * n_features:
@@ -172,13 +214,18 @@ def kmeanspp_distances(
     n_threads = _clamp_threads(n_threads, n_samples, n_candidates, n_features)
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
     per_thread = 0 if packed is not None else n_features * chunk_rows
-    owner.centers_storage = owner.take(n_candidates * n_features * sizeof(double))
+    owner.centers_storage = owner.take(n_candidates * (n_features + 1) * sizeof(double))
     owner.per_thread = owner.take(n_threads * per_thread * sizeof(floating))
     candidate_rows = <double*> owner.centers_storage
+    candidate_norms = candidate_rows + n_candidates * n_features
     with nogil:
         for cand in range(n_candidates):
             for f in range(n_features):
                 candidate_rows[cand * n_features + f] = X[candidates[cand], f]
+            # A row's norm does not depend on the rows computed beside it (tested), so a
+            # candidate's is its row's.
+            candidate_norms[cand] = (candidate_sq_norms[cand] if candidate_sq_norms != NULL
+                                     else x_sq_norms[candidates[cand]])
         for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
             start = chunk * chunk_rows
             end = min(start + chunk_rows, n_samples)
@@ -190,12 +237,13 @@ def kmeanspp_distances(
             if floating is float:
                 active_kernels().candidates_float(
                     xt, end - start, n_features, candidate_rows, <int> n_candidates,
-                    &candidate_sq_norms[0], &x_sq_norms[start],
+                    candidate_norms, &x_sq_norms[start],
                     closest_ptr + start if closest_ptr != NULL else NULL,
                     &out[0, start], n_samples)
             else:
                 active_kernels().candidates_double(
                     xt, end - start, n_features, candidate_rows, <int> n_candidates,
-                    &candidate_sq_norms[0], &x_sq_norms[start],
+                    candidate_norms, &x_sq_norms[start],
                     closest_ptr + start if closest_ptr != NULL else NULL,
                     &out[0, start], n_samples)
+    return 0

@@ -23,6 +23,7 @@ from libc.stdlib cimport free, malloc
 
 from mbk._kernels cimport (
     MBK_MAX_FEW_FEATURES, MBK_OPENMP_ENABLED, mbk_omp_max_threads, mbk_prefetch_row,
+    mbk_prefetch_span,
 )
 from mbk._sampling_kernels cimport _search_rows
 
@@ -220,13 +221,11 @@ cdef const floating* _tile_rows(
     cdef Py_ssize_t chunk_end = min((first // CHUNK_ROWS + 1) * CHUNK_ROWS, rows.n_rows)
     cdef Py_ssize_t row_stride = rows.row_stride, col_stride = rows.col_stride
     cdef const Py_ssize_t* index = rows.index
+    cdef Py_ssize_t row_bytes = n_features * sizeof(floating)
     cdef const floating* base
     cdef floating* row
-    if index != NULL:
-        # Batch rows are scattered over X: ask for the rows PREFETCH_ROWS ahead now, so many
-        # cache misses are in flight while this tile computes. A chunk's first tile also asks
-        # for the rows before that distance. Only this chunk's rows: the next chunk's may not
-        # be drawn yet.
+    if index != NULL and col_stride != 1:
+        # Strided rows (Fortran order): each value's line.
         for t in range(first + PREFETCH_ROWS, min(first + tile_rows + PREFETCH_ROWS, chunk_end)):
             mbk_prefetch_row(data + index[t] * row_stride, n_features, col_stride,
                              sizeof(floating))
@@ -234,6 +233,16 @@ cdef const floating* _tile_rows(
             for t in range(first, min(first + PREFETCH_ROWS, chunk_end)):
                 mbk_prefetch_row(data + index[t] * row_stride, n_features, col_stride,
                                  sizeof(floating))
+    elif index != NULL:
+        # Batch rows are scattered over X: ask for the rows PREFETCH_ROWS ahead now, so many
+        # cache misses are in flight while this tile computes. A chunk's first tile also asks
+        # for the rows before that distance. Only this chunk's rows: the next chunk's may not
+        # be drawn yet.
+        for t in range(first + PREFETCH_ROWS, min(first + tile_rows + PREFETCH_ROWS, chunk_end)):
+            mbk_prefetch_span(data + index[t] * row_stride, row_bytes)
+        if first % CHUNK_ROWS == 0:
+            for t in range(first, min(first + PREFETCH_ROWS, chunk_end)):
+                mbk_prefetch_span(data + index[t] * row_stride, row_bytes)
     if index == NULL and col_stride == 1 and n_in_tile == tile_rows:
         stride[0] = row_stride
         return data + first * row_stride

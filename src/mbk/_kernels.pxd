@@ -104,5 +104,6 @@ cdef extern from "_kernels.h":
         mbk_bound_tests_fn bound_tests
     const int MBK_MAX_TILE_ROWS
     const int MBK_MAX_FEW_FEATURES
+    void mbk_prefetch_span(const void* p, Py_ssize_t n_bytes) noexcept nogil
     void mbk_prefetch_row(const void* p, Py_ssize_t n_features, Py_ssize_t col_stride,
                           Py_ssize_t item_bytes) noexcept nogil

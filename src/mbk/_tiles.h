@@ -217,6 +217,14 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
  * bits as the baseline tiles, in every variant. With out_dist, also each row's squared
  * distance to its center by direct differences, rounded as row_distances. The n_rows rows
  * are batch positions first, first + 1, ...; labels and out_dist get one entry per row. */
+/* One case per feature count, 1 to MBK_MAX_FEW_FEATURES: each calls a copy of the body whose
+ * loops over features unroll (CASE(NAME, D) is one case). */
+#define MBK_SWITCH_FEW_FEATURES(CASE, NAME)                                                   \
+    switch (n_features) {                                                                     \
+    CASE(NAME, 1) CASE(NAME, 2) CASE(NAME, 3) CASE(NAME, 4)                                   \
+    CASE(NAME, 5) CASE(NAME, 6) CASE(NAME, 7) CASE(NAME, 8)                                   \
+    default: break; /* the caller only asks for 1 to MBK_MAX_FEW_FEATURES features */         \
+    }
 #define MBK_FEW_CASE(NAME, D)                                                                 \
     case D:                                                                                   \
         NAME##_body(data, row_stride, col_stride, index, first, n_rows, centers, norms,       \
@@ -294,12 +302,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                            const Py_ssize_t *index, Py_ssize_t first, int n_rows,             \
                            const T *centers, const T *norms, Py_ssize_t n_clusters,           \
                            Py_ssize_t n_features, int *labels, T *out_dist) {                 \
-        switch (n_features) {                                                                 \
-        MBK_FEW_CASE(NAME, 1) MBK_FEW_CASE(NAME, 2) MBK_FEW_CASE(NAME, 3)                     \
-        MBK_FEW_CASE(NAME, 4) MBK_FEW_CASE(NAME, 5) MBK_FEW_CASE(NAME, 6)                     \
-        MBK_FEW_CASE(NAME, 7) MBK_FEW_CASE(NAME, 8)                                           \
-        default: break; /* the caller only asks for 1 to MBK_MAX_FEW_FEATURES features */     \
-        }                                                                                     \
+        MBK_SWITCH_FEW_FEATURES(MBK_FEW_CASE, NAME)                                           \
     }
 
 /* ---- nearest three centers of rows with few features: rows in lanes ---------------------- */
@@ -373,12 +376,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                            const Py_ssize_t *index, int n_rows, const T *centers,             \
                            Py_ssize_t n_clusters, Py_ssize_t n_features, int *best,           \
                            int *next_best, double *first, double *second, double *third) {    \
-        switch (n_features) {                                                                 \
-        MBK_THREE_CASE(NAME, 1) MBK_THREE_CASE(NAME, 2) MBK_THREE_CASE(NAME, 3)               \
-        MBK_THREE_CASE(NAME, 4) MBK_THREE_CASE(NAME, 5) MBK_THREE_CASE(NAME, 6)               \
-        MBK_THREE_CASE(NAME, 7) MBK_THREE_CASE(NAME, 8)                                       \
-        default: break; /* the caller only asks for 1 to MBK_MAX_FEW_FEATURES features */     \
-        }                                                                                     \
+        MBK_SWITCH_FEW_FEATURES(MBK_THREE_CASE, NAME)                                         \
     }
 
 /* ---- nested mini-batch k-means: the rows' bound tests --------------------------------------- */

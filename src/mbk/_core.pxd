@@ -64,6 +64,7 @@ cdef const mbk_variant* kernels_for(Py_ssize_t n_columns, bint is_double) noexce
 cdef int _fill_rows(
     Rows* rows, const floating[:, :] X, const Py_ssize_t[::1] sample_indices,
     object sample_weight) except -1
+cdef int _weights_of(object sample_weight, Py_ssize_t n_rows, const floating** out) except -1
 cdef int _check_centers(const floating[:, ::1] centers, Py_ssize_t n_features) except -1
 cdef Py_ssize_t _padded_count(Py_ssize_t n_clusters, const floating* witness) noexcept nogil
 cdef int _prepare_centers(

@@ -94,7 +94,6 @@ cdef int _fill_rows(
         object sample_weight,                   # None, or floating[::1] of X's dtype
 ) except -1:
     cdef Py_ssize_t itemsize = sizeof(floating)
-    cdef const floating[::1] weights
     if X.strides[0] % itemsize or X.strides[1] % itemsize:
         raise ValueError("X's strides must be multiples of its item size")
     rows.data = &X[0, 0]
@@ -108,11 +107,21 @@ cdef int _fill_rows(
         rows.n_rows = sample_indices.shape[0]
         if rows.n_rows > 0:
             rows.index = &sample_indices[0]
+    _weights_of(sample_weight, X.shape[0], <const floating**> &rows.weights)
+    return 0
+
+
+cdef int _weights_of(object sample_weight, Py_ssize_t n_rows, const floating** out) except -1:
+    """out[0] = the values of sample_weight (floating[::1], n_rows of them), or NULL for None.
+
+    The pointer is into the caller's array, which must outlive its use."""
+    cdef const floating[::1] weights
+    out[0] = NULL
     if sample_weight is not None:
         weights = sample_weight
-        if weights.shape[0] != X.shape[0]:
+        if weights.shape[0] != n_rows:
             raise ValueError("sample_weight must have one entry per row of X")
-        rows.weights = &weights[0]
+        out[0] = &weights[0]
     return 0
 
 

@@ -12,7 +12,7 @@ from libc.string cimport memcpy
 from mbk._core cimport (
     CHUNK_ROWS, Centers, Rows, _Scratch, _check_centers, _clamp_threads, _distance_chunk,
     _fill_rows, _padded_count, _prepare_centers, _round_up, _row_ptr, _sq_euclidean,
-    _threads_for, _tile_rows, _tile_scratch, _weight, active_kernels,
+    _threads_for, _tile_rows, _tile_scratch, _weight, _weights_of, active_kernels,
 )
 from mbk._kernels cimport MBK_MAX_FEW_FEATURES, MBK_MAX_TILE_ROWS
 
@@ -794,17 +794,12 @@ def swap_nearest(
     """
     cdef Py_ssize_t n_rows = distances.shape[0], n_clusters = distances.shape[1], i, j
     cdef const floating* weights = NULL
-    cdef const floating[::1] w
     cdef double value, low, next_low, third_low, total = 0
     cdef int at, next_at
     if (labels.shape[0] != n_rows or first.shape[0] != n_rows or second.shape[0] != n_rows
             or cost.shape[0] != n_rows):
         raise ValueError("labels, first, second and cost need one entry per row")
-    if sample_weight is not None:
-        w = sample_weight
-        if w.shape[0] != n_rows:
-            raise ValueError("sample_weight needs one entry per row")
-        weights = &w[0]
+    _weights_of(sample_weight, n_rows, &weights)
     with nogil:
         for i in range(n_rows):
             low = INFINITY
@@ -838,7 +833,6 @@ def swap_totals(
     cdef Py_ssize_t n_rows = to_candidates.shape[0], n_candidates = to_candidates.shape[1]
     cdef Py_ssize_t n_clusters = totals.shape[0], i, j, c
     cdef const floating* weights = NULL
-    cdef const floating[::1] w
     cdef double to_c, kept, w_i
     cdef _Scratch owner = _Scratch()
     cdef double* kept_sums
@@ -848,11 +842,7 @@ def swap_totals(
     for i in range(n_rows):
         if not 0 <= labels[i] < n_clusters:
             raise ValueError("labels must be center indices")
-    if sample_weight is not None:
-        w = sample_weight
-        if w.shape[0] != n_rows:
-            raise ValueError("sample_weight needs one entry per row")
-        weights = &w[0]
+    _weights_of(sample_weight, n_rows, &weights)
     owner.extra = owner.take(max(n_candidates, 1) * sizeof(double))
     kept_sums = <double*> owner.extra
     with nogil:

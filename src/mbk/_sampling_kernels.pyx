@@ -105,6 +105,18 @@ cdef inline Py_ssize_t _search_table(const Sampling* sampling, double u) noexcep
     return base + (cdf[base] <= u)
 
 
+cdef inline double _segment_sum(
+        const Sampling* sampling, Py_ssize_t s, Py_ssize_t i) noexcept nogil:
+    """The running sum at row i of segment s (exact, see _constant_step_segments)."""
+    return (sampling.segment_values[s]
+            + <double> (i - sampling.segment_starts[s]) * sampling.segment_steps[s])
+
+
+# Around a draw u, the band u * (1 +- SEGMENT_BAND) where the estimate sum * (1 / last)
+# cannot decide cdf <= u (see _segment_cdf_at_most).
+cdef double SEGMENT_BAND = 1e-15
+
+
 cdef inline bint _segment_cdf_at_most(
         const Sampling* sampling, Py_ssize_t s, Py_ssize_t i, double u) noexcept nogil:
     """Whether cdf[i] <= u, for equal weights and i in segment s, with cdf[i] exactly as the
@@ -117,12 +129,11 @@ cdef inline bint _segment_cdf_at_most(
     never hit, and the draws are searched with multiplications (a division takes several
     times longer).
     """
-    cdef double total = (sampling.segment_values[s]
-                         + <double> (i - sampling.segment_starts[s]) * sampling.segment_steps[s])
+    cdef double total = _segment_sum(sampling, s, i)
     cdef double estimate = total * sampling.inverse_last
-    if estimate < u - u * 1e-15:
+    if estimate < u - u * SEGMENT_BAND:
         return True
-    if estimate > u + u * 1e-15:
+    if estimate > u + u * SEGMENT_BAND:
         return False
     return total / sampling.last <= u
 
@@ -137,17 +148,14 @@ cdef inline Py_ssize_t _search_segments(const Sampling* sampling, double u) noex
     cdef const Py_ssize_t* starts = sampling.segment_starts
     cdef Py_ssize_t i = min(<Py_ssize_t> (u * sampling.n_samples), sampling.n_samples - 1)
     cdef Py_ssize_t s = sampling.segment_guide[<Py_ssize_t> (u * sampling.n_segment_buckets)]
-    cdef Py_ssize_t before, start = starts[s]
-    cdef double step, below, at, band
-    if start < i < starts[s + 1]:
+    cdef Py_ssize_t before
+    cdef double below, at, band
+    if starts[s] < i < starts[s + 1]:
         # Nearly always: i - 1 and i in the bucket's segment, and both decided by the
         # estimates (cdf[i - 1] <= u < cdf[i]), tested together, without the loops below.
-        step = sampling.segment_steps[s]
-        below = sampling.segment_values[s] + <double> (i - 1 - start) * step
-        at = sampling.segment_values[s] + <double> (i - start) * step
-        below = below * sampling.inverse_last
-        at = at * sampling.inverse_last
-        band = u * 1e-15
+        below = _segment_sum(sampling, s, i - 1) * sampling.inverse_last
+        at = _segment_sum(sampling, s, i) * sampling.inverse_last
+        band = u * SEGMENT_BAND
         if (below < u - band) & (at > u + band):
             return i
     while starts[s + 1] <= i:

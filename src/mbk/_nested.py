@@ -7,7 +7,7 @@ and lower bounds, the lower one split between the runner-up center and the other
 row whose bounds prove that its nearest center cannot have changed costs no distance
 computation; on the whole data set (and when a seeding settles), rows far from any boundary
 are left out of the rounds altogether until the centers have moved enough to matter (a
-working set, see _core). Each center is the weighted mean of the batch rows currently
+working set, see _nested_kernels). Each center is the weighted mean of the batch rows currently
 labelled with it (a row that changes label leaves its old center's sums), so on a fixed
 batch a round is exactly one Lloyd iteration, and a run that reaches the whole data set and
 stops when no label changes ends at a Lloyd fixed point of the data.
@@ -23,8 +23,9 @@ the first batch and settled there by rounds up to a Lloyd fixed point; the one w
 lowest inertia on the sample goes on. Then single center moves ("swaps", see _best_swap) are
 tried on the sample, each followed by rounds there and kept while they lower its inertia.
 Lloyd's local minima are mostly decided by the seeding: on California housing one k-means++
-seeding in four or five ends 2-7% above the best solution, where swaps do not help, and the
-best of three settled seedings rarely does.
+seeding in three to five ends 2-9% above the best solution, where swaps do not help; with
+three settled seedings, 4-7% of runs still do (seeds 0-99: every seeding led to a poor
+minimum, or the sample's inertia picked the wrong one).
 
 The compiled rounds are ``_nested_kernels.nested_rounds`` (which also applies the doubling
 rule and the stopping rules); this module drives them: seeding and swaps, growing the batch,
@@ -42,9 +43,9 @@ from . import _core, _nested_kernels
 # measurement on the benchmark workloads (bench/nested.py): smaller values double earlier.
 RHO = 1.0
 # Seedings tried by n_init="auto": each is settled to a Lloyd fixed point of the first batch,
-# and the best goes on. On California housing (k = 6, 8, 20) one seeding in four or five
-# ends in a local minimum 2-7% above the best, which swaps do not leave; three make that
-# rare for about a millisecond each.
+# and the best goes on. On California housing (k = 6, 8, 20) one seeding in three to five
+# ends in a local minimum 2-9% above the best, which swaps do not leave; three bring that
+# to 4-7% of runs for about a millisecond each (five: 0-4%, for a quarter more time).
 NESTED_AUTO_N_INIT = 3
 # With several seedings, each settles on the first part of the first batch: half of it, but
 # at least this many rows per cluster (the local minima are decided by then, at half the

@@ -7,8 +7,9 @@
  * the centers transposed and padded, ct[f * n_padded + j], so one vector load reads feature
  * f of `lanes` consecutive centers and one broadcast reads feature f of a row.
  *
- * Written with GCC/Clang vector extensions: no intrinsics, so one source serves SSE2, AVX2,
- * AVX-512 and ARM. The x86-64 variants are compiled with per-function target attributes and
+ * Written with GCC/Clang vector extensions, so one source serves SSE2, AVX2, AVX-512 and ARM;
+ * the one intrinsic widens floats to doubles on x86 (MBK_WIDEN_X86), where GCC's lowering of
+ * the portable conversion is slow. The x86-64 variants are compiled with per-function target attributes and
  * picked with __builtin_cpu_supports, never with -march=native, so a wheel runs everywhere.
  *
  * Rounding: each (row, center) dot product is accumulated feature by feature in order, in
@@ -37,6 +38,35 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
 #define MBK_LANE_NUMBERS(VI, IT, out)                                                         \
     memcpy(&(out), sizeof(IT) == 4 ? (const void *)mbk_lane_numbers_int                       \
                                    : (const void *)mbk_lane_numbers_long, sizeof(VI))
+
+/* `out`, a vector of doubles, from the values of type T (float or double) at `src`. GCC 12
+ * lowers __builtin_convertvector from floats to doubles as two half-width converts, an extract
+ * and an insert (three of the five on the shuffle port). The x86 variants widen with the
+ * intrinsic instead: one vcvtps2pd, its load folded in (the WIDEN of MBK_DEFINE_VARIANT). */
+#define MBK_WIDEN_PORTABLE(VD, T, src, out)                                                   \
+    do {                                                                                      \
+        typedef T narrow_t_ __attribute__((vector_size(sizeof(VD) / 8 * sizeof(T))));         \
+        narrow_t_ narrow_;                                                                    \
+        memcpy(&narrow_, (src), sizeof narrow_);                                              \
+        (out) = __builtin_convertvector(narrow_, VD);                                         \
+    } while (0)
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define MBK_WIDEN_X86(VD, T, src, out, INTRINSIC, LOAD)                                        \
+    do {                                                                                      \
+        if (sizeof(T) == sizeof(float)) {                                                     \
+            __typeof__(INTRINSIC(LOAD((const float *)(src)))) wide_ =                         \
+                INTRINSIC(LOAD((const float *)(src)));                                        \
+            memcpy(&(out), &wide_, sizeof(out));                                              \
+        } else {                                                                              \
+            MBK_WIDEN_PORTABLE(VD, T, src, out);                                              \
+        }                                                                                     \
+    } while (0)
+#define MBK_WIDEN_AVX2(VD, T, src, out) MBK_WIDEN_X86(VD, T, src, out, _mm256_cvtps_pd, _mm_loadu_ps)
+#define MBK_WIDEN_AVX512(VD, T, src, out)                                                     \
+    MBK_WIDEN_X86(VD, T, src, out, _mm512_cvtps_pd, _mm256_loadu_ps)
+#endif
 
 /* Select a where mask is set, else b (C has no vector ?:). */
 #define MBK_SELECT(V, VI, mask, a, b) ((V)(((VI)(a) & (mask)) | ((VI)(b) & ~(mask))))
@@ -472,7 +502,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
 /* NCB candidates from c0 against NV vectors of rows from i0: the dot products accumulate
  * feature by feature in order (as the tiles do), then scikit-learn's expansion, rounding,
  * clipping and minimum, stored for the rows below n_rows. */
-#define MBK_CANDIDATE_BLOCK(OT, V, VO, NCB, NV)                                               \
+#define MBK_CANDIDATE_BLOCK(OT, V, VO, NCB, NV, WIDEN)                                               \
     do {                                                                                      \
         V acc_[NCB][NV];                                                                      \
         for (int c_ = 0; c_ < NCB; c_++)                                                      \
@@ -480,11 +510,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         const OT *x_ = xt + i0 * n_features; /* this block, feature-major */                \
         for (Py_ssize_t f_ = 0; f_ < n_features; f_++, x_ += NV * lanes) {                    \
             V xv_[NV];                                                                        \
-            for (int v_ = 0; v_ < NV; v_++) {                                                 \
-                VO narrow_;                                                                   \
-                memcpy(&narrow_, x_ + v_ * lanes, sizeof(VO));                                \
-                xv_[v_] = __builtin_convertvector(narrow_, V);                                \
-            }                                                                                 \
+            for (int v_ = 0; v_ < NV; v_++) WIDEN(V, OT, x_ + v_ * lanes, xv_[v_]);          \
             for (int c_ = 0; c_ < NCB; c_++) {                                                \
                 double cf_ = cand[(c0 + c_) * n_features + f_];                               \
                 for (int v_ = 0; v_ < NV; v_++) acc_[c_][v_] += xv_[v_] * cf_;                \
@@ -522,7 +548,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         }                                                                                     \
     } while (0)
 
-#define MBK_DEFINE_CANDIDATES(NAME, OT, OIT, VBYTES, NC, NV, ATTRS)                           \
+#define MBK_DEFINE_CANDIDATES(NAME, OT, OIT, VBYTES, NC, NV, ATTRS, WIDEN)                           \
     ATTRS static void NAME(const OT *xt, Py_ssize_t n_rows,                                   \
                            Py_ssize_t n_features, const double *cand, int n_candidates,       \
                            const double *cand_sq_norms, const double *x_sq_norms,             \
@@ -533,10 +559,10 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         typedef OIT VOI __attribute__((vector_size(lanes * sizeof(OT))));                     \
         for (Py_ssize_t i0 = 0; i0 < n_rows; i0 += NV * lanes) {                              \
             int c0 = 0;                                                                       \
-            for (; c0 + NC <= n_candidates; c0 += NC) MBK_CANDIDATE_BLOCK(OT, V, VO, NC, NV); \
+            for (; c0 + NC <= n_candidates; c0 += NC) MBK_CANDIDATE_BLOCK(OT, V, VO, NC, NV, WIDEN); \
             for (; c0 + NC / 2 <= n_candidates; c0 += NC / 2)                                 \
-                MBK_CANDIDATE_BLOCK(OT, V, VO, NC / 2, NV);                                   \
-            for (; c0 < n_candidates; c0++) MBK_CANDIDATE_BLOCK(OT, V, VO, 1, NV);            \
+                MBK_CANDIDATE_BLOCK(OT, V, VO, NC / 2, NV, WIDEN);                                   \
+            for (; c0 < n_candidates; c0++) MBK_CANDIDATE_BLOCK(OT, V, VO, 1, NV, WIDEN);            \
         }                                                                                     \
     }
 
@@ -549,13 +575,12 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
 #define MBK_ADD_VECTORS 8
 
 #define MBK_ADD_AHEAD 16
-#define MBK_DEFINE_ADD_ROWS(NAME, T, VBYTES, ATTRS)                                           \
+#define MBK_DEFINE_ADD_ROWS(NAME, T, VBYTES, ATTRS, WIDEN)                                           \
     ATTRS static void NAME(const T *data, Py_ssize_t row_stride, const Py_ssize_t *index,     \
                            const Py_ssize_t *members, Py_ssize_t n_members,                   \
                            const T *weights, Py_ssize_t n_features, double *sums) {           \
         typedef double VD __attribute__((vector_size(VBYTES)));                               \
         enum { lanes = VBYTES / sizeof(double) };                                             \
-        typedef T VT __attribute__((vector_size(lanes * sizeof(T))));                         \
         /* Short rows come from a small packed copy or a small X, in cache: no prefetch. */  \
         int prefetch = n_features * (Py_ssize_t)sizeof(T) >= 64;                              \
         for (Py_ssize_t f0 = 0; f0 < n_features; f0 += MBK_ADD_VECTORS * lanes) {             \
@@ -578,9 +603,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                 double w = weights != NULL ? (double)weights[row] : 1.0;                      \
                 for (int v = 0; v < MBK_ADD_VECTORS; v++) {                                   \
                     if (v < n_vectors) {                                                      \
-                        VT xt;                                                                \
-                        memcpy(&xt, x + v * lanes, sizeof(VT));                               \
-                        VD xd = __builtin_convertvector(xt, VD);                              \
+                        VD xd;                                                                \
+                        WIDEN(VD, T, x + v * lanes, xd);                                      \
                         acc[v] += weights != NULL ? xd * w : xd;                              \
                     }                                                                         \
                 }                                                                             \
@@ -722,14 +746,14 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
  * vectorises loops that gather (the instruction set stays the variant's, so the wheel still
  * runs on every CPU of that set). */
 #define MBK_DEFINE_VARIANT(ISA, VBYTES, MR, NV_FLOAT, NV_DOUBLE, NC_CANDIDATES, ATTRS,          \
-                           PLAIN_ATTRS, GATHER_ATTRS)                                         \
+                           PLAIN_ATTRS, GATHER_ATTRS, WIDEN)                                  \
     MBK_DEFINE_NEAREST(mbk_nearest_float_##ISA, float, int, VBYTES, MR, NV_FLOAT, ATTRS)      \
     MBK_DEFINE_NEAREST(mbk_nearest_double_##ISA, double, long long, VBYTES, MR, NV_DOUBLE,   \
                        ATTRS)                                                                 \
     MBK_DEFINE_DISTANCE(mbk_distance_float_##ISA, float, VBYTES, MR, NV_FLOAT, ATTRS)         \
     MBK_DEFINE_DISTANCE(mbk_distance_double_##ISA, double, VBYTES, MR, NV_DOUBLE, ATTRS)      \
-    MBK_DEFINE_ADD_ROWS(mbk_add_rows_float_##ISA, float, VBYTES, PLAIN_ATTRS)                 \
-    MBK_DEFINE_ADD_ROWS(mbk_add_rows_double_##ISA, double, VBYTES, PLAIN_ATTRS)               \
+    MBK_DEFINE_ADD_ROWS(mbk_add_rows_float_##ISA, float, VBYTES, PLAIN_ATTRS, WIDEN)          \
+    MBK_DEFINE_ADD_ROWS(mbk_add_rows_double_##ISA, double, VBYTES, PLAIN_ATTRS, WIDEN)        \
     MBK_DEFINE_ALL_FINITE(mbk_all_finite_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)        \
     MBK_DEFINE_ALL_FINITE(mbk_all_finite_double_##ISA, double, long long, VBYTES, PLAIN_ATTRS) \
     MBK_DEFINE_ROW_DISTANCES(mbk_row_distances_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)   \
@@ -743,9 +767,9 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                              PLAIN_ATTRS)                                                     \
     MBK_DEFINE_BOUND_TESTS(mbk_bound_tests_##ISA, GATHER_ATTRS)                               \
     MBK_DEFINE_CANDIDATES(mbk_candidates_float_##ISA, float, int, VBYTES, NC_CANDIDATES, 3,    \
-                          ATTRS)                                                              \
+                          ATTRS, WIDEN)                                                       \
     MBK_DEFINE_CANDIDATES(mbk_candidates_double_##ISA, double, long long, VBYTES,              \
-                          NC_CANDIDATES, 3, ATTRS)                                            \
+                          NC_CANDIDATES, 3, ATTRS, WIDEN)                                     \
     static const mbk_variant mbk_variant_##ISA = {                                            \
         #ISA, MR, VBYTES / sizeof(float), VBYTES / sizeof(double),                            \
         NV_FLOAT * (VBYTES / sizeof(float)), NV_DOUBLE * (VBYTES / sizeof(double)),           \
@@ -761,7 +785,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         mbk_bound_tests_##ISA};
 
 /* Baseline: 16-byte vectors (SSE2 on x86-64, NEON on ARM), no FMA. */
-MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, 4, , , )
+MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, 4, , , , MBK_WIDEN_PORTABLE)
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define MBK_X86_DISPATCH 1
@@ -769,11 +793,11 @@ MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, 4, , , )
 MBK_DEFINE_VARIANT(avx2, 32, 6, 2, 2, 4,
                    __attribute__((target("avx2,fma"), optimize("fp-contract=fast"))),
                    __attribute__((target("avx2"))),
-                   __attribute__((target("avx2,tune=icelake-server"))))
+                   __attribute__((target("avx2,tune=icelake-server"))), MBK_WIDEN_AVX2)
 MBK_DEFINE_VARIANT(avx512, 64, 12, 2, 2, 8,
                    __attribute__((target("avx512f"), optimize("fp-contract=fast"))),
                    __attribute__((target("avx512f"))),
-                   __attribute__((target("avx512f,tune=icelake-server"))))
+                   __attribute__((target("avx512f,tune=icelake-server"))), MBK_WIDEN_AVX512)
 #endif
 
 #else

@@ -73,12 +73,21 @@ def test_ties_go_to_the_lowest_index():
     assert_array_equal(labels, [2, 0, 0])
 
 
+@pytest.fixture(params=["batch-order", "by-center"])
+def update_order(request):
+    """Run the test with the center update in batch order into every center's sums, then
+    center by center (which one a problem gets depends on its n_clusters * n_features)."""
+    old = _step_kernels.set_batch_order_sums(2**62 if request.param == "batch-order" else 0)
+    yield request.param
+    _step_kernels.set_batch_order_sums(old)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("n_batch", [1, CHUNK - 1, CHUNK + 1, 2 * CHUNK + 5])
 # 17 and 70 features: vector remainders, and more features than one register pass holds
 @pytest.mark.parametrize("n_features", [1, 5, 8, 17, 70])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unit", "weighted"])
-def test_minibatch_step_matches_reference(dtype, n_batch, n_features, weighted):
+def test_minibatch_step_matches_reference(dtype, n_batch, n_features, weighted, update_order):
     n_clusters = 6
     X, centers = random_problem(2 * n_batch + 3, n_features, n_clusters, dtype, seed=n_batch)
     rng = np.random.RandomState(2)
@@ -105,7 +114,7 @@ def test_minibatch_step_matches_reference(dtype, n_batch, n_features, weighted):
     assert_allclose(new_sums, expected_sums, rtol=1e-12)
 
 
-def test_minibatch_step_in_place_equals_two_buffers():
+def test_minibatch_step_in_place_equals_two_buffers(update_order):
     X, centers = random_problem(900, 7, 10, np.float64)
     sums_a = np.zeros(10)
     sums_b = np.zeros(10)
@@ -118,7 +127,33 @@ def test_minibatch_step_in_place_equals_two_buffers():
     assert_array_equal(sums_a, sums_b)
 
 
-def test_empty_and_zero_weight_clusters_stay_put():
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("layout", ["C", "fortran"])
+def test_both_update_orders_give_the_same_bits(dtype, layout):
+    # Every center's sums take its rows in batch order either way.
+    X, centers = random_problem(3 * CHUNK + 5, 19, 9, dtype, seed=4)
+    X = np.asfortranarray(X) if layout == "fortran" else X
+    rng = np.random.RandomState(5)
+    rows = rng.randint(0, len(X), 2 * CHUNK + 3).astype(np.intp)
+    weights = rng.uniform(0.5, 2, len(X)).astype(dtype)
+    results = []
+    for n_sums in (2**62, 0):
+        old = _step_kernels.set_batch_order_sums(n_sums)
+        try:
+            for row_weights in (None, weights):
+                new = np.empty_like(centers)
+                sums = np.arange(9, dtype=np.float64)
+                labels = np.empty(len(rows), dtype=np.int32)
+                _step_kernels.minibatch_step(X, centers, new, sums, labels, rows, row_weights, 2)
+                results.append((new, sums))
+        finally:
+            _step_kernels.set_batch_order_sums(old)
+    for expected, got in zip(results[:2], results[2:], strict=True):
+        assert_array_equal(got[0], expected[0])
+        assert_array_equal(got[1], expected[1])
+
+
+def test_empty_and_zero_weight_clusters_stay_put(update_order):
     X = np.array([[0.0], [0.1], [10.0]])
     centers = np.array([[0.0], [10.0], [100.0]])
     weights = np.array([1.0, 1.0, 0.0])
@@ -158,7 +193,7 @@ def layouts(X):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("layout", ["fortran", "strided", "readonly", "negative-strides"])
-def test_layouts_give_identical_results(dtype, layout):
+def test_layouts_give_identical_results(dtype, layout, update_order):
     # 19 features: a vector remainder in every variant's center update
     X, centers = random_problem(3 * CHUNK + 11, 19, 5, dtype)
     weights = np.random.RandomState(1).uniform(0.5, 2, len(X)).astype(dtype)
@@ -249,7 +284,7 @@ def test_memmap_input(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-def test_kernels_are_bitwise_identical_for_any_thread_count(dtype):
+def test_kernels_are_bitwise_identical_for_any_thread_count(dtype, update_order):
     X, centers = random_problem(5 * CHUNK + 3, 9, 12, dtype, seed=5)
     rows = np.random.RandomState(0).randint(0, len(X), 4 * CHUNK + 1).astype(np.intp)
     weights = np.random.RandomState(1).uniform(0.5, 2, len(X)).astype(dtype)
@@ -272,7 +307,7 @@ def test_kernels_are_bitwise_identical_for_any_thread_count(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-def test_center_update_is_bitwise_identical_on_every_variant(dtype, kernel_variant):
+def test_center_update_is_bitwise_identical_on_every_variant(dtype, kernel_variant, update_order):
     # The update never fuses multiply and add, so every variant must give the scalar loop's
     # bits (the Fortran-ordered copy takes the scalar loop). Rows far apart from each other
     # relative to the noise, so the labels cannot depend on the variant either.

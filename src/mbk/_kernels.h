@@ -26,13 +26,15 @@ typedef void (*mbk_distance_double_fn)(const double *x, Py_ssize_t x_stride, con
                                        Py_ssize_t n_features, Py_ssize_t n_padded,
                                        Py_ssize_t n_clusters, int n_rows, double *out);
 /* The center update's sums, in double, rows added one after another in the order given:
- * sums[f] += x[f] * w for each listed row x = data + row * row_stride (row = index[members[q]],
- * or members[q] without index), w = weights[row] (no product without weights: x * 1 == x). */
+ * for q = 0 .. n - 1, batch position i = order[q] (or q without order),
+ * sums[labels[i] * n_features + f] += x[f] * w for every feature f (row 0 of sums without
+ * labels), x = data + row * row_stride (row = index[i], or i without index),
+ * w = weights[row] (no product without weights: x * 1 == x). */
 typedef void (*mbk_add_rows_float_fn)(const float *data, Py_ssize_t row_stride, const Py_ssize_t *index,
-                                      const Py_ssize_t *members, Py_ssize_t n_members,
+                                      const Py_ssize_t *order, const int *labels, Py_ssize_t n,
                                       const float *weights, Py_ssize_t n_features, double *sums);
 typedef void (*mbk_add_rows_double_fn)(const double *data, Py_ssize_t row_stride, const Py_ssize_t *index,
-                                       const Py_ssize_t *members, Py_ssize_t n_members,
+                                       const Py_ssize_t *order, const int *labels, Py_ssize_t n,
                                        const double *weights, Py_ssize_t n_features, double *sums);
 /* out[r] = ||x_r - centers[labels[r]]||^2 for the n_rows rows x_r = x + r * x_stride, rounded
  * exactly as scikit-learn's _euclidean_dense_dense: features in groups of four,

@@ -36,11 +36,11 @@ cdef extern from "_kernels.h":
                                             Py_ssize_t, Py_ssize_t, Py_ssize_t, int,
                                             double*) noexcept nogil
     ctypedef void (*mbk_add_rows_float_fn)(const float*, Py_ssize_t, const Py_ssize_t*,
-                                           const Py_ssize_t*, Py_ssize_t, const float*,
-                                           Py_ssize_t, double*) noexcept nogil
+                                           const Py_ssize_t*, const int*, Py_ssize_t,
+                                           const float*, Py_ssize_t, double*) noexcept nogil
     ctypedef void (*mbk_add_rows_double_fn)(const double*, Py_ssize_t, const Py_ssize_t*,
-                                            const Py_ssize_t*, Py_ssize_t, const double*,
-                                            Py_ssize_t, double*) noexcept nogil
+                                            const Py_ssize_t*, const int*, Py_ssize_t,
+                                            const double*, Py_ssize_t, double*) noexcept nogil
     ctypedef int (*mbk_all_finite_float_fn)(const float*, Py_ssize_t) noexcept nogil
     ctypedef int (*mbk_all_finite_double_fn)(const double*, Py_ssize_t) noexcept nogil
     ctypedef void (*mbk_row_distances_float_fn)(const float*, Py_ssize_t, const float*,

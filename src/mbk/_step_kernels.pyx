@@ -9,7 +9,7 @@ from cython.parallel cimport prange, threadid
 
 from mbk._core cimport (
     CHUNK_ROWS, Centers, Rows, _Scratch, _assign_rows, _check_centers, _clamp_threads,
-    _fill_rows, _padded_count, _prepare_centers, _row_ptr, _source_row, _threads_for,
+    _fill_rows, _padded_count, _prepare_centers, _source_row, _threads_for,
     _tile_scratch, _weight, active_kernels,
 )
 from mbk._sampling_kernels cimport (
@@ -23,71 +23,181 @@ from time import perf_counter
 # The mini-batch step: assignment, then the per-center incremental mean
 # ---------------------------------------------------------------------------------------------
 
-cdef void _update_center(
-        const Rows* rows,                  # IN
-        const floating* center_old,        # IN (n_features,)
-        floating* center_new,              # OUT (n_features,), may alias center_old
-        double* weight_sum,                # INOUT: this center's running weight
-        const Py_ssize_t* members,         # IN batch positions labelled with this center
-        Py_ssize_t n_members,
-        double* sums,                      # TMP (n_features,)
-        floating* row_buffer,              # TMP (n_features,)
+cdef struct StepScratch:
+    # Everything a mini-batch step needs besides its inputs, sized once for a batch shape.
+    void* centers_storage     # prepared centers (_prepare_centers)
+    double* per_thread        # _tile_scratch(n_features) doubles per thread
+    double* per_chunk         # one partial inertia per 256-row chunk
+    int n_threads             # for the assignment
+    int n_update_threads      # for the update
+    bint batch_order          # the update's order (see batch_order_sums)
+    # The update's sums: (n_clusters, n_features) in batch order, else (n_features,) per
+    # update thread; the batch's weight per center, (n_clusters,).
+    double* sums
+    double* batch_weights
+    # Center by center only: where each center's rows start in members, (n_clusters + 1,),
+    # and the batch positions grouped by center, (n_batch,).
+    Py_ssize_t* offsets
+    Py_ssize_t* members
+    void* packed_rows         # (n_batch, n_features) the batch's rows in order, or NULL
+
+
+# The update adds the batch's rows in batch order into the sums of all centers while those
+# fit in L1 (W1: 64 x 32 float64 sums, 16 KiB: the update takes half the time it takes center
+# by center, and needs no counting sort); beyond, center by center, each center's sums in L1
+# (W3: 1024 x 64 sums, 512 KiB, ran 6% slower steps in batch order).
+cdef Py_ssize_t batch_order_sums = 4096
+
+
+def set_batch_order_sums(Py_ssize_t n_sums):
+    """Set the largest n_clusters * n_features updated in batch order (tests use it to run
+    both orders on the same data); return the old value."""
+    global batch_order_sums
+    old = batch_order_sums
+    batch_order_sums = n_sums
+    return old
+
+
+cdef void _add_rows(
+        const Rows* rows,                  # IN the batch
+        const floating* data,              # IN rows.data
+        const Py_ssize_t* order,           # IN (n,) batch positions, or NULL: 0 .. n - 1
+        const int* labels,                 # IN (n_rows,) row of sums per position, or NULL: 0
+        Py_ssize_t n,
+        double* sums,                      # INOUT (n_clusters or 1, n_features)
 ) noexcept nogil:
-    """c_new = (c_old * v + sum_i w_i x_i) * (1 / (v + sum_i w_i)).
-
-    The incremental mean with per-center learning rate W / (v + W): the same operations in
-    the same order as scikit-learn, with the running weight and the sums kept in float64.
-    """
-    cdef Py_ssize_t n_features = rows.n_features
-    cdef Py_ssize_t q, r, f
+    """sums[labels[i], f] += w_i * x_i[f] for the batch positions i in the order given
+    (add_rows in _kernels.h): every center's sums receive its rows in scikit-learn's order."""
+    cdef Py_ssize_t q, i, r, f, n_features = rows.n_features
     cdef const floating* x
-    cdef double w, batch_weight = 0, count = weight_sum[0], alpha
+    cdef double* s
+    cdef double w
+    if rows.col_stride == 1:
+        if floating is float:
+            active_kernels().add_rows_float(
+                data, rows.row_stride, rows.index, order, labels, n,
+                <const float*> rows.weights, n_features, sums)
+        else:
+            active_kernels().add_rows_double(
+                data, rows.row_stride, rows.index, order, labels, n,
+                <const double*> rows.weights, n_features, sums)
+        return
+    # Strided features (weighted rows in Fortran order; unit-weight ones come packed).
+    for q in range(n):
+        i = order[q] if order != NULL else q
+        r = _source_row(rows, i)
+        x = data + r * rows.row_stride
+        s = sums + (labels[i] * n_features if labels != NULL else 0)
+        w = _weight(<const floating*> rows.weights, r)
+        for f in range(n_features):
+            s[f] += x[f * rows.col_stride] * w
 
-    for q in range(n_members):
-        batch_weight += _weight(<const floating*> rows.weights, _source_row(rows, members[q]))
+
+cdef inline void _finish_center(
+        const floating* center_old, floating* center_new, double weight_sum,
+        double batch_weight, const double* sums, Py_ssize_t n_features,
+) noexcept nogil:
+    """center_new from its sums (see _update_centers)."""
+    cdef Py_ssize_t f
+    cdef double alpha
     if not batch_weight > 0:
         # Nothing (or only zero/negative weight) landed here: the center stays put.
         if center_new != center_old:
             for f in range(n_features):
                 center_new[f] = center_old[f]
         return
-    for f in range(n_features):
-        sums[f] = center_old[f] * count
-    if rows.col_stride == 1:
-        # Rows with contiguous features: the vector kernel, same bits (see add_rows).
-        if floating is float:
-            active_kernels().add_rows_float(
-                <const float*> rows.data, rows.row_stride, rows.index, members, n_members,
-                <const float*> rows.weights, n_features, sums)
-        else:
-            active_kernels().add_rows_double(
-                <const double*> rows.data, rows.row_stride, rows.index, members, n_members,
-                <const double*> rows.weights, n_features, sums)
-    else:
-        for q in range(n_members):
-            r = _source_row(rows, members[q])
-            x = _row_ptr(rows, r, row_buffer)
-            w = _weight(<const floating*> rows.weights, r)
-            for f in range(n_features):
-                sums[f] += x[f] * w
-    count = count + batch_weight
-    weight_sum[0] = count
-    alpha = 1 / count
+    alpha = 1 / (weight_sum + batch_weight)
     for f in range(n_features):
         center_new[f] = <floating> (sums[f] * alpha)
 
 
-cdef struct StepScratch:
-    # Everything a mini-batch step needs besides its inputs, sized once for a batch shape.
-    void* centers_storage     # prepared centers (_prepare_centers)
-    double* per_thread        # per_thread_stride doubles per thread
-    Py_ssize_t per_thread_stride
-    double* per_chunk         # one partial inertia per 256-row chunk
-    Py_ssize_t* offsets       # (n_clusters + 1,) start of each cluster's rows in members
-    Py_ssize_t* members       # (n_batch,) batch positions grouped by label
-    int n_threads             # for the assignment
-    int n_update_threads      # for the update
-    void* packed_rows         # (n_batch, n_features) the batch's rows in order, or NULL
+cdef void _update_in_batch_order(
+        const Rows* update_rows, const floating[:, ::1] centers_old,
+        floating[:, ::1] centers_new, const double* weight_sums, const double* batch_weights,
+        const int* labels, double* sums,
+) noexcept nogil:
+    """Every center, the rows added in batch order into the sums of all centers,
+    (n_clusters, n_features), on one thread (threads splitting the features would share
+    the cache lines where their ranges meet, in every center's row)."""
+    cdef Py_ssize_t n_clusters = centers_old.shape[0], n_features = centers_old.shape[1], j, f
+    for j in range(n_clusters):
+        for f in range(n_features):
+            sums[j * n_features + f] = centers_old[j, f] * weight_sums[j]
+    _add_rows(update_rows, <const floating*> update_rows.data, NULL, labels,
+              update_rows.n_rows, sums)
+    for j in range(n_clusters):
+        _finish_center(&centers_old[j, 0], &centers_new[j, 0], weight_sums[j],
+                       batch_weights[j], sums + j * n_features, n_features)
+
+
+cdef void _update_center(
+        const Rows* update_rows, const floating* center_old, floating* center_new,
+        double weight_sum, double batch_weight, const Py_ssize_t* members,
+        Py_ssize_t n_members, double* sums,
+) noexcept nogil:
+    """One center, from its members' rows (batch positions in batch order); sums is
+    (n_features,) scratch."""
+    cdef Py_ssize_t f, n_features = update_rows.n_features
+    if batch_weight > 0:
+        for f in range(n_features):
+            sums[f] = center_old[f] * weight_sum
+        _add_rows(update_rows, <const floating*> update_rows.data, members, NULL, n_members,
+                  sums)
+    _finish_center(center_old, center_new, weight_sum, batch_weight, sums, n_features)
+
+
+cdef void _update_centers(
+        const Rows* rows,                    # IN the batch (weights from here)
+        const Rows* update_rows,             # IN its rows (a packed copy, or rows itself)
+        const floating[:, ::1] centers_old,  # IN
+        floating[:, ::1] centers_new,        # OUT (may be centers_old)
+        double* weight_sums,                 # INOUT (n_clusters,)
+        const int* labels,                   # IN (n_batch,)
+        const StepScratch* scratch,          # TMP
+) noexcept nogil:
+    """c_new = (c_old * v + sum_i w_i x_i) * (1 / (v + sum_i w_i)) for every center.
+
+    The incremental mean with per-center learning rate W / (v + W): the same operations in
+    the same order as scikit-learn, with the running weights and the sums kept in float64.
+    Center by center, threads take separate centers (in batch order, one thread), so the
+    thread count changes no result.
+    """
+    cdef Py_ssize_t n_clusters = centers_old.shape[0], n_features = rows.n_features
+    cdef Py_ssize_t n_batch = rows.n_rows, i, j
+    cdef double* batch_weights = scratch.batch_weights
+    cdef Py_ssize_t* offsets = scratch.offsets
+    cdef Py_ssize_t* members = scratch.members
+    cdef int n_threads = scratch.n_update_threads
+    for j in range(n_clusters):
+        batch_weights[j] = 0
+    for i in range(n_batch):
+        batch_weights[labels[i]] += _weight(<const floating*> rows.weights, _source_row(rows, i))
+    if scratch.batch_order:
+        _update_in_batch_order(update_rows, centers_old, centers_new, weight_sums,
+                               batch_weights, labels, scratch.sums)
+    else:
+        # Group batch positions by label, keeping batch order inside each group (counting
+        # sort, O(n_batch + n_clusters)): every center then reads only its own rows.
+        for j in range(n_clusters + 1):
+            offsets[j] = 0
+        for i in range(n_batch):
+            offsets[labels[i] + 1] += 1
+        for j in range(n_clusters):
+            offsets[j + 1] += offsets[j]
+        for i in range(n_batch):
+            members[offsets[labels[i]]] = i
+            offsets[labels[i]] += 1
+        for j in range(n_clusters, 0, -1):
+            offsets[j] = offsets[j - 1]
+        offsets[0] = 0
+        # Owner computes: the thread that owns center j does all of center j's arithmetic.
+        for j in prange(n_clusters, schedule="static", num_threads=n_threads):
+            _update_center(update_rows, &centers_old[j, 0], &centers_new[j, 0], weight_sums[j],
+                           batch_weights[j], members + offsets[j], offsets[j + 1] - offsets[j],
+                           scratch.sums + threadid() * n_features)
+    for j in range(n_clusters):
+        if batch_weights[j] > 0:
+            weight_sums[j] = weight_sums[j] + batch_weights[j]
 
 
 cdef int _step_scratch(
@@ -97,25 +207,31 @@ cdef int _step_scratch(
 ) except -1:
     """Allocate (owned by ``owner``) the scratch of steps on batches of n_batch rows;
     with ``pack_rows``, a copy of the batch's rows for the update (see _minibatch_step)."""
+    cdef Py_ssize_t n_sums, n_grouping
     n_threads = max(n_threads, 1)
+    out.batch_order = n_clusters * n_features <= batch_order_sums
     # An update element (load, widen, add; half its rows in the other core's cache) counts as
     # two of the threshold's multiply-adds: measured on W3 (4096 x 64, 1024 centers), two
     # threads update 9% faster per step; a busy machine is left to ThreadChoice.
-    out.n_update_threads = _threads_for(n_threads, n_clusters, 2.0 * n_batch * n_features)
+    out.n_update_threads = 1 if out.batch_order else _threads_for(
+        n_threads, n_clusters, 2.0 * n_batch * n_features)
     out.n_threads = _clamp_threads(n_threads, n_batch, n_clusters, n_features)
-    # Per thread: a row tile for the assignment, or 2 * n_features doubles (sums, row buffer)
-    # for the update; one double per value covers both.
-    out.per_thread_stride = max(_tile_scratch(n_features), 2 * n_features)
     owner.centers_storage = owner.take(padded_clusters * (n_features + 1) * itemsize)
-    owner.per_thread = owner.take(max(out.n_threads, out.n_update_threads)
-                                  * out.per_thread_stride * sizeof(double))
+    owner.per_thread = owner.take(out.n_threads * _tile_scratch(n_features) * sizeof(double))
     owner.per_chunk = owner.take(((n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS) * sizeof(double))
-    owner.members = owner.take((n_clusters + 1 + n_batch) * sizeof(Py_ssize_t))
+    n_sums = (n_clusters if out.batch_order else out.n_update_threads) * n_features
+    n_grouping = 0 if out.batch_order else n_clusters + 1 + n_batch
+    owner.members = owner.take((n_sums + n_clusters) * sizeof(double)
+                               + n_grouping * sizeof(Py_ssize_t))
     out.centers_storage = owner.centers_storage
     out.per_thread = <double*> owner.per_thread
     out.per_chunk = <double*> owner.per_chunk
-    out.offsets = <Py_ssize_t*> owner.members
-    out.members = out.offsets + n_clusters + 1
+    out.sums = <double*> owner.members
+    out.batch_weights = out.sums + n_sums
+    out.offsets = out.members = NULL
+    if not out.batch_order:
+        out.offsets = <Py_ssize_t*> (out.batch_weights + n_clusters)
+        out.members = out.offsets + n_clusters + 1
     out.packed_rows = NULL
     if pack_rows:
         owner.rows_copy = owner.take(n_batch * n_features * itemsize)
@@ -155,11 +271,8 @@ cdef double _minibatch_step(
     the assignment and on whichever thread owns the center, they are out of the caches again.
     """
     cdef Centers prepared
-    cdef Py_ssize_t n_clusters = centers_old.shape[0], n_batch = rows.n_rows
-    cdef Py_ssize_t n_features = rows.n_features, i, j
-    cdef Py_ssize_t* offsets = scratch.offsets
-    cdef Py_ssize_t* members = scratch.members
-    cdef double* sums
+    cdef Py_ssize_t n_batch = rows.n_rows
+    cdef Py_ssize_t n_features = rows.n_features, i
     cdef double inertia
     cdef Rows packed
     cdef const Rows* update_rows = rows
@@ -184,27 +297,8 @@ cdef double _minibatch_step(
         if not finite[0]:
             return inertia
 
-    # Group batch positions by label, keeping batch order inside each group (counting sort,
-    # O(n_batch + n_clusters)): every center then reads only its own rows.
-    for j in range(n_clusters + 1):
-        offsets[j] = 0
-    for i in range(n_batch):
-        offsets[labels[i] + 1] += 1
-    for j in range(n_clusters):
-        offsets[j + 1] += offsets[j]
-    for i in range(n_batch):
-        members[offsets[labels[i]]] = i
-        offsets[labels[i]] += 1
-    for j in range(n_clusters, 0, -1):
-        offsets[j] = offsets[j - 1]
-    offsets[0] = 0
-
-    # Owner computes: the thread that owns center j does all of center j's arithmetic.
-    for j in prange(n_clusters, schedule="static", num_threads=scratch.n_update_threads):
-        sums = scratch.per_thread + threadid() * scratch.per_thread_stride
-        _update_center(update_rows, &centers_old[j, 0], &centers_new[j, 0], &weight_sums[j],
-                       members + offsets[j], offsets[j + 1] - offsets[j], sums,
-                       <floating*> (sums + n_features))
+    _update_centers(rows, update_rows, centers_old, centers_new, weight_sums, labels,
+                    scratch)
     return inertia
 
 

@@ -568,51 +568,72 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
 
 /* ---- the center update's sums ---------------------------------------------------------- */
 
-/* Up to MBK_ADD_VECTORS vectors of features stay in registers while every member row is
- * added; wider rows take several passes over the members. Each sum still receives its rows
- * one after another in the given order, as the scalar loop would, only many features at a
- * time: the result is the same bits. */
+/* Rows are added one after another in the order given, whole vectors of features at a time
+ * (each sum still takes its rows one by one: the same bits as the scalar loop).
+ * - Batch order, each row into its center's row of sums (labels): the sums of all centers
+ *   are read and written in place, a few KiB that stay in L1, and consecutive rows mostly
+ *   belong to different centers, so their additions overlap; a packed batch is read from
+ *   front to back.
+ * - One center's rows (order: its members; labels NULL): up to MBK_ADD_VECTORS vectors of
+ *   its sums stay in registers while every row is added (wider rows take several passes),
+ *   for many centers, whose sums would not stay in cache together. */
 #define MBK_ADD_VECTORS 8
-
 #define MBK_ADD_AHEAD 16
-#define MBK_DEFINE_ADD_ROWS(NAME, T, VBYTES, ATTRS, WIDEN)                                           \
+#define MBK_DEFINE_ADD_ROWS(NAME, T, VBYTES, ATTRS, WIDEN)                                    \
     ATTRS static void NAME(const T *data, Py_ssize_t row_stride, const Py_ssize_t *index,     \
-                           const Py_ssize_t *members, Py_ssize_t n_members,                   \
+                           const Py_ssize_t *order, const int *labels, Py_ssize_t n,          \
                            const T *weights, Py_ssize_t n_features, double *sums) {           \
         typedef double VD __attribute__((vector_size(VBYTES)));                               \
         enum { lanes = VBYTES / sizeof(double) };                                             \
-        /* Short rows come from a small packed copy or a small X, in cache: no prefetch. */  \
-        int prefetch = n_features * (Py_ssize_t)sizeof(T) >= 64;                              \
-        for (Py_ssize_t f0 = 0; f0 < n_features; f0 += MBK_ADD_VECTORS * lanes) {             \
-            Py_ssize_t width = n_features - f0;                                               \
-            if (width > MBK_ADD_VECTORS * lanes) width = MBK_ADD_VECTORS * lanes;             \
+        /* Rows of a cache line or more, not read in order: ask for them ahead. (Shorter   \
+         * ones come from a small X, in cache.) */                                           \
+        int prefetch = (index != NULL || order != NULL)                                       \
+                       && n_features * (Py_ssize_t)sizeof(T) >= 64;                           \
+        int one_center = labels == NULL;                                                      \
+        Py_ssize_t pass = one_center ? MBK_ADD_VECTORS * lanes : n_features;                  \
+        for (Py_ssize_t f0 = 0; f0 < n_features; f0 += pass) {                                \
+            Py_ssize_t width = n_features - f0 < pass ? n_features - f0 : pass;               \
             int n_vectors = (int)(width / lanes);                                             \
             VD acc[MBK_ADD_VECTORS];                                                          \
-            for (int v = 0; v < MBK_ADD_VECTORS; v++)                                         \
-                if (v < n_vectors) memcpy(&acc[v], sums + f0 + v * lanes, sizeof(VD));        \
-            for (Py_ssize_t q = 0; q < n_members; q++) {                                      \
-                Py_ssize_t row = index != NULL ? index[members[q]] : members[q];              \
-                const T *x = data + row * row_stride + f0;                                    \
-                /* The rows were just read by the assignment, half of them on another core: \
-                 * ask for them ahead (rows of a cache line or more). */                      \
-                if (prefetch && q + MBK_ADD_AHEAD < n_members) {                              \
-                    Py_ssize_t next = index != NULL ? index[members[q + MBK_ADD_AHEAD]]       \
-                                                    : members[q + MBK_ADD_AHEAD];             \
-                    mbk_prefetch_span(data + next * row_stride + f0, width * (Py_ssize_t)sizeof(T)); \
+            if (one_center)                                                                   \
+                for (int v = 0; v < MBK_ADD_VECTORS; v++)                                     \
+                    if (v < n_vectors) memcpy(&acc[v], sums + f0 + v * lanes, sizeof(VD));    \
+            for (Py_ssize_t q = 0; q < n; q++) {                                              \
+                Py_ssize_t at = order != NULL ? order[q] : q;                                 \
+                Py_ssize_t row = index != NULL ? index[at] : at;                              \
+                if (prefetch && q + MBK_ADD_AHEAD < n) {                                      \
+                    Py_ssize_t next = order != NULL ? order[q + MBK_ADD_AHEAD]                \
+                                                    : q + MBK_ADD_AHEAD;                      \
+                    if (index != NULL) next = index[next];                                    \
+                    mbk_prefetch_span(data + next * row_stride + f0,                          \
+                                      width * (Py_ssize_t)sizeof(T));                         \
                 }                                                                             \
+                const T *x = data + row * row_stride + f0;                                    \
+                double *s = sums + (one_center ? 0 : (Py_ssize_t)labels[at] * n_features) + f0; \
                 double w = weights != NULL ? (double)weights[row] : 1.0;                      \
-                for (int v = 0; v < MBK_ADD_VECTORS; v++) {                                   \
-                    if (v < n_vectors) {                                                      \
-                        VD xd;                                                                \
+                if (one_center) {                                                             \
+                    for (int v = 0; v < MBK_ADD_VECTORS; v++) {                               \
+                        if (v < n_vectors) {                                                  \
+                            VD xd;                                                            \
+                            WIDEN(VD, T, x + v * lanes, xd);                                  \
+                            acc[v] += weights != NULL ? xd * w : xd;                          \
+                        }                                                                     \
+                    }                                                                         \
+                } else {                                                                      \
+                    for (int v = 0; v < n_vectors; v++) {                                     \
+                        VD xd, sum;                                                           \
                         WIDEN(VD, T, x + v * lanes, xd);                                      \
-                        acc[v] += weights != NULL ? xd * w : xd;                              \
+                        memcpy(&sum, s + v * lanes, sizeof(VD));                              \
+                        sum += weights != NULL ? xd * w : xd;                                 \
+                        memcpy(s + v * lanes, &sum, sizeof(VD));                              \
                     }                                                                         \
                 }                                                                             \
                 for (Py_ssize_t f = n_vectors * lanes; f < width; f++)                        \
-                    sums[f0 + f] += weights != NULL ? (double)x[f] * w : (double)x[f];        \
+                    s[f] += weights != NULL ? (double)x[f] * w : (double)x[f];                \
             }                                                                                 \
-            for (int v = 0; v < MBK_ADD_VECTORS; v++)                                         \
-                if (v < n_vectors) memcpy(sums + f0 + v * lanes, &acc[v], sizeof(VD));        \
+            if (one_center)                                                                   \
+                for (int v = 0; v < MBK_ADD_VECTORS; v++)                                     \
+                    if (v < n_vectors) memcpy(sums + f0 + v * lanes, &acc[v], sizeof(VD));    \
         }                                                                                     \
     }
 

@@ -402,18 +402,26 @@ def test_bit_generator_draws_continue_random_states_stream():
     assert ours.randint(0, 2**31) == theirs.randint(0, 2**31)
 
 
-def test_draws_from_mt19937s_state_are_random_samples_at_any_position():
+@pytest.mark.parametrize("isa", _sampling_kernels.mt19937_variants())
+def test_draws_from_mt19937s_state_are_random_samples_at_any_position(isa):
     # fit draws its batches straight from MT19937's state, many doubles at a time: every run
     # length, from even and odd positions in the 624-word state, across twists; the stream
-    # stays in step afterwards. Other bit generators go through NumPy's next_double.
-    assert _sampling_kernels._check_mt19937_layout()
-    for skipped_words in (0, 1, 2, 623):
-        for n in (1, 2, 311, 312, 313, 623, 624, 1000):
-            ours, theirs = np.random.RandomState(n), np.random.RandomState(n)
-            ours.bytes(4 * skipped_words)
-            theirs.bytes(4 * skipped_words)
-            assert_array_equal(_sampling_kernels.random_sample(ours, n), theirs.random_sample(n))
-            assert ours.randint(0, 2**31) == theirs.randint(0, 2**31)
+    # stays in step afterwards; in every instruction-set variant. Other bit generators go
+    # through NumPy's next_double.
+    old = _sampling_kernels.use_mt19937_variant(isa)
+    try:
+        assert _sampling_kernels._check_mt19937_layout()
+        for skipped_words in (0, 1, 2, 623):
+            for n in (1, 2, 311, 312, 313, 623, 624, 1000, 4096):
+                ours, theirs = np.random.RandomState(n), np.random.RandomState(n)
+                ours.bytes(4 * skipped_words)
+                theirs.bytes(4 * skipped_words)
+                assert_array_equal(
+                    _sampling_kernels.random_sample(ours, n), theirs.random_sample(n)
+                )
+                assert ours.randint(0, 2**31) == theirs.randint(0, 2**31)
+    finally:
+        _sampling_kernels.use_mt19937_variant(old)
     ours = np.random.RandomState(np.random.PCG64(5))
     theirs = np.random.RandomState(np.random.PCG64(5))
     assert_array_equal(_sampling_kernels.random_sample(ours, 50), theirs.random_sample(50))

@@ -18,6 +18,19 @@ cdef extern from "_mt19937.h":
     ctypedef struct mbk_mt19937_state:
         pass
     void mbk_mt19937_doubles(mbk_mt19937_state* state, double* out, Py_ssize_t n) noexcept nogil
+    int mbk_mt19937_best()
+    int mbk_mt19937_use(int isa)
+
+
+def mt19937_variants():
+    """The instruction-set variants of the direct MT19937 draws this CPU runs, best first
+    (0: baseline, 1: AVX2, 2: AVX-512)."""
+    return list(range(mbk_mt19937_best(), -1, -1))
+
+
+def use_mt19937_variant(int isa):
+    """Draw with variant isa (see mt19937_variants); returns the variant used before."""
+    return mbk_mt19937_use(isa)
 
 
 # ---------------------------------------------------------------------------------------------

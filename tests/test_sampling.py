@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from mbk import _sampling_kernels
-from mbk._sampling import WeightedRowSampler, _constant_step_segments
+from mbk._sampling import WeightedRowSampler
 
 DTYPES = [np.float32, np.float64]
 
@@ -57,7 +57,7 @@ def test_equal_weight_segments_are_numpys_running_sums(dtype):
     rng = np.random.RandomState(0)
     for n_samples in [*range(1, 600), *rng.randint(600, 2_000_000, 8), 2**20, 2**20 + 1]:
         p = float(dtype(1) / dtype(n_samples))
-        starts, values, steps, last = _constant_step_segments(p, n_samples)
+        starts, values, steps, last = _sampling_kernels.constant_step_segments(p, n_samples)
         expected = np.cumsum(np.full(n_samples, p))
         ours = np.concatenate(
             [

@@ -17,8 +17,6 @@ Two forms of the cdf give the same draws:
   about one bucket.
 """
 
-import math
-
 import numpy as np
 
 from . import _sampling_kernels
@@ -74,15 +72,21 @@ class WeightedRowSampler:
         # float64 by NumPy's choice, then cumsum(p) / cumsum(p)[-1].
         if sample_weight is None:
             total = _sum_of_ones(n_samples, dtype)
-            self.segments = _constant_step_segments(float(dtype.type(1) / total), n_samples)
+            self.segments = _sampling_kernels.constant_step_segments(
+                float(dtype.type(1) / total), n_samples
+            )
         elif (sample_weight == sample_weight[0]).all():
             total = sample_weight.sum()
-            self.segments = _constant_step_segments(float(sample_weight[0] / total), n_samples)
+            self.segments = _sampling_kernels.constant_step_segments(
+                float(sample_weight[0] / total), n_samples
+            )
         if self.segments is None:
             weights = np.ones(n_samples, dtype) if sample_weight is None else sample_weight
             self._build_table(weights / weights.sum())
         else:
-            self.segment_guide = _segment_guide(self.segments[0], n_samples)
+            self.segment_guide = _sampling_kernels.segment_guide(
+                self.segments[0], n_samples, _SEGMENT_BUCKETS
+            )
 
     def _build_table(self, p):
         # The cumulative sum runs block by block, carrying the running total in, which adds
@@ -112,60 +116,6 @@ class WeightedRowSampler:
         rows = np.empty(batch_size, dtype=np.intp)
         _sampling_kernels.draw_rows(self, random_state.random_sample(batch_size), rows)
         return rows
-
-
-def _constant_step_segments(p, n_samples):
-    """The running sums c_i = fl(c_{i-1} + p), c_0 = p, i < n_samples, as straight segments.
-
-    While c stays in one binade of float64, whose spacing is ulp, c + p rounds to c plus p
-    rounded to a multiple of ulp: the same step every time. The one exception is a tie (p's
-    remainder is exactly ulp / 2), rounded to even: from an even multiple of ulp the step is
-    then the even one of the two candidates, every time, and an odd start gets a segment of
-    its own. Where c leaves a binade the next value is computed by the addition itself.
-
-    Returns (starts, values, steps, last), see WeightedRowSampler.segments; or None when p
-    is below half a spacing of the sums (some 2**52 rows), where the sums stop growing.
-    """
-    starts, values, steps = [], [], []
-    value, i = p, 0
-    while i < n_samples:
-        ulp = math.ulp(value)
-        top = math.ldexp(1.0, math.frexp(value)[1])  # the binade is [top / 2, top)
-        units, remainder = divmod(p, ulp)  # exact: ulp is a power of two
-        units = int(units)
-        if remainder > ulp / 2:
-            units += 1
-        elif remainder == ulp / 2:
-            if int(value / ulp) % 2:
-                units = 0  # an odd start: a segment of one value
-            else:
-                units += units % 2
-        elif units == 0:
-            return None
-        if units:
-            run = min(-(-int((top - value) / ulp) // units), n_samples - i)
-        else:
-            run = 1
-        step = units * ulp
-        starts.append(i)
-        values.append(value)
-        steps.append(step)
-        # Exact: the run's values are multiples of ulp below top, so below 2**53 ulps.
-        last = value + (run - 1) * step
-        i += run
-        value = last + p
-    starts.append(n_samples)
-    return np.array(starts, dtype=np.intp), np.array(values), np.array(steps), last
-
-
-def _segment_guide(starts, n_samples):
-    """The segment of row floor(b * n_samples / n_buckets) for each bucket b (see
-    WeightedRowSampler.segment_guide). A draw u in bucket b has u * n_samples >=
-    b * n_samples / n_buckets, and so does its rounded product (rounding is monotone), so its
-    search never needs a segment before the bucket's."""
-    n_buckets = 1 << min(_SEGMENT_BUCKETS.bit_length() - 1, n_samples.bit_length() - 1)
-    first_rows = np.arange(n_buckets, dtype=np.int64) * n_samples // n_buckets  # exact
-    return np.searchsorted(starts, first_rows, side="right").astype(np.intp) - 1
 
 
 def _sum_of_ones(n_samples, dtype):

@@ -8,6 +8,7 @@ weights) and these searches run per draw, inside the parallel assignment during 
 """
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
+from libc.math cimport floor, frexp, ldexp
 
 from mbk._kernels cimport mbk_prefetch
 
@@ -94,6 +95,98 @@ def _check_mt19937_layout():
 
 
 _check_mt19937_layout()
+
+
+# ---------------------------------------------------------------------------------------------
+# Equal weights: the running sums as straight segments
+# ---------------------------------------------------------------------------------------------
+
+cdef Py_ssize_t _segments(
+        double p, Py_ssize_t n_samples, Py_ssize_t* starts, double* values, double* steps,
+        double* last) noexcept nogil:
+    """constant_step_segments' work: the number of segments, written to the arrays when
+    they are not NULL; -1 when the sums stop growing."""
+    cdef Py_ssize_t i = 0, n = 0, run
+    cdef long long units
+    cdef int exponent
+    cdef double value = p, ulp, top, remainder, step
+    while i < n_samples:
+        frexp(value, &exponent)
+        ulp = ldexp(1.0, exponent - 53)
+        top = ldexp(1.0, exponent)  # the binade is [top / 2, top)
+        units = <long long> floor(p / ulp)  # exact: ulp is a power of two
+        remainder = p - <double> units * ulp
+        if remainder > ulp / 2:
+            units += 1
+        elif remainder == ulp / 2:
+            if (<long long> (value / ulp)) % 2:
+                units = 0  # an odd start: a segment of one value
+            else:
+                units += units % 2
+        elif units == 0:
+            return -1
+        if units:
+            run = min((<Py_ssize_t> ((top - value) / ulp) + units - 1) // units, n_samples - i)
+        else:
+            run = 1
+        step = <double> units * ulp
+        if starts != NULL:
+            starts[n] = i
+            values[n] = value
+            steps[n] = step
+        n += 1
+        # Exact: the run's values are multiples of ulp below top, so below 2**53 ulps.
+        last[0] = value + <double> (run - 1) * step
+        i += run
+        value = last[0] + p
+    if starts != NULL:
+        starts[n] = n_samples
+    return n
+
+
+def constant_step_segments(double p, Py_ssize_t n_samples):
+    """The running sums c_i = fl(c_{i-1} + p), c_0 = p > 0, i < n_samples >= 1, as straight
+    segments.
+
+    While c stays in one binade of float64, whose spacing is ulp, c + p rounds to c plus p
+    rounded to a multiple of ulp: the same step every time. The one exception is a tie (p's
+    remainder is exactly ulp / 2), rounded to even: from an even multiple of ulp the step is
+    then the even one of the two candidates, every time, and an odd start gets a segment of
+    its own. Where c leaves a binade the next value is computed by the addition itself.
+
+    Returns (starts, values, steps, last), see WeightedRowSampler.segments; or None when p
+    is below half a spacing of the sums (some 2**52 rows), where the sums stop growing.
+    """
+    cdef double last = 0
+    cdef Py_ssize_t n = _segments(p, n_samples, NULL, NULL, NULL, &last)
+    if n < 0:
+        return None
+    starts = np.empty(n + 1, dtype=np.intp)
+    values = np.empty(n)
+    steps = np.empty(n)
+    cdef Py_ssize_t[::1] starts_view = starts
+    cdef double[::1] values_view = values, steps_view = steps
+    _segments(p, n_samples, &starts_view[0], &values_view[0], &steps_view[0], &last)
+    return starts, values, steps, last
+
+
+def segment_guide(const Py_ssize_t[::1] starts, Py_ssize_t n_samples, Py_ssize_t max_buckets):
+    """The segment of row floor(b * n_samples / n_buckets) for each bucket b, n_buckets the
+    largest power of two at most max_buckets and n_samples (see
+    WeightedRowSampler.segment_guide). A draw u in bucket b has u * n_samples >=
+    b * n_samples / n_buckets, and so does its rounded product (rounding is monotone), so its
+    search never needs a segment before the bucket's."""
+    cdef Py_ssize_t n_buckets = 1, b, s = 0, first_row
+    while 2 * n_buckets <= min(max_buckets, n_samples):
+        n_buckets *= 2
+    guide = np.empty(n_buckets, dtype=np.intp)
+    cdef Py_ssize_t[::1] out = guide
+    for b in range(n_buckets):
+        first_row = <Py_ssize_t> (<long long> b * n_samples // n_buckets)  # exact
+        while starts[s + 1] <= first_row:
+            s += 1
+        out[b] = s
+    return guide
 
 
 # ---------------------------------------------------------------------------------------------

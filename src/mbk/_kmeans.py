@@ -583,6 +583,9 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             if self.verbose:
                 print(f"Init {init_index + 1}/{self._n_init} with method {self.init}")
             candidate = self._init_centroids(X, sample_weight, random_state, given_centers)
+            if self._n_init == 1 and not self.verbose:
+                centers = candidate  # nothing to choose between (the rows are still drawn)
+                break
             _, inertia = _labels_inertia(
                 X, candidate, sample_weight, self._n_threads, rows=validation_rows
             )

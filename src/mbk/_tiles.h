@@ -9,8 +9,9 @@
  *
  * Written with GCC/Clang vector extensions, so one source serves SSE2, AVX2, AVX-512 and ARM;
  * the one intrinsic widens floats to doubles on x86 (MBK_WIDEN_X86), where GCC's lowering of
- * the portable conversion is slow. The x86-64 variants are compiled with per-function target attributes and
- * picked with __builtin_cpu_supports, never with -march=native, so a wheel runs everywhere.
+ * the portable conversion is slow. The x86-64 variants are compiled with per-function target
+ * attributes and picked with __builtin_cpu_supports, never with -march=native, so a wheel
+ * runs everywhere.
  *
  * Rounding: each (row, center) dot product is accumulated feature by feature in order, in
  * every variant, so the thread count never changes a result. The AVX2 and AVX-512 variants
@@ -53,7 +54,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
-#define MBK_WIDEN_X86(VD, T, src, out, INTRINSIC, LOAD)                                        \
+#define MBK_WIDEN_X86(VD, T, src, out, INTRINSIC, LOAD)                                       \
     do {                                                                                      \
         if (sizeof(T) == sizeof(float)) {                                                     \
             __typeof__(INTRINSIC(LOAD((const float *)(src)))) wide_ =                         \
@@ -63,7 +64,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
             MBK_WIDEN_PORTABLE(VD, T, src, out);                                              \
         }                                                                                     \
     } while (0)
-#define MBK_WIDEN_AVX2(VD, T, src, out) MBK_WIDEN_X86(VD, T, src, out, _mm256_cvtps_pd, _mm_loadu_ps)
+#define MBK_WIDEN_AVX2(VD, T, src, out)                                                       \
+    MBK_WIDEN_X86(VD, T, src, out, _mm256_cvtps_pd, _mm_loadu_ps)
 #define MBK_WIDEN_AVX512(VD, T, src, out)                                                     \
     MBK_WIDEN_X86(VD, T, src, out, _mm512_cvtps_pd, _mm256_loadu_ps)
 #endif
@@ -80,7 +82,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         const T *c_ = ct + jb, *x_ = x;                                                       \
         for (int r_ = 0; r_ < MR; r_++)                                                       \
             for (int v_ = 0; v_ < NVB; v_++) acc[r_][v_] = (V){0};                            \
-        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, c_ += n_padded, x_++) {               \
+        for (Py_ssize_t f_ = 0; f_ < n_features; f_++, c_ += n_padded, x_++) {                \
             V cv_[NVB];                                                                       \
             for (int v_ = 0; v_ < NVB; v_++) memcpy(&cv_[v_], c_ + v_ * lanes, sizeof(V));    \
             for (int r_ = 0; r_ < MR; r_++)                                                   \
@@ -155,7 +157,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         for (int g_ = 0; g_ < MR; g_ += lanes) {                                              \
             V d_[lanes];                                                                      \
             VI i_[lanes];                                                                     \
-            _Pragma("GCC unroll 16") for (int r_ = 0; r_ < lanes; r_++) {                    \
+            _Pragma("GCC unroll 16") for (int r_ = 0; r_ < lanes; r_++) {                     \
                 if (g_ + r_ < MR) {                                                           \
                     d_[r_] = best[g_ + r_];                                                   \
                     i_[r_] = best_at[g_ + r_];                                                \
@@ -168,8 +170,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
             MBK_LANE_NUMBERS(VI, IT, lane_);                                                  \
             _Pragma("GCC unroll 8") for (int m_ = lanes; m_ > 1; m_ /= 2) {                   \
                 int rows_ = lanes / m_, half_ = m_ / 2;                                       \
-                /* Lane t reads segment t / half_ (A's rows, then B's: in the concatenation \
-                 * of A and B, segment s starts at s * m_), low half or high half. */        \
+                /* Lane t reads segment t / half_ (A's rows, then B's: in the concatenation   \
+                 * of A and B, segment s starts at s * m_), low half or high half. */         \
                 VI low_ = lane_ / (IT)half_ * (IT)m_ + lane_ % (IT)half_;                     \
                 VI high_ = low_ + (IT)half_;                                                  \
                 /* lanes / rows_ vectors at this level, combined in pairs */                  \
@@ -234,7 +236,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         }                                                                                     \
         while (jb + NV * lanes <= n_padded) MBK_NEAREST_BLOCK(T, V, VI, IT, MR, NV);          \
         while (jb < n_padded) MBK_NEAREST_BLOCK(T, V, VI, IT, MR, 1);                         \
-        MBK_ACROSS_LANES(T, IT, V, VI, MR, best, best_at, best_dist, best_index);            \
+        MBK_ACROSS_LANES(T, IT, V, VI, MR, best, best_at, best_dist, best_index);             \
     }
 
 /* ---- nearest center among few centers, for rows with few features: rows in lanes ---------- */
@@ -290,7 +292,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                 for (int l = 0; l < lanes; l++) x[f][l] = row[l][f * col_stride];             \
             V best = (V){0} + (T)INFINITY;                                                    \
             VI best_at = (VI){0};                                                             \
-            /* The nearest center's features, selected along with it (gathering them by     \
+            /* The nearest center's features, selected along with it (gathering them by       \
              * label afterwards took a scalar load and a lane extract per value). */          \
             V best_c[MBK_MAX_FEW_FEATURES];                                                   \
             for (Py_ssize_t f = 0; f < n_features; f++) best_c[f] = (V){0};                   \
@@ -305,8 +307,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                 for (Py_ssize_t f = 0; f < n_features; f++)                                   \
                     best_c[f] = MBK_SELECT(V, VI, closer, (V){0} + c[f], best_c[f]);          \
             }                                                                                 \
-            /* Whole vectors out when every lane is a row: lane by lane, the stores of     \
-             * the stack copies stalled the loads that read them back. */                    \
+            /* Whole vectors out when every lane is a row: lane by lane, the stores of        \
+             * the stack copies stalled the loads that read them back. */                     \
             if (n_valid == lanes) {                                                           \
                 VL32 at32 = __builtin_convertvector(best_at, VL32);                           \
                 memcpy(labels + g, &at32, sizeof(at32));                                      \
@@ -326,8 +328,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    /* One copy of the body per feature count: its loops over features unroll, and the      \
-     * rows' features stay in registers. */                                                 \
+    /* One copy of the body per feature count: its loops over features unroll, and the        \
+     * rows' features stay in registers. */                                                   \
     ATTRS static void NAME(const T *data, Py_ssize_t row_stride, Py_ssize_t col_stride,       \
                            const Py_ssize_t *index, Py_ssize_t first, int n_rows,             \
                            const T *centers, const T *norms, Py_ssize_t n_clusters,           \
@@ -502,15 +504,15 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
 /* NCB candidates from c0 against NV vectors of rows from i0: the dot products accumulate
  * feature by feature in order (as the tiles do), then scikit-learn's expansion, rounding,
  * clipping and minimum, stored for the rows below n_rows. */
-#define MBK_CANDIDATE_BLOCK(OT, V, VO, NCB, NV, WIDEN)                                               \
+#define MBK_CANDIDATE_BLOCK(OT, V, VO, NCB, NV, WIDEN)                                        \
     do {                                                                                      \
         V acc_[NCB][NV];                                                                      \
         for (int c_ = 0; c_ < NCB; c_++)                                                      \
             for (int v_ = 0; v_ < NV; v_++) acc_[c_][v_] = (V){0};                            \
-        const OT *x_ = xt + i0 * n_features; /* this block, feature-major */                \
+        const OT *x_ = xt + i0 * n_features; /* this block, feature-major */                  \
         for (Py_ssize_t f_ = 0; f_ < n_features; f_++, x_ += NV * lanes) {                    \
             V xv_[NV];                                                                        \
-            for (int v_ = 0; v_ < NV; v_++) WIDEN(V, OT, x_ + v_ * lanes, xv_[v_]);          \
+            for (int v_ = 0; v_ < NV; v_++) WIDEN(V, OT, x_ + v_ * lanes, xv_[v_]);           \
             for (int c_ = 0; c_ < NCB; c_++) {                                                \
                 double cf_ = cand[(c0 + c_) * n_features + f_];                               \
                 for (int v_ = 0; v_ < NV; v_++) acc_[c_][v_] += xv_[v_] * cf_;                \
@@ -548,7 +550,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         }                                                                                     \
     } while (0)
 
-#define MBK_DEFINE_CANDIDATES(NAME, OT, OIT, VBYTES, NC, NV, ATTRS, WIDEN)                           \
+#define MBK_DEFINE_CANDIDATES(NAME, OT, OIT, VBYTES, NC, NV, ATTRS, WIDEN)                    \
     ATTRS static void NAME(const OT *xt, Py_ssize_t n_rows,                                   \
                            Py_ssize_t n_features, const double *cand, int n_candidates,       \
                            const double *cand_sq_norms, const double *x_sq_norms,             \
@@ -559,10 +561,11 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         typedef OIT VOI __attribute__((vector_size(lanes * sizeof(OT))));                     \
         for (Py_ssize_t i0 = 0; i0 < n_rows; i0 += NV * lanes) {                              \
             int c0 = 0;                                                                       \
-            for (; c0 + NC <= n_candidates; c0 += NC) MBK_CANDIDATE_BLOCK(OT, V, VO, NC, NV, WIDEN); \
+            for (; c0 + NC <= n_candidates; c0 += NC)                                         \
+                MBK_CANDIDATE_BLOCK(OT, V, VO, NC, NV, WIDEN);                                \
             for (; c0 + NC / 2 <= n_candidates; c0 += NC / 2)                                 \
-                MBK_CANDIDATE_BLOCK(OT, V, VO, NC / 2, NV, WIDEN);                                   \
-            for (; c0 < n_candidates; c0++) MBK_CANDIDATE_BLOCK(OT, V, VO, 1, NV, WIDEN);            \
+                MBK_CANDIDATE_BLOCK(OT, V, VO, NC / 2, NV, WIDEN);                            \
+            for (; c0 < n_candidates; c0++) MBK_CANDIDATE_BLOCK(OT, V, VO, 1, NV, WIDEN);     \
         }                                                                                     \
     }
 
@@ -585,8 +588,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                            const T *weights, Py_ssize_t n_features, double *sums) {           \
         typedef double VD __attribute__((vector_size(VBYTES)));                               \
         enum { lanes = VBYTES / sizeof(double) };                                             \
-        /* Rows of a cache line or more, not read in order: ask for them ahead. (Shorter   \
-         * ones come from a small X, in cache.) */                                           \
+        /* Rows of a cache line or more, not read in order: ask for them ahead. (Shorter      \
+         * ones come from a small X, in cache.) */                                            \
         int prefetch = (index != NULL || order != NULL)                                       \
                        && n_features * (Py_ssize_t)sizeof(T) >= 64;                           \
         int one_center = labels == NULL;                                                      \
@@ -609,7 +612,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                                       width * (Py_ssize_t)sizeof(T));                         \
                 }                                                                             \
                 const T *x = data + row * row_stride + f0;                                    \
-                double *s = sums + (one_center ? 0 : (Py_ssize_t)labels[at] * n_features) + f0; \
+                double *s = sums + f0                                                         \
+                            + (one_center ? 0 : (Py_ssize_t)labels[at] * n_features);         \
                 double w = weights != NULL ? (double)weights[row] : 1.0;                      \
                 if (one_center) {                                                             \
                     for (int v = 0; v < MBK_ADD_VECTORS; v++) {                               \
@@ -681,7 +685,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
     } while (0)
 
 /* The formula on one row, scalar, from feature `first` (a multiple of 4) on, added to total. */
-#define MBK_ROW_DISTANCE_TAIL(T, a, b, first, n_features, total)                             \
+#define MBK_ROW_DISTANCE_TAIL(T, a, b, first, n_features, total)                              \
     do {                                                                                      \
         Py_ssize_t n_grouped_ = (n_features) / 4 * 4;                                         \
         T group_ = 0;                                                                         \
@@ -704,7 +708,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         typedef T V __attribute__((vector_size(VBYTES)));                                     \
         typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
         enum { lanes = VBYTES / sizeof(T) };                                                  \
-        /* whole blocks of whole groups of four */                                           \
+        /* whole blocks of whole groups of four */                                            \
         Py_ssize_t n_blocked = lanes % 4 ? 0 : n_features / 4 * 4 / lanes * lanes;            \
         VI lane;                                                                              \
         MBK_LANE_NUMBERS(VI, IT, lane);                                                       \
@@ -712,7 +716,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
             V total = (V){0};                                                                 \
             for (Py_ssize_t f0 = 0; f0 < n_blocked; f0 += lanes) {                            \
                 V t[lanes];                                                                   \
-                _Pragma("GCC unroll 16") for (int r = 0; r < lanes; r++) {                   \
+                _Pragma("GCC unroll 16") for (int r = 0; r < lanes; r++) {                    \
                     int at = g + r < n_rows ? g + r : g; /* spare lanes repeat a row */       \
                     V a, b;                                                                   \
                     memcpy(&a, x + at * x_stride + f0, sizeof(V));                            \
@@ -722,13 +726,13 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                 }                                                                             \
                 /* transpose: afterwards t[j] holds feature f0 + j of every row */            \
                 _Pragma("GCC unroll 8") for (int b = 1; b < lanes; b *= 2) {                  \
-                    /* Rows i and i + b swap their off-diagonal b x b blocks: lane l of the  \
-                     * first takes its own lane l, or lane l - b of the second (at lanes +  \
-                     * l - b in the concatenation) where bit b of l is set; the second,     \
-                     * the same shifted by b. */                                            \
+                    /* Rows i and i + b swap their off-diagonal b x b blocks: lane l of the   \
+                     * first takes its own lane l, or lane l - b of the second (at lanes +    \
+                     * l - b in the concatenation) where bit b of l is set; the second,       \
+                     * the same shifted by b. */                                              \
                     VI low = lane + ((VI)((lane & (IT)b) != 0) & (IT)(lanes - b));            \
                     VI high = low + (IT)b;                                                    \
-                    _Pragma("GCC unroll 16") for (int i = 0; i < lanes; i++) {               \
+                    _Pragma("GCC unroll 16") for (int i = 0; i < lanes; i++) {                \
                         if ((i / b) % 2) continue;                                            \
                         V first = __builtin_shuffle(t[i], t[i + b], low);                     \
                         t[i + b] = __builtin_shuffle(t[i], t[i + b], high);                   \
@@ -766,10 +770,10 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
  * scikit-learn's separate multiply and add; GATHER_ATTRS add a tuning under which GCC
  * vectorises loops that gather (the instruction set stays the variant's, so the wheel still
  * runs on every CPU of that set). */
-#define MBK_DEFINE_VARIANT(ISA, VBYTES, MR, NV_FLOAT, NV_DOUBLE, NC_CANDIDATES, ATTRS,          \
+#define MBK_DEFINE_VARIANT(ISA, VBYTES, MR, NV_FLOAT, NV_DOUBLE, NC_CANDIDATES, ATTRS,        \
                            PLAIN_ATTRS, GATHER_ATTRS, WIDEN)                                  \
     MBK_DEFINE_NEAREST(mbk_nearest_float_##ISA, float, int, VBYTES, MR, NV_FLOAT, ATTRS)      \
-    MBK_DEFINE_NEAREST(mbk_nearest_double_##ISA, double, long long, VBYTES, MR, NV_DOUBLE,   \
+    MBK_DEFINE_NEAREST(mbk_nearest_double_##ISA, double, long long, VBYTES, MR, NV_DOUBLE,    \
                        ATTRS)                                                                 \
     MBK_DEFINE_DISTANCE(mbk_distance_float_##ISA, float, VBYTES, MR, NV_FLOAT, ATTRS)         \
     MBK_DEFINE_DISTANCE(mbk_distance_double_##ISA, double, VBYTES, MR, NV_DOUBLE, ATTRS)      \
@@ -777,25 +781,25 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
     MBK_DEFINE_ADD_ROWS(mbk_add_rows_double_##ISA, double, VBYTES, PLAIN_ATTRS, WIDEN)        \
     MBK_DEFINE_ALL_FINITE(mbk_all_finite_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)        \
     MBK_DEFINE_ALL_FINITE(mbk_all_finite_double_##ISA, double, long long, VBYTES, PLAIN_ATTRS) \
-    MBK_DEFINE_ROW_DISTANCES(mbk_row_distances_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)   \
-    MBK_DEFINE_ROW_DISTANCES(mbk_row_distances_double_##ISA, double, long long, VBYTES,        \
+    MBK_DEFINE_ROW_DISTANCES(mbk_row_distances_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)  \
+    MBK_DEFINE_ROW_DISTANCES(mbk_row_distances_double_##ISA, double, long long, VBYTES,       \
                              PLAIN_ATTRS)                                                     \
-    MBK_DEFINE_NEAREST_FEW(mbk_nearest_few_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)       \
-    MBK_DEFINE_NEAREST_FEW(mbk_nearest_few_double_##ISA, double, long long, VBYTES,            \
+    MBK_DEFINE_NEAREST_FEW(mbk_nearest_few_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)      \
+    MBK_DEFINE_NEAREST_FEW(mbk_nearest_few_double_##ISA, double, long long, VBYTES,           \
                            PLAIN_ATTRS)                                                       \
-    MBK_DEFINE_NEAREST_THREE(mbk_nearest_three_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)   \
-    MBK_DEFINE_NEAREST_THREE(mbk_nearest_three_double_##ISA, double, long long, VBYTES,        \
+    MBK_DEFINE_NEAREST_THREE(mbk_nearest_three_float_##ISA, float, int, VBYTES, PLAIN_ATTRS)  \
+    MBK_DEFINE_NEAREST_THREE(mbk_nearest_three_double_##ISA, double, long long, VBYTES,       \
                              PLAIN_ATTRS)                                                     \
     MBK_DEFINE_BOUND_TESTS(mbk_bound_tests_##ISA, GATHER_ATTRS)                               \
-    MBK_DEFINE_CANDIDATES(mbk_candidates_float_##ISA, float, int, VBYTES, NC_CANDIDATES, 3,    \
+    MBK_DEFINE_CANDIDATES(mbk_candidates_float_##ISA, float, int, VBYTES, NC_CANDIDATES, 3,   \
                           ATTRS, WIDEN)                                                       \
-    MBK_DEFINE_CANDIDATES(mbk_candidates_double_##ISA, double, long long, VBYTES,              \
+    MBK_DEFINE_CANDIDATES(mbk_candidates_double_##ISA, double, long long, VBYTES,             \
                           NC_CANDIDATES, 3, ATTRS, WIDEN)                                     \
     static const mbk_variant mbk_variant_##ISA = {                                            \
         #ISA, MR, VBYTES / sizeof(float), VBYTES / sizeof(double),                            \
         NV_FLOAT * (VBYTES / sizeof(float)), NV_DOUBLE * (VBYTES / sizeof(double)),           \
         mbk_nearest_float_##ISA, mbk_nearest_double_##ISA,                                    \
-        mbk_distance_float_##ISA, mbk_distance_double_##ISA,           \
+        mbk_distance_float_##ISA, mbk_distance_double_##ISA,                                  \
         mbk_add_rows_float_##ISA, mbk_add_rows_double_##ISA,                                  \
         mbk_all_finite_float_##ISA, mbk_all_finite_double_##ISA,                              \
         mbk_row_distances_float_##ISA, mbk_row_distances_double_##ISA,                        \

@@ -517,10 +517,13 @@ def test_packed_rows_must_match_the_kernel():
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 8])
 @pytest.mark.parametrize("n_clusters", [1, 2, 3, 6, 7])
-def test_few_centers_kernel_has_the_baseline_tiles_bits(dtype, n_features, n_clusters):
-    # Rows in lanes for few centers (any variant) against the baseline tiles, which also
-    # add without FMA: the same labels and the same inertia bits, for contiguous, Fortran
-    # and strided rows, scattered batch rows and weights, around the chunk size.
+def test_few_centers_kernel_has_the_baseline_tiles_bits(
+    dtype, n_features, n_clusters, kernel_variant
+):
+    # Rows in lanes for few centers (every variant) against the baseline tiles, which also
+    # add without FMA: the same labels and the same inertia bits, for contiguous rows (loaded
+    # whole), Fortran and strided rows and scattered batch rows (copied together first), and
+    # weights, around the chunk size.
     rng = np.random.RandomState(n_features * 10 + n_clusters)
     X = rng.standard_normal((700, n_features)).astype(dtype)
     X[5] = X[6]  # duplicated rows tie on every center

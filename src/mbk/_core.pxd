@@ -8,7 +8,7 @@
 
 from cython cimport floating
 
-from mbk._kernels cimport MBK_MAX_TILE_ROWS, mbk_variant
+from mbk._kernels cimport MBK_MAX_FEW_FEATURES, MBK_MAX_TILE_ROWS, mbk_variant
 from mbk._sampling_kernels cimport Sampling
 
 
@@ -132,5 +132,8 @@ cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t unit) noexcept nogil:
 
 
 cdef inline Py_ssize_t _tile_scratch(Py_ssize_t n_features) noexcept nogil:
-    """Values of per-thread scratch the tile loops need: one tile of copied rows."""
+    """Values of per-thread scratch the assignment needs: one tile of copied rows, or for
+    rows of few features a chunk of them (see _assign_chunk)."""
+    if n_features <= MBK_MAX_FEW_FEATURES:
+        return CHUNK_ROWS * n_features
     return MBK_MAX_TILE_ROWS * n_features

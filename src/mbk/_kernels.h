@@ -59,18 +59,15 @@ typedef void (*mbk_candidates_double_fn)(const double *xt, Py_ssize_t n_rows,
                                          Py_ssize_t n_features, const double *cand, int n_candidates,
                                          const double *cand_sq_norms, const double *x_sq_norms,
                                          const double *closest, double *out, Py_ssize_t out_stride);
-/* Nearest centers of rows with at most MBK_MAX_FEW_FEATURES features, rows in lanes (see
- * MBK_DEFINE_NEAREST_FEW in _tiles.h). */
+/* Nearest centers of n_rows contiguous rows x (n_rows, n_features) of at most
+ * MBK_MAX_FEW_FEATURES features, rows in lanes (see MBK_DEFINE_NEAREST_FEW in _tiles.h). */
 #define MBK_MAX_FEW_FEATURES 8
-typedef void (*mbk_nearest_few_float_fn)(const float *data, Py_ssize_t row_stride, Py_ssize_t col_stride,
-                                         const Py_ssize_t *index, Py_ssize_t first, int n_rows,
-                                         const float *centers, const float *norms, Py_ssize_t n_clusters,
+typedef void (*mbk_nearest_few_float_fn)(const float *x, int n_rows, const float *centers,
+                                         const float *norms, Py_ssize_t n_clusters,
                                          Py_ssize_t n_features, int *labels, float *out_dist);
-typedef void (*mbk_nearest_few_double_fn)(const double *data, Py_ssize_t row_stride, Py_ssize_t col_stride,
-                                          const Py_ssize_t *index, Py_ssize_t first, int n_rows,
-                                          const double *centers, const double *norms,
-                                          Py_ssize_t n_clusters, Py_ssize_t n_features, int *labels,
-                                          double *out_dist);
+typedef void (*mbk_nearest_few_double_fn)(const double *x, int n_rows, const double *centers,
+                                          const double *norms, Py_ssize_t n_clusters,
+                                          Py_ssize_t n_features, int *labels, double *out_dist);
 /* The nearest three centers of rows with at most MBK_MAX_FEW_FEATURES features, rows in lanes
  * (see MBK_DEFINE_NEAREST_THREE in _tiles.h): nested mini-batch k-means' bounds. */
 typedef void (*mbk_nearest_three_float_fn)(const float *data, Py_ssize_t row_stride, Py_ssize_t col_stride,

@@ -56,14 +56,12 @@ cdef extern from "_kernels.h":
                                               const double*, int, const double*,
                                               const double*, const double*, double*,
                                               Py_ssize_t) noexcept nogil
-    ctypedef void (*mbk_nearest_few_float_fn)(const float*, Py_ssize_t, Py_ssize_t,
-                                              const Py_ssize_t*, Py_ssize_t, int, const float*,
-                                              const float*, Py_ssize_t, Py_ssize_t, int*,
+    ctypedef void (*mbk_nearest_few_float_fn)(const float*, int, const float*, const float*,
+                                              Py_ssize_t, Py_ssize_t, int*,
                                               float*) noexcept nogil
-    ctypedef void (*mbk_nearest_few_double_fn)(const double*, Py_ssize_t, Py_ssize_t,
-                                               const Py_ssize_t*, Py_ssize_t, int,
-                                               const double*, const double*, Py_ssize_t,
-                                               Py_ssize_t, int*, double*) noexcept nogil
+    ctypedef void (*mbk_nearest_few_double_fn)(const double*, int, const double*,
+                                               const double*, Py_ssize_t, Py_ssize_t, int*,
+                                               double*) noexcept nogil
     ctypedef void (*mbk_nearest_three_float_fn)(const float*, Py_ssize_t, Py_ssize_t,
                                                 const Py_ssize_t*, int, const float*, Py_ssize_t,
                                                 Py_ssize_t, int*, int*, double*, double*,

@@ -239,16 +239,50 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         MBK_ACROSS_LANES(T, IT, V, VI, MR, best, best_at, best_dist, best_index);             \
     }
 
+/* ---- rows in vector lanes ---------------------------------------------------------------- */
+
+/* x[f] for f < D: feature f of `lanes` consecutive contiguous rows of D values from src
+ * (lane l: src[l * D + f]), from D whole-vector loads and D - 1 two-vector shuffles per
+ * feature (masks[f][k - 1] merges vector k in). Loading value by value instead, GCC merges
+ * each into its vector in turn: a chain of dependent inserts. The masks are built once per
+ * call by MBK_TRANSPOSE_MASKS (GCC does not fold them to constants). */
+#define MBK_TRANSPOSE_MASKS(VI, IT, D, n_lanes, masks)                                        \
+    do {                                                                                      \
+        for (int f_ = 0; f_ < (D); f_++)                                                      \
+            for (int k_ = 1; k_ < (D); k_++)                                                  \
+                for (int l_ = 0; l_ < (n_lanes); l_++) {                                      \
+                    int at_ = l_ * (int)(D) + f_; /* the value's place in the D vectors */    \
+                    int from_ = at_ / (n_lanes), keep_ = k_ == 1 ? at_ % (n_lanes) : l_;      \
+                    /* k == 1 shuffles vectors 0 and 1; later ones the result and vector k */ \
+                    (masks)[f_][k_ - 1][l_] =                                                 \
+                        (IT)(from_ == k_ ? (n_lanes) + at_ % (n_lanes)                        \
+                                         : from_ < k_ ? keep_ : 0);                           \
+                }                                                                             \
+    } while (0)
+#define MBK_TRANSPOSE_ROWS(V, D, src, masks, x)                                               \
+    do {                                                                                      \
+        enum { n_lanes_ = sizeof(V) / sizeof((src)[0]) };                                     \
+        V v_[MBK_MAX_FEW_FEATURES];                                                           \
+        for (int k_ = 0; k_ < (D); k_++) memcpy(&v_[k_], (src) + k_ * n_lanes_, sizeof(V));   \
+        for (int f_ = 0; f_ < (D); f_++) {                                                    \
+            V cur_ = v_[0];                                                                   \
+            for (int k_ = 1; k_ < (D); k_++)                                                  \
+                cur_ = __builtin_shuffle(k_ == 1 ? v_[0] : cur_, v_[k_], (masks)[f_][k_ - 1]); \
+            (x)[f_] = cur_;                                                                   \
+        }                                                                                     \
+    } while (0)
+
 /* ---- nearest center among few centers, for rows with few features: rows in lanes ---------- */
 
 /* With fewer centers than a register block the tiles would mostly multiply padding. Here each
- * vector holds one feature of `lanes` rows instead (read from X in place, any layout; the
- * scattered rows of a batch through index), and every center is compared with all of them.
- * The arithmetic per (row, center) is the tiles' without FMA: dot = sum_f x_f * c_f in
- * feature order, dist = ||c||^2 - 2 dot, the lowest index among equal distances: the same
- * bits as the baseline tiles, in every variant. With out_dist, also each row's squared
- * distance to its center by direct differences, rounded as row_distances. The n_rows rows
- * are batch positions first, first + 1, ...; labels and out_dist get one entry per row. */
+ * vector holds one feature of `lanes` rows instead, and every center is compared with all of
+ * them. The rows are contiguous (X in C order, or a batch's rows copied together by the
+ * caller: loaded value by value from all over X, 8 rows cost 24 dependent inserts) and are
+ * loaded whole and transposed in registers. The arithmetic per (row, center) is the tiles'
+ * without FMA: dot = sum_f x_f * c_f in feature order, dist = ||c||^2 - 2 dot, the lowest
+ * index among equal distances: the same bits as the baseline tiles, in every variant. With
+ * out_dist, also each row's squared distance to its center by direct differences, rounded as
+ * row_distances; labels and out_dist get one entry per row. */
 /* One case per feature count, 1 to MBK_MAX_FEW_FEATURES: each calls a copy of the body whose
  * loops over features unroll (CASE(NAME, D) is one case). */
 #define MBK_SWITCH_FEW_FEATURES(CASE, NAME)                                                   \
@@ -259,37 +293,33 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
     }
 #define MBK_FEW_CASE(NAME, D)                                                                 \
     case D:                                                                                   \
-        NAME##_body(data, row_stride, col_stride, index, first, n_rows, centers, norms,       \
-                    n_clusters, D, labels, out_dist);                                         \
+        NAME##_body(data, n_rows, centers, norms, n_clusters, D, labels, out_dist);           \
         break;
 #define MBK_DEFINE_NEAREST_FEW(NAME, T, IT, VBYTES, ATTRS)                                    \
     ATTRS static inline __attribute__((always_inline)) void NAME##_body(                      \
-        const T *data, Py_ssize_t row_stride, Py_ssize_t col_stride, const Py_ssize_t *index, \
-        Py_ssize_t first, int n_rows, const T *centers, const T *norms,                       \
-        Py_ssize_t n_clusters, const Py_ssize_t n_features, int *labels, T *out_dist) {       \
+        const T *data, int n_rows, const T *centers, const T *norms, Py_ssize_t n_clusters,   \
+        const Py_ssize_t n_features, int *labels, T *out_dist) {                              \
         typedef T V __attribute__((vector_size(VBYTES)));                                     \
         typedef IT VI __attribute__((vector_size(VBYTES)));                                   \
-        enum { lanes = VBYTES / sizeof(T), ahead = 4 * (VBYTES / sizeof(T)) };                \
+        enum { lanes = VBYTES / sizeof(T) };                                                  \
         typedef int VL32 __attribute__((vector_size(lanes * sizeof(int))));                   \
         Py_ssize_t n_grouped = n_features / 4 * 4;                                            \
-        if (index)                                                                            \
-            for (int r = 0; r < ahead && r < n_rows; r++)                                     \
-                mbk_prefetch_row(data + index[first + r] * row_stride, n_features, col_stride, \
-                                 (Py_ssize_t)sizeof(T));                                      \
+        VI masks[MBK_MAX_FEW_FEATURES][MBK_MAX_FEW_FEATURES - 1];                             \
+        MBK_TRANSPOSE_MASKS(VI, IT, n_features, lanes, masks);                                \
         for (int g = 0; g < n_rows; g += lanes) {                                             \
-            const T *row[lanes];                                                              \
             V x[MBK_MAX_FEW_FEATURES];                                                        \
             int n_valid = n_rows - g < lanes ? n_rows - g : lanes;                            \
-            if (index)                                                                        \
-                for (int r = g + ahead; r < g + ahead + lanes && r < n_rows; r++)             \
-                    mbk_prefetch_row(data + index[first + r] * row_stride, n_features,        \
-                                     col_stride, (Py_ssize_t)sizeof(T));                      \
-            for (int l = 0; l < lanes; l++) {                                                 \
-                Py_ssize_t at = first + g + (l < n_valid ? l : 0); /* spare lanes: a copy */  \
-                row[l] = data + (index ? index[at] : at) * row_stride;                        \
+            if (n_valid == lanes) {                                                           \
+                MBK_TRANSPOSE_ROWS(V, n_features, data + g * n_features, masks, x);           \
+            } else {                                                                          \
+                /* The last rows, and copies of the first of them in the spare lanes. */      \
+                T last[MBK_MAX_FEW_FEATURES * lanes];                                         \
+                for (int l = 0; l < lanes; l++) {                                             \
+                    const T *row = data + (g + (l < n_valid ? l : 0)) * n_features;           \
+                    for (Py_ssize_t f = 0; f < n_features; f++) last[l * n_features + f] = row[f]; \
+                }                                                                             \
+                MBK_TRANSPOSE_ROWS(V, n_features, last, masks, x);                            \
             }                                                                                 \
-            for (Py_ssize_t f = 0; f < n_features; f++)                                       \
-                for (int l = 0; l < lanes; l++) x[f][l] = row[l][f * col_stride];             \
             V best = (V){0} + (T)INFINITY;                                                    \
             VI best_at = (VI){0};                                                             \
             /* The nearest center's features, selected along with it (gathering them by       \
@@ -330,10 +360,9 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
     }                                                                                         \
     /* One copy of the body per feature count: its loops over features unroll, and the        \
      * rows' features stay in registers. */                                                   \
-    ATTRS static void NAME(const T *data, Py_ssize_t row_stride, Py_ssize_t col_stride,       \
-                           const Py_ssize_t *index, Py_ssize_t first, int n_rows,             \
-                           const T *centers, const T *norms, Py_ssize_t n_clusters,           \
-                           Py_ssize_t n_features, int *labels, T *out_dist) {                 \
+    ATTRS static void NAME(const T *data, int n_rows, const T *centers, const T *norms,       \
+                           Py_ssize_t n_clusters, Py_ssize_t n_features, int *labels,         \
+                           T *out_dist) {                                                     \
         MBK_SWITCH_FEW_FEATURES(MBK_FEW_CASE, NAME)                                           \
     }
 

@@ -400,9 +400,10 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         n_samples = X.shape[0]
         if self._init_size < n_samples:
             subsample = random_state.randint(0, n_samples, self._init_size)
-            X = X[subsample]
+            # take: the same rows as X[subsample], several times faster on small rows
+            X = X.take(subsample, axis=0)
             if sample_weight is not None:
-                sample_weight = sample_weight[subsample]
+                sample_weight = sample_weight.take(subsample)
         if given_centers is not None:
             return given_centers
         # A subsample whose weights cannot seed (all zero, or for "random" fewer positive

@@ -402,6 +402,29 @@ def test_bit_generator_draws_continue_random_states_stream():
     assert ours.randint(0, 2**31) == theirs.randint(0, 2**31)
 
 
+def test_randint_is_randomstates_at_any_position():
+    # fit's init subsample and validation rows: the same integers as RandomState.randint,
+    # and the stream left where it leaves it (every range kind: one value, powers of two,
+    # odd ranges, up to 2**32; runs across twists, from any position).
+    for high in (1, 2, 3, 7, 1024, 20640, 1000003, 2**31, 2**32):
+        for size in (0, 1, 5, 700, 3072):
+            for skipped_words in (0, 1, 300, 623):
+                ours = np.random.RandomState(high % 1000 + size)
+                theirs = np.random.RandomState(high % 1000 + size)
+                ours.bytes(4 * skipped_words)
+                theirs.bytes(4 * skipped_words)
+                got = _sampling_kernels.randint(ours, high, size)
+                assert got.dtype == np.intp
+                assert_array_equal(got, theirs.randint(0, high, size))
+                assert ours.random_sample() == theirs.random_sample()
+    # Other bit generators and ranges go through NumPy's own call.
+    ours = np.random.RandomState(np.random.PCG64(5))
+    theirs = np.random.RandomState(np.random.PCG64(5))
+    assert_array_equal(_sampling_kernels.randint(ours, 10, 50), theirs.randint(0, 10, 50))
+    ours, theirs = np.random.RandomState(3), np.random.RandomState(3)
+    assert_array_equal(_sampling_kernels.randint(ours, 2**40, 9), theirs.randint(0, 2**40, 9))
+
+
 @pytest.mark.parametrize("isa", _sampling_kernels.mt19937_variants())
 def test_draws_from_mt19937s_state_are_random_samples_at_any_position(isa):
     # fit draws its batches straight from MT19937's state, many doubles at a time: every run

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from . import _core, _step_kernels
+from . import _core, _sampling_kernels, _step_kernels
 from ._compat import ESTIMATOR_BASES, NotFittedError
 from ._kmeans_plusplus import kmeans_plusplus_seeds
 from ._nested import NESTED_AUTO_N_INIT, fit_nested
@@ -399,7 +399,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         """
         n_samples = X.shape[0]
         if self._init_size < n_samples:
-            subsample = random_state.randint(0, n_samples, self._init_size)
+            subsample = _sampling_kernels.randint(random_state, n_samples, self._init_size)
             # take: the same rows as X[subsample], several times faster on small rows
             X = X.take(subsample, axis=0)
             if sample_weight is not None:
@@ -578,7 +578,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         self._tol = self.tol * _mean_variance(X) if self.tol > 0 else 0.0
 
         # Initialisation: n_init candidate sets, judged on one validation batch.
-        validation_rows = random_state.randint(0, n_samples, self._init_size).astype(np.intp)
+        validation_rows = _sampling_kernels.randint(random_state, n_samples, self._init_size)
         best_inertia = None
         for init_index in range(self._n_init):
             if self.verbose:

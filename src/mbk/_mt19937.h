@@ -96,6 +96,36 @@ MBK_DEFINE_MT_DOUBLES(mbk_mt19937_doubles_avx2, __attribute__((target("avx2"))))
 MBK_DEFINE_MT_DOUBLES(mbk_mt19937_doubles_avx512, __attribute__((target("avx512f"))))
 #endif
 
+/* out[0..n) = RandomState.randint(0, rng + 1, n), rng < 2**32: NumPy's legacy bounded
+ * integers (masked rejection: a word masked to the smallest all-ones mask covering rng, drawn
+ * again while above rng; no word at all for rng = 0), leaving the state where NumPy would. */
+static void mbk_mt19937_randint(mbk_mt19937_state *state, uint32_t rng, int64_t *out,
+                                Py_ssize_t n) {
+    uint32_t mask = rng, word;
+    mask |= mask >> 1;
+    mask |= mask >> 2;
+    mask |= mask >> 4;
+    mask |= mask >> 8;
+    mask |= mask >> 16;
+    Py_ssize_t i = 0;
+    if (rng == 0) {
+        for (; i < n; i++) out[i] = 0;
+        return;
+    }
+    /* Every word is written at out[i] and kept by moving i on: no branch on the rejections,
+     * which are unpredictable (a third of the words for 20,640 rows). */
+    while (i < n) {
+        if (state->pos == MBK_MT_N) mbk_mt19937_generate(state);
+        int j = state->pos;
+        for (; j < MBK_MT_N && i < n; j++) {
+            word = mbk_mt_temper(state->key[j]) & mask;
+            out[i] = word;
+            i += word <= rng;
+        }
+        state->pos = j;
+    }
+}
+
 /* The widest variant this CPU runs: 2 (AVX-512), 1 (AVX2) or 0; lower ones may be chosen
  * with mbk_mt19937_use (tests run every variant). */
 static int mbk_mt19937_best(void) {

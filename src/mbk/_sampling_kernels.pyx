@@ -21,6 +21,8 @@ cdef extern from "_mt19937.h":
     void mbk_mt19937_doubles(mbk_mt19937_state* state, double* out, Py_ssize_t n) noexcept nogil
     int mbk_mt19937_best()
     int mbk_mt19937_use(int isa)
+    void mbk_mt19937_randint(mbk_mt19937_state* state, unsigned int rng, long long* out,
+                             Py_ssize_t n) noexcept nogil
 
 
 def mt19937_variants():
@@ -73,6 +75,21 @@ def random_sample(random_state, Py_ssize_t n):
         if n > 0:
             _draw_doubles(bitgen, from_state, &view[0], n)
     return out
+
+
+def randint(random_state, Py_ssize_t high, Py_ssize_t size):
+    """``random_state.randint(0, high, size)`` as intp, the same values and the same stream
+    (read straight from MT19937's state: several times faster than NumPy's call)."""
+    if not (_reads_state(random_state) and 1 <= high <= 2**32 and size >= 0):
+        return random_state.randint(0, high, size).astype(np.intp, copy=False)
+    out = np.empty(size, dtype=np.int64)
+    cdef long long[::1] view = out
+    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
+    with random_state._bit_generator.lock:
+        if size > 0:
+            mbk_mt19937_randint(<mbk_mt19937_state*> bitgen.state, <unsigned int> (high - 1),
+                                &view[0], size)
+    return out.astype(np.intp, copy=False)
 
 
 def _check_mt19937_layout():

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -236,6 +237,30 @@ def _address_sanitizer_loaded():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+@pytest.mark.parametrize("layout", ["C", "fortran", "strided", "readonly"])
+def test_fit_makes_no_copy_of_X(layout):
+    # X is read in place whatever its layout: fit's NumPy allocations stay far below X's
+    # size. (algorithm="nested" keeps O(n) state per row by design.)
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((200_000, 8))
+    X = {
+        "C": X,
+        "fortran": np.asfortranarray(X),
+        "strided": np.repeat(X, 2, axis=1)[:, ::2],
+        "readonly": X,
+    }[layout]
+    if layout == "readonly":
+        X.flags.writeable = False
+    model = mbk.MiniBatchKMeans(8, batch_size=1024, random_state=0)
+    tracemalloc.start()
+    try:
+        model.fit(X)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes / 8, f"fit allocated {peak} bytes on a {X.nbytes}-byte X"
+
+
 def test_a_thousand_fits_leak_no_memory_descriptors_or_threads(blobs):
     X, _ = blobs(120, 2, 2, seed=4)
     weights = np.random.RandomState(0).uniform(0.5, 2, len(X))

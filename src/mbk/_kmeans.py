@@ -400,8 +400,9 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         n_samples = X.shape[0]
         if self._init_size < n_samples:
             subsample = _sampling_kernels.randint(random_state, n_samples, self._init_size)
-            # take: the same rows as X[subsample], several times faster on small rows
-            X = X.take(subsample, axis=0)
+            # take: the same rows as X[subsample], several times faster on small rows, but
+            # only on C-ordered X (it copies any other layout whole first)
+            X = X.take(subsample, axis=0) if X.flags.c_contiguous else X[subsample]
             if sample_weight is not None:
                 sample_weight = sample_weight.take(subsample)
         if given_centers is not None:

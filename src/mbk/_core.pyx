@@ -323,7 +323,6 @@ cdef double _assign_chunk(
     cdef floating few_dist[CHUNK_ROWS]
     cdef floating* buffer
     cdef const floating* data
-    cdef Py_ssize_t first
     if centers.few:
         if rows.index != NULL or rows.col_stride != 1 or rows.row_stride != n_features:
             # Scattered or strided rows are copied into one block (packed, else the tile
@@ -332,20 +331,18 @@ cdef double _assign_chunk(
             buffer = packed + start * n_features if packed != NULL else tile
             _copy_rows(rows, start, end, buffer)
             data = buffer
-            first = 0
         else:
-            data = <const floating*> rows.data
-            first = start
+            data = <const floating*> rows.data + start * n_features
         if floating is float:
             mbk_active.nearest_few_float(
-                data + first * n_features, <int> (end - start), center_rows,
-                <const float*> centers.sq_norms, centers.n_clusters, n_features,
-                labels + start, few_dist if with_inertia else NULL)
+                data, <int> (end - start), center_rows, <const float*> centers.sq_norms,
+                centers.n_clusters, n_features, labels + start,
+                few_dist if with_inertia else NULL)
         else:
             mbk_active.nearest_few_double(
-                data + first * n_features, <int> (end - start), center_rows,
-                <const double*> centers.sq_norms, centers.n_clusters, n_features,
-                labels + start, few_dist if with_inertia else NULL)
+                data, <int> (end - start), center_rows, <const double*> centers.sq_norms,
+                centers.n_clusters, n_features, labels + start,
+                few_dist if with_inertia else NULL)
         if with_inertia:
             for t in range(end - start):
                 inertia += <double> few_dist[t] * <double> _weight(

@@ -306,6 +306,14 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         Py_ssize_t n_grouped = n_features / 4 * 4;                                            \
         VI masks[MBK_MAX_FEW_FEATURES][MBK_MAX_FEW_FEATURES - 1];                             \
         MBK_TRANSPOSE_MASKS(VI, IT, n_features, lanes, masks);                                \
+        /* table[f], lane j: feature f of center j, when every center has a lane. */          \
+        int by_permute = n_clusters <= lanes;                                                 \
+        V table[MBK_MAX_FEW_FEATURES];                                                        \
+        for (Py_ssize_t f = 0; f < n_features; f++) {                                        \
+            table[f] = (V){0};                                                                \
+            for (Py_ssize_t j = 0; j < n_clusters && by_permute; j++)                         \
+                table[f][j] = centers[j * n_features + f];                                    \
+        }                                                                                     \
         for (int g = 0; g < n_rows; g += lanes) {                                             \
             V x[MBK_MAX_FEW_FEATURES];                                                        \
             int n_valid = n_rows - g < lanes ? n_rows - g : lanes;                            \
@@ -323,7 +331,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
             V best = (V){0} + (T)INFINITY;                                                    \
             VI best_at = (VI){0};                                                             \
             /* The nearest center's features, selected along with it (gathering them by       \
-             * label afterwards took a scalar load and a lane extract per value). */          \
+             * label afterwards took a scalar load and a lane extract per value); with no     \
+             * more centers than lanes, permuted out of `table` by label afterwards. */       \
             V best_c[MBK_MAX_FEW_FEATURES];                                                   \
             for (Py_ssize_t f = 0; f < n_features; f++) best_c[f] = (V){0};                   \
             for (Py_ssize_t j = 0; j < n_clusters; j++) {                                     \
@@ -334,9 +343,13 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
                 VI closer = dist < best;                                                      \
                 best = MBK_SELECT(V, VI, closer, dist, best);                                 \
                 best_at = (((VI){0} + (IT)j) & closer) | (best_at & ~closer);                 \
-                for (Py_ssize_t f = 0; f < n_features; f++)                                   \
-                    best_c[f] = MBK_SELECT(V, VI, closer, (V){0} + c[f], best_c[f]);          \
+                if (!by_permute && out_dist)                                                  \
+                    for (Py_ssize_t f = 0; f < n_features; f++)                               \
+                        best_c[f] = MBK_SELECT(V, VI, closer, (V){0} + c[f], best_c[f]);      \
             }                                                                                 \
+            if (by_permute && out_dist)                                                       \
+                for (Py_ssize_t f = 0; f < n_features; f++)                                   \
+                    best_c[f] = __builtin_shuffle(table[f], best_at);                         \
             /* Whole vectors out when every lane is a row: lane by lane, the stores of        \
              * the stack copies stalled the loads that read them back. */                     \
             if (n_valid == lanes) {                                                           \

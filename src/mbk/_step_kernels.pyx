@@ -94,10 +94,11 @@ cdef void _add_rows(
 
 
 cdef inline void _finish_center(
-        const floating* center_old, floating* center_new, double weight_sum,
+        const floating* center_old, floating* center_new,
+        double* weight_sum,                  # INOUT: this center's running weight
         double batch_weight, const double* sums, Py_ssize_t n_features,
 ) noexcept nogil:
-    """center_new from its sums (see _update_centers)."""
+    """center_new from its sums, and the running weight (see _update_centers)."""
     cdef Py_ssize_t f
     cdef double alpha
     if not batch_weight > 0:
@@ -106,14 +107,15 @@ cdef inline void _finish_center(
             for f in range(n_features):
                 center_new[f] = center_old[f]
         return
-    alpha = 1 / (weight_sum + batch_weight)
+    weight_sum[0] = weight_sum[0] + batch_weight
+    alpha = 1 / weight_sum[0]
     for f in range(n_features):
         center_new[f] = <floating> (sums[f] * alpha)
 
 
 cdef void _update_in_batch_order(
         const Rows* update_rows, const floating[:, ::1] centers_old,
-        floating[:, ::1] centers_new, const double* weight_sums, const double* batch_weights,
+        floating[:, ::1] centers_new, double* weight_sums, const double* batch_weights,
         const int* labels, double* sums,
 ) noexcept nogil:
     """Every center, the rows added in batch order into the sums of all centers,
@@ -126,13 +128,13 @@ cdef void _update_in_batch_order(
     _add_rows(update_rows, <const floating*> update_rows.data, NULL, labels,
               update_rows.n_rows, sums)
     for j in range(n_clusters):
-        _finish_center(&centers_old[j, 0], &centers_new[j, 0], weight_sums[j],
+        _finish_center(&centers_old[j, 0], &centers_new[j, 0], &weight_sums[j],
                        batch_weights[j], sums + j * n_features, n_features)
 
 
 cdef void _update_center(
         const Rows* update_rows, const floating* center_old, floating* center_new,
-        double weight_sum, double batch_weight, const Py_ssize_t* members,
+        double* weight_sum, double batch_weight, const Py_ssize_t* members,
         Py_ssize_t n_members, double* sums,
 ) noexcept nogil:
     """One center, from its members' rows (batch positions in batch order); sums is
@@ -140,7 +142,7 @@ cdef void _update_center(
     cdef Py_ssize_t f, n_features = update_rows.n_features
     if batch_weight > 0:
         for f in range(n_features):
-            sums[f] = center_old[f] * weight_sum
+            sums[f] = center_old[f] * weight_sum[0]
         _add_rows(update_rows, <const floating*> update_rows.data, members, NULL, n_members,
                   sums)
     _finish_center(center_old, center_new, weight_sum, batch_weight, sums, n_features)
@@ -192,12 +194,9 @@ cdef void _update_centers(
         offsets[0] = 0
         # Owner computes: the thread that owns center j does all of center j's arithmetic.
         for j in prange(n_clusters, schedule="static", num_threads=n_threads):
-            _update_center(update_rows, &centers_old[j, 0], &centers_new[j, 0], weight_sums[j],
-                           batch_weights[j], members + offsets[j], offsets[j + 1] - offsets[j],
-                           scratch.sums + threadid() * n_features)
-    for j in range(n_clusters):
-        if batch_weights[j] > 0:
-            weight_sums[j] = weight_sums[j] + batch_weights[j]
+            _update_center(update_rows, &centers_old[j, 0], &centers_new[j, 0],
+                           &weight_sums[j], batch_weights[j], members + offsets[j],
+                           offsets[j + 1] - offsets[j], scratch.sums + threadid() * n_features)
 
 
 cdef int _step_scratch(

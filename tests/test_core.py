@@ -238,14 +238,15 @@ def test_all_finite_finds_any_non_finite_value_in_any_layout(dtype, n_features, 
     X[rng.randint(0, n_rows, 20), rng.randint(0, n_features, 20)] = np.finfo(dtype).max
     cells = [(0, 0), (n_rows - 1, n_features - 1), (n_rows // 2, n_features // 2)]
     cells += [tuple(cell) for cell in rng.randint(0, [n_rows, n_features], size=(3, 2))]
-    for threads in (1, 2):
+    # Some rows a piece at a time first, as fit's steps scan X, then the rest in parallel.
+    for threads, in_pieces in [(1, 0), (2, 0), (2, n_rows // 3), (1, n_rows)]:
         for data in [X, padded_rows(X), *layouts(X).values()]:
-            assert _core.all_finite(data, threads)
+            assert _core.all_finite(data, threads, in_pieces)
         for cell in cells:
             Y = X.copy()
             Y[cell] = bad
             for data in [Y, padded_rows(Y), *layouts(Y).values()]:
-                assert not _core.all_finite(data, threads), (cell, data.strides)
+                assert not _core.all_finite(data, threads, in_pieces), (cell, data.strides)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])

@@ -172,6 +172,37 @@ def test_a_failing_fit_leaves_the_previous_fit_in_place(blobs):
     _assert_same_state(model, before)
 
 
+@pytest.mark.parametrize("compute_labels", [True, False], ids=["labels", "no-labels"])
+@pytest.mark.parametrize("init", ["k-means++", "random", "array"])
+@pytest.mark.parametrize("row", [0, 7_777, -1], ids=["first", "middle", "last"])
+@pytest.mark.parametrize(
+    "bad, match", [(np.nan, "contains NaN"), (-np.inf, "contains infinity")], ids=["nan", "inf"]
+)
+def test_fit_finds_a_non_finite_value_it_scans_for_on_the_way(
+    blobs, compute_labels, init, row, bad, match
+):
+    # Without tol or verbose, fit scans X for NaN in its final labels pass, or a piece per
+    # step beside the center update and the rest after the steps, instead of before any
+    # work: a value anywhere still fails the fit, which leaves the estimator as it was.
+    X, _ = blobs(20_000, 4, 4, dtype=np.float32, seed=3)
+    centers = X[:4].copy()
+    model = mbk.MiniBatchKMeans(
+        n_clusters=4,
+        batch_size=256,
+        max_iter=2,
+        init=centers if init == "array" else init,
+        n_init=1,
+        compute_labels=compute_labels,
+        random_state=0,
+        n_threads=2,
+    ).fit(X)
+    before = _state(model)
+    X[row, 2] = bad
+    with pytest.raises(ValueError, match=match):
+        model.fit(X)
+    _assert_same_state(model, before)
+
+
 # -- memory ------------------------------------------------------------------------------------
 
 

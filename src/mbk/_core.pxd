@@ -45,6 +45,15 @@ cdef struct Centers:
     bint few
 
 
+cdef struct FiniteScan:
+    # A NaN/infinity scan of all of X that advances a piece at a time (fit does it in the
+    # time a step leaves a thread idle): rows [0, next) are scanned, and finite says whether
+    # they held only finite values.
+    Rows rows               # every row of X, in order (index NULL)
+    Py_ssize_t next
+    bint finite
+
+
 cdef class _Scratch:
     """Memory owned for the length of one kernel call, released even on error."""
     cdef void* centers_storage
@@ -79,6 +88,12 @@ cdef double _assign_rows(
 cdef void _distance_chunk(
     const Rows* rows, const Centers* centers, Py_ssize_t start, Py_ssize_t end,
     floating* out, floating* tile) noexcept nogil
+cdef int _start_scan(FiniteScan* scan, const floating[:, :] X) except -1
+cdef void _scan_until(
+    FiniteScan* scan, const int* stop, Py_ssize_t end_row, const floating* witness
+) noexcept nogil
+cdef bint _finish_scan(
+    FiniteScan* scan, int n_threads, const floating* witness) noexcept nogil
 cdef int _threads_for(int n_threads, Py_ssize_t n_units, double work) noexcept nogil
 cdef int _clamp_threads(
     int n_threads, Py_ssize_t n_rows, Py_ssize_t n_clusters, Py_ssize_t n_features

@@ -22,8 +22,8 @@ from libc.math cimport INFINITY
 from libc.stdlib cimport free, malloc
 
 from mbk._kernels cimport (
-    MBK_MAX_FEW_FEATURES, MBK_OPENMP_ENABLED, mbk_omp_max_threads, mbk_prefetch_row,
-    mbk_prefetch_span,
+    MBK_MAX_FEW_FEATURES, MBK_OPENMP_ENABLED, mbk_flag_raised, mbk_omp_max_threads,
+    mbk_prefetch_row, mbk_prefetch_span,
 )
 from mbk._sampling_kernels cimport _search_rows
 
@@ -562,28 +562,76 @@ cdef bint _rows_finite(
     return finite
 
 
-def all_finite(const floating[:, :] X, int n_threads=1):
-    """Whether X holds no NaN and no infinity (a parallel scan, in place, any layout)."""
-    cdef Rows rows
+cdef enum:
+    # Bytes of X a piecewise scan reads between looks at its stop flag: the thread that
+    # raised it waits at most this long (about a microsecond) for the scan to notice.
+    SCAN_PIECE_BYTES = 8192
+    # Bytes per work item of a parallel scan.
+    SCAN_CHUNK_BYTES = 1 << 18
+
+
+cdef int _start_scan(FiniteScan* scan, const floating[:, :] X) except -1:
+    """A scan of all of X, nothing of it read yet."""
     cdef const Py_ssize_t[::1] every_row = None
-    cdef _Scratch scratch = _Scratch()
-    cdef Py_ssize_t chunk_rows = max(1, 65536 // max(1, X.shape[1]))
-    cdef Py_ssize_t n_chunks = (X.shape[0] + chunk_rows - 1) // chunk_rows, chunk
-    cdef char* finite
-    cdef bint result = True
+    _fill_rows(&scan.rows, X, every_row, None)
+    scan.next = 0
+    scan.finite = True
+    return 0
+
+
+cdef inline Py_ssize_t _rows_per(
+        Py_ssize_t n_bytes, const Rows* rows, size_t itemsize) noexcept nogil:
+    return max(1, n_bytes // max(1, rows.n_features * <Py_ssize_t> itemsize))
+
+
+cdef void _scan_until(
+        FiniteScan* scan, const int* stop, Py_ssize_t end_row, const floating* witness
+) noexcept nogil:
+    """Scan X a piece at a time until row end_row (or its last row) or until another thread
+    raises stop."""
+    cdef Py_ssize_t piece = _rows_per(SCAN_PIECE_BYTES, &scan.rows, sizeof(floating))
+    cdef Py_ssize_t end
+    end_row = min(end_row, scan.rows.n_rows)
+    while scan.next < end_row and not mbk_flag_raised(stop):
+        end = min(scan.next + piece, end_row)
+        scan.finite &= _rows_finite(&scan.rows, <const floating*> scan.rows.data, scan.next,
+                                    end)
+        scan.next = end
+
+
+cdef bint _finish_scan(
+        FiniteScan* scan, int n_threads, const floating* witness) noexcept nogil:
+    """Scan the rest of X on up to n_threads threads; return whether all of X is finite."""
+    cdef Py_ssize_t first = scan.next, n_left = scan.rows.n_rows - scan.next
+    cdef Py_ssize_t chunk_rows = _rows_per(SCAN_CHUNK_BYTES, &scan.rows, sizeof(floating))
+    cdef Py_ssize_t n_chunks = (n_left + chunk_rows - 1) // chunk_rows, chunk
+    cdef Py_ssize_t n_bad = 0
+    if n_left > 0 and scan.rows.n_features > 0:
+        n_threads = _threads_for(n_threads, n_chunks, <double> n_left * scan.rows.n_features)
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
+            n_bad += <Py_ssize_t> (not _rows_finite(
+                &scan.rows, <const floating*> scan.rows.data, first + chunk * chunk_rows,
+                min(first + (chunk + 1) * chunk_rows, scan.rows.n_rows)))
+        scan.finite &= n_bad == 0
+    scan.next = scan.rows.n_rows
+    return scan.finite
+
+
+def all_finite(const floating[:, :] X, int n_threads=1, Py_ssize_t rows_in_pieces=0):
+    """Whether X holds no NaN and no infinity (a parallel scan, in place, any layout).
+
+    The first ``rows_in_pieces`` rows are scanned a piece at a time on this thread first,
+    as fit's steps scan X (tests)."""
+    cdef FiniteScan scan
+    cdef bint finite
+    cdef int never = 0
     if X.shape[0] == 0 or X.shape[1] == 0:
         return True
-    _fill_rows(&rows, X, every_row, None)
-    n_threads = _threads_for(n_threads, n_chunks, <double> X.shape[0] * X.shape[1])
-    scratch.per_chunk = scratch.take(n_chunks)
-    finite = <char*> scratch.per_chunk
+    _start_scan(&scan, X)
     with nogil:
-        for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
-            finite[chunk] = _rows_finite(
-                &rows, &X[0, 0], chunk * chunk_rows, min((chunk + 1) * chunk_rows, rows.n_rows))
-        for chunk in range(n_chunks):
-            result &= finite[chunk]
-    return result
+        _scan_until(&scan, &never, rows_in_pieces, &X[0, 0])
+        finite = _finish_scan(&scan, n_threads, &X[0, 0])
+    return finite
 
 
 # ---------------------------------------------------------------------------------------------

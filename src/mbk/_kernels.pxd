@@ -14,13 +14,20 @@ cdef extern from *:
     #endif
     #if defined(__GNUC__) || defined(__clang__)
     #define mbk_prefetch(address) __builtin_prefetch(address)
+    /* A flag one thread raises and another polls while it works (release / acquire). */
+    #define mbk_raise_flag(flag) __atomic_store_n((flag), 1, __ATOMIC_RELEASE)
+    #define mbk_flag_raised(flag) __atomic_load_n((flag), __ATOMIC_ACQUIRE)
     #else
     #define mbk_prefetch(address) ((void)0)
+    #define mbk_raise_flag(flag) (*(volatile int *)(flag) = 1)
+    #define mbk_flag_raised(flag) (*(volatile const int *)(flag))
     #endif
     """
     int mbk_omp_max_threads() noexcept nogil
     const int MBK_OPENMP_ENABLED
     void mbk_prefetch(const void* address) noexcept nogil
+    void mbk_raise_flag(int* flag) noexcept nogil
+    int mbk_flag_raised(const int* flag) noexcept nogil
 
 
 cdef extern from "_kernels.h":

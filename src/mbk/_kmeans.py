@@ -392,10 +392,13 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
     # -- initialisation --------------------------------------------------------------------------
 
-    def _init_centroids(self, X, sample_weight, random_state, given_centers):
+    def _init_centroids(
+        self, X, sample_weight, random_state, given_centers, scan_seeding_rows=False
+    ):
         """One set of initial centers, on a random subsample of init_size rows.
 
-        sample_weight may be None (unit weights).
+        sample_weight may be None (unit weights). ``scan_seeding_rows``: X has not been
+        scanned for NaN and infinity, so k-means++ scans its subsample first.
         """
         n_samples = X.shape[0]
         if self._init_size < n_samples:
@@ -416,6 +419,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         if sample_weight is None:
             sample_weight = np.ones(X.shape[0], dtype=X.dtype)
         if self.init == "k-means++":
+            if scan_seeding_rows:
+                check_finite(X, "X", self._n_threads)
             centers, _ = kmeans_plusplus_seeds(
                 X, self.n_clusters, sample_weight, random_state, n_threads=self._n_threads
             )
@@ -562,14 +567,32 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         X = validate_data(self, X, reset=True, finite=False)
         n_samples = X.shape[0]
         self._settings_for(X)
-        # Before any work, the NaN scan of X included: fail at once if the working memory
-        # cannot be had, naming the size.
+        # Before any work: fail at once if the working memory cannot be had, naming the size.
         check_memory(
             self._working_bytes(X),
             f"{type(self).__name__}.fit with n_clusters={self.n_clusters} on "
             f"{n_samples} x {X.shape[1]} {X.dtype}",
         )
-        check_finite(X, "X", self._n_threads)
+        # The NaN scan of X reads all of it: a tenth of a fit on a million rows. Unless
+        # something before the steps reads all of X anyway or shows its values (a tolerance
+        # from X's variance, a callable init, k-means++ on all rows, verbose output, the
+        # nested algorithm), it is done on the way: by the final labels pass on the same
+        # read, or else by the steps in a thread's idle time. The steps and the seeding on
+        # the init subsample (scanned first) are safe on any values, and a non-finite X
+        # still raises the same ValueError, with the estimator left as it was.
+        scan_later = not (
+            self.verbose
+            or self.tol > 0
+            or callable(self.init)
+            or (
+                isinstance(self.init, str)
+                and self.init == "k-means++"
+                and self._init_size >= n_samples
+            )
+            or self.algorithm == "nested"
+        )
+        if not scan_later:
+            check_finite(X, "X", self._n_threads)
         random_state = check_random_state(self.random_state)
         sample_weight = check_sample_weight(sample_weight, n_samples, X.dtype)
         given_centers = self._given_centers(X)
@@ -584,7 +607,9 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         for init_index in range(self._n_init):
             if self.verbose:
                 print(f"Init {init_index + 1}/{self._n_init} with method {self.init}")
-            candidate = self._init_centroids(X, sample_weight, random_state, given_centers)
+            candidate = self._init_centroids(
+                X, sample_weight, random_state, given_centers, scan_seeding_rows=scan_later
+            )
             if self._n_init == 1 and not self.verbose:
                 centers = candidate  # nothing to choose between (the rows are still drawn)
                 break
@@ -619,7 +644,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         # The loop runs compiled; it draws each batch from random_state's stream in
         # proportion to the weights, so the steps themselves use unit weights (scikit-learn
         # >= 1.9): a weight counts once, not twice.
-        n_run, final, batch_inertia, self._n_since_last_reassign = _step_kernels.fit_steps(
+        n_run, final, batch_inertia, self._n_since_last_reassign, finite = _step_kernels.fit_steps(
             X,
             centers,
             centers_new,
@@ -635,7 +660,10 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             self.reassignment_ratio,
             self._tol > 0,
             self._n_threads,
+            scan_later and not self.compute_labels,
         )
+        if not finite:
+            report_non_finite(X, "X")
         centers = buffers[final]
         self._ewa_inertia = stopping.ewa_inertia
         self._ewa_inertia_min = stopping.ewa_inertia_min
@@ -647,7 +675,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         self.n_iter_ = int(np.ceil(n_run * self._batch_size / n_samples))
         if self.compute_labels:
             self.labels_, self.inertia_ = _labels_inertia(
-                X, centers, sample_weight, self._n_threads
+                X, centers, sample_weight, self._n_threads, check_finite=scan_later
             )
         else:
             # scikit-learn fails here when no step got past the first; mbk uses that step.

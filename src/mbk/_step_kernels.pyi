@@ -55,4 +55,5 @@ def fit_steps(
     reassignment_ratio: float,
     track_center_change: bool,
     n_threads: int,
-) -> tuple[int, int, float, int]: ...
+    scan_x: bool = False,
+) -> tuple[int, int, float, int, bool]: ...

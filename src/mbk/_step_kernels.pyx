@@ -8,10 +8,11 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 
 from mbk._core cimport (
-    CHUNK_ROWS, Centers, Rows, _Scratch, _assign_rows, _check_centers, _clamp_threads,
-    _fill_rows, _padded_count, _prepare_centers, _source_row, _threads_for,
-    _tile_scratch, _weight, active_kernels,
+    CHUNK_ROWS, Centers, FiniteScan, Rows, _Scratch, _assign_rows, _check_centers,
+    _clamp_threads, _fill_rows, _finish_scan, _padded_count, _prepare_centers, _scan_until,
+    _source_row, _start_scan, _threads_for, _tile_scratch, _weight, active_kernels,
 )
+from mbk._kernels cimport mbk_raise_flag
 from mbk._sampling_kernels cimport (
     Sampling, _bitgen_of, _draw_doubles, _prepare_sampling, _reads_state, _search_rows,
     mbk_bitgen,
@@ -260,6 +261,8 @@ cdef double _minibatch_step(
         char* chunk_finite=NULL,             # TMP (n_chunks,): scan the batch for NaN and
                                              # infinity on the assignment pass; or NULL
         bint* finite=NULL,                   # OUT with chunk_finite: whether it was finite
+        FiniteScan* scan=NULL,               # INOUT a scan of X to advance while one
+                                             # thread updates the centers; or NULL
 ) noexcept nogil:
     """Label the batch with centers_old, move every center; return the batch inertia.
 
@@ -296,9 +299,34 @@ cdef double _minibatch_step(
         if not finite[0]:
             return inertia
 
-    _update_centers(rows, update_rows, centers_old, centers_new, weight_sums, labels,
-                    scratch)
+    if scan != NULL and scratch.n_threads > 1 and scratch.n_update_threads == 1:
+        _update_beside_scan(rows, update_rows, centers_old, centers_new, weight_sums, labels,
+                            scratch, scan)
+    else:
+        _update_centers(rows, update_rows, centers_old, centers_new, weight_sums, labels,
+                        scratch)
     return inertia
+
+
+cdef void _update_beside_scan(
+        const Rows* rows, const Rows* update_rows, const floating[:, ::1] centers_old,
+        floating[:, ::1] centers_new, double* weight_sums, const int* labels,
+        const StepScratch* scratch, FiniteScan* scan,
+) noexcept nogil:
+    """The one-thread center update, while a second thread advances the scan of X until
+    the update is done (fit's NaN scan, which would otherwise read all of X before the
+    first step: a tenth of W1's fit)."""
+    cdef int updated = 0
+    cdef int* done = &updated
+    cdef int part
+    for part in prange(2, schedule="static", num_threads=2):
+        if part == 0:
+            _update_centers(rows, update_rows, centers_old, centers_new, weight_sums, labels,
+                            scratch)
+            mbk_raise_flag(done)
+        else:
+            # On a team of one, the update ran first and this scans nothing.
+            _scan_until(scan, done, scan.rows.n_rows, &centers_old[0, 0])
 
 
 cdef int _check_step_shapes(
@@ -534,10 +562,15 @@ def fit_steps(
         Py_ssize_t n_since_last_reassign,
         double reassignment_ratio,
         bint track_center_change,
-        int n_threads):
+        int n_threads,
+        bint scan_x=False):
     """Run fit's steps until n_steps or early stopping; returns
     (steps run, index of the buffer holding the centers (0: a, 1: b), last batch inertia,
-    n_since_last_reassign).
+    n_since_last_reassign, whether X is finite).
+
+    With ``scan_x``, X has not been scanned for NaN and infinity: the steps scan it, a piece
+    while each update leaves a thread idle and the rest at the end, and if it is not finite
+    the steps ran on meaningless values (the caller raises). Without, X counts as finite.
 
     Each step draws its batch (random_sample(batch) on random_state's stream, searched in
     the sampler's cdf), labels it and moves the centers from one buffer into the other.
@@ -564,6 +597,8 @@ def fit_steps(
     cdef ThreadChoice choice
     cdef int team
     cdef double started
+    cdef FiniteScan scan
+    cdef FiniteScan* step_scan = NULL
     lock = random_state._bit_generator.lock
 
     _fill_rows(&batch, X, rows, None)
@@ -587,6 +622,9 @@ def fit_steps(
     choice.period_time = 0
     choice.period_steps = 0
     choice.probe_time = -1
+    if scan_x:
+        _start_scan(&scan, X)
+        step_scan = &scan
     for step in range(n_steps):
         with lock:
             _draw_doubles(bitgen, from_state, uniforms, batch_size)
@@ -600,7 +638,8 @@ def fit_steps(
                 _search_rows(&sampling, 0, batch_size)
             inertia = _minibatch_step(&batch, current, following, &counts[0], &labels[0],
                                       teams[team],
-                                      &sampling if teams[team].n_threads > 1 else NULL)
+                                      &sampling if teams[team].n_threads > 1 else NULL,
+                                      NULL, NULL, step_scan)
         _record_step(&choice, step, team, perf_counter() - started)
         if due and reassignment_ratio > 0 and _any_small(counts, reassignment_ratio):
             reassign(1 - current_index)
@@ -612,4 +651,7 @@ def fit_steps(
         PyErr_CheckSignals()
         if stopping.converged(step, inertia, change):
             break
-    return step + 1, current_index, inertia, n_since_last_reassign
+    if scan_x:
+        with nogil:
+            _finish_scan(&scan, n_threads, &X[0, 0])
+    return step + 1, current_index, inertia, n_since_last_reassign, not scan_x or scan.finite

@@ -426,6 +426,28 @@ def test_randint_is_randomstates_at_any_position():
     assert_array_equal(_sampling_kernels.randint(ours, 2**40, 9), theirs.randint(0, 2**40, 9))
 
 
+def test_choice_without_replacement_is_randomstates_at_any_position():
+    # The reassignment's draws: the same rows as RandomState.choice(n, size, replace=False),
+    # the stream left where it leaves it, for any bit generator.
+    for n in (1, 2, 3, 64, 1000, 4096):
+        for size in {0, 1, min(n, 3), n // 2, n}:
+            for skipped_words in (0, 1, 623):
+                ours, theirs = np.random.RandomState(n + size), np.random.RandomState(n + size)
+                ours.bytes(4 * skipped_words)
+                theirs.bytes(4 * skipped_words)
+                got = _sampling_kernels.choice_without_replacement(ours, n, size)
+                assert got.dtype == np.intp
+                assert_array_equal(got, theirs.choice(n, size, replace=False))
+                assert ours.random_sample() == theirs.random_sample()
+    ours = np.random.RandomState(np.random.PCG64(5))
+    theirs = np.random.RandomState(np.random.PCG64(5))
+    assert_array_equal(
+        _sampling_kernels.choice_without_replacement(ours, 100, 7),
+        theirs.choice(100, 7, replace=False),
+    )
+    assert ours.random_sample() == theirs.random_sample()
+
+
 @pytest.mark.parametrize("isa", _sampling_kernels.mt19937_variants())
 def test_draws_from_mt19937s_state_are_random_samples_at_any_position(isa):
     # fit draws its batches straight from MT19937's state, many doubles at a time: every run

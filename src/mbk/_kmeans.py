@@ -462,28 +462,11 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         if inertia is None:
             report_non_finite(X, "X")
         if reassign and self.reassignment_ratio > 0:
-            self._reassign_small_centers(X, None, X.shape[0], centers, random_state)
-
-    def _reassign_small_centers(self, X, rows, n_batch, centers, random_state):
-        """Move centers with a small running weight onto random rows of the batch."""
-        counts = self._counts
-        to_reassign = counts < self.reassignment_ratio * counts.max()
-        if not to_reassign.any():
-            return
-        # Never more than half the batch: keep the centers with the largest counts.
-        if to_reassign.sum() > 0.5 * n_batch:
-            keep = np.argsort(counts)[int(0.5 * n_batch) :]
-            to_reassign[keep] = False
-        n_reassigns = int(to_reassign.sum())
-        if n_reassigns:
-            picks = random_state.choice(n_batch, replace=False, size=n_reassigns)
-            if self.verbose:
-                print(f"[MiniBatchKMeans] Reassigning {n_reassigns} cluster centers.")
-            centers[to_reassign] = X[picks if rows is None else rows[picks]]
-        # A reassigned center restarts from the smallest surviving count, not from zero, so
-        # that it is not reassigned again at once. (All reassigned: counts are left alone.)
-        if n_reassigns < len(counts):
-            counts[to_reassign] = np.min(counts[~to_reassign])
+            n_moved = _step_kernels.reassign_small_centers(
+                X, centers, self._counts, self.reassignment_ratio, random_state
+            )
+            if n_moved and self.verbose:
+                print(f"[MiniBatchKMeans] Reassigning {n_moved} cluster centers.")
 
     # -- persistence ------------------------------------------------------------------------------
 
@@ -634,12 +617,6 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             self.verbose,
         )
         buffers = (centers, centers_new)
-        rows = np.empty(self._batch_size, dtype=np.intp)
-
-        def reassign(buffer_index):
-            self._reassign_small_centers(
-                X, rows, self._batch_size, buffers[buffer_index], random_state
-            )
 
         # The loop runs compiled; it draws each batch from random_state's stream in
         # proportion to the weights, so the steps themselves use unit weights (scikit-learn
@@ -649,12 +626,11 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             centers,
             centers_new,
             self._counts,
-            rows,
+            np.empty(self._batch_size, dtype=np.intp),
             np.empty(self._batch_size, np.int32),
             sampler,
             random_state,
             stopping,
-            reassign,
             n_steps,
             0,
             self.reassignment_ratio,

@@ -19,6 +19,7 @@ cdef extern from *:
     """
     ctypedef struct mbk_bitgen:
         void* state
+        unsigned int (*next_uint32)(void* st) noexcept nogil
         double (*next_double)(void* st) noexcept nogil
 
 cdef struct Sampling:
@@ -50,3 +51,4 @@ cdef mbk_bitgen* _bitgen_of(random_state) except NULL
 cdef bint _reads_state(random_state) except -1
 cdef void _draw_doubles(
     mbk_bitgen* bitgen, bint from_state, double* out, Py_ssize_t n) noexcept nogil
+cdef void _shuffled_range(mbk_bitgen* bitgen, Py_ssize_t* out, Py_ssize_t n) noexcept nogil

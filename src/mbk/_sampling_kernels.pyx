@@ -9,6 +9,7 @@ weights) and these searches run per draw, inside the parallel assignment during 
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.math cimport floor, frexp, ldexp
+from libc.stdint cimport int64_t, uint32_t
 
 from mbk._kernels cimport mbk_prefetch
 
@@ -21,7 +22,7 @@ cdef extern from "_mt19937.h":
     void mbk_mt19937_doubles(mbk_mt19937_state* state, double* out, Py_ssize_t n) noexcept nogil
     int mbk_mt19937_best()
     int mbk_mt19937_use(int isa)
-    void mbk_mt19937_randint(mbk_mt19937_state* state, unsigned int rng, long long* out,
+    void mbk_mt19937_randint(mbk_mt19937_state* state, uint32_t rng, int64_t* out,
                              Py_ssize_t n) noexcept nogil
 
 
@@ -83,13 +84,51 @@ def randint(random_state, Py_ssize_t high, Py_ssize_t size):
     if not (_reads_state(random_state) and 1 <= high <= 2**32 and size >= 0):
         return random_state.randint(0, high, size).astype(np.intp, copy=False)
     out = np.empty(size, dtype=np.int64)
-    cdef long long[::1] view = out
+    cdef int64_t[::1] view = out
     cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
     with random_state._bit_generator.lock:
         if size > 0:
-            mbk_mt19937_randint(<mbk_mt19937_state*> bitgen.state, <unsigned int> (high - 1),
+            mbk_mt19937_randint(<mbk_mt19937_state*> bitgen.state, <uint32_t> (high - 1),
                                 &view[0], size)
     return out.astype(np.intp, copy=False)
+
+
+cdef void _shuffled_range(mbk_bitgen* bitgen, Py_ssize_t* out, Py_ssize_t n) noexcept nogil:
+    """out[0..n) = RandomState.permutation(n), n < 2**32: 0 .. n - 1 shuffled by NumPy's
+    legacy Fisher-Yates (from the end, each swap partner a masked-rejection draw of one
+    32-bit word in [0, i]), drawing what NumPy draws (the caller holds the lock)."""
+    cdef Py_ssize_t i, j, swapped
+    cdef uint32_t mask, word
+    for i in range(n):
+        out[i] = i
+    for i in range(n - 1, 0, -1):
+        mask = <uint32_t> i
+        mask |= mask >> 1
+        mask |= mask >> 2
+        mask |= mask >> 4
+        mask |= mask >> 8
+        mask |= mask >> 16
+        word = bitgen.next_uint32(bitgen.state) & mask
+        while word > i:
+            word = bitgen.next_uint32(bitgen.state) & mask
+        j = word
+        swapped = out[j]
+        out[j] = out[i]
+        out[i] = swapped
+
+
+def choice_without_replacement(random_state, Py_ssize_t n, Py_ssize_t size):
+    """``random_state.choice(n, size, replace=False)`` as intp: the same values and the same
+    draws (a shuffle of all n, of which the first size are kept)."""
+    if not (0 <= size <= n < 2**32):
+        return random_state.choice(n, size, replace=False).astype(np.intp, copy=False)
+    order = np.empty(n, dtype=np.intp)
+    cdef Py_ssize_t[::1] view = order
+    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
+    with random_state._bit_generator.lock:
+        if n > 0:
+            _shuffled_range(bitgen, &view[0], n)
+    return order[:size].copy()
 
 
 def _check_mt19937_layout():

@@ -1,6 +1,4 @@
 # Type stubs for src/mbk/_step_kernels.pyx: the mini-batch step and fit's loop.
-from collections.abc import Callable
-
 import numpy as np
 from numpy.typing import NDArray
 
@@ -24,6 +22,13 @@ def set_batch_order_sums(n_sums: int) -> int: ...
 def reassign_due(
     counts: NDArray[np.float64], n_since: int, batch_size: int
 ) -> tuple[bool, int]: ...
+def reassign_small_centers(
+    X: NDArray[_Float],
+    centers: NDArray[_Float],
+    counts: NDArray[np.float64],
+    ratio: float,
+    random_state: np.random.RandomState,
+) -> int: ...
 
 class EarlyStopping:
     ewa_inertia: float | None
@@ -49,7 +54,6 @@ def fit_steps(
     sampler: WeightedRowSampler,
     random_state: np.random.RandomState,
     stopping: EarlyStopping,
-    reassign: Callable[[int], None],
     n_steps: int,
     n_since_last_reassign: int,
     reassignment_ratio: float,

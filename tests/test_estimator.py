@@ -157,6 +157,28 @@ def test_fit_may_change_its_thread_count_between_steps(dtype):
         assert_array_equal(got, expected)
 
 
+def test_thread_probes_back_off_while_they_lose_and_switch_when_they_win():
+    # On a quiet machine (all threads faster) the one-thread probe comes after 32 steps,
+    # then ever more rarely, at most every 256 steps; next to a busy process (one thread
+    # faster) the first probe takes over at once, and the all-threads probes back off.
+    from mbk import _step_kernels
+
+    def steps_on(teams, team):
+        return [step for step, used in enumerate(teams) if used == team]
+
+    quiet = _step_kernels.thread_choices(1100, 1.0, 1.7)
+    assert steps_on(quiet, 1) == [32, 96, 224, 480, 736, 992]
+    busy = _step_kernels.thread_choices(1100, 2.0, 1.0)
+    assert steps_on(busy, 0) == list(range(32)) + [64, 128, 256, 512, 768, 1024]
+    # A probe that wins brings the gap back to 32 steps: every one wins at an infinite gain.
+    old = _step_kernels.set_probe_gain(np.inf)
+    try:
+        alternating = _step_kernels.thread_choices(130, 1.0, 1.0)
+    finally:
+        _step_kernels.set_probe_gain(old)
+    assert steps_on(alternating, 1) == list(range(32, 64)) + list(range(96, 128))
+
+
 def test_n_threads_none_follows_threadpool_limits():
     from mbk._validation import resolve_n_threads
 

@@ -559,14 +559,17 @@ cdef double _squared_change(const floating[:, ::1] a, const floating[:, ::1] b) 
 # may change it from one step to the next. On a quiet machine every thread helps; next to a
 # process that keeps one core busy, a team of threads waits at every barrier for whichever of
 # them the OS has descheduled, and one thread alone is faster. Nothing tells which case
-# holds, so fit measures it: after the first PROBE_PERIOD steps, the first step of every
-# period runs on the other thread count, and if it was clearly faster than the steps of the
-# period before, that count takes over. On a quiet machine the probe is one slower step in
-# PROBE_PERIOD.
+# holds, so fit measures it: after PROBE_PERIOD steps, one step runs on the other thread
+# count (a probe), and if it was clearly faster than the steps since the last probe, that
+# count takes over at once. A probe that loses doubles the gap to the next one, up to
+# MAX_PROBE_PERIOD steps: on a quiet machine a probe costs W1 most of a step again (one
+# thread takes 1.7 times as long), 2.5% of a fit at a probe every 32 steps. A switch brings
+# the gap back to PROBE_PERIOD.
 cdef enum:
     PROBE_PERIOD = 32
+    MAX_PROBE_PERIOD = 256
 
-# The probe must beat the period's mean step time by this factor to take over.
+# The probe must beat the mean step time since the last probe by this factor to take over.
 cdef double PROBE_GAIN = 0.8
 
 
@@ -582,35 +585,62 @@ def set_probe_gain(double gain):
 cdef struct ThreadChoice:
     bint adaptive            # more than one thread to choose from
     int incumbent            # 0: all the threads, 1: one
-    double period_time       # seconds of the incumbent's steps in this period
-    Py_ssize_t period_steps
-    double probe_time        # seconds of this period's probe step; < 0: none
+    Py_ssize_t next_probe    # the step that runs on the other thread count
+    Py_ssize_t gap           # steps from the last probe to the next
+    double incumbent_time    # seconds of the incumbent's steps since the last probe
+    Py_ssize_t incumbent_steps
+
+
+cdef void _start_choice(ThreadChoice* choice, bint adaptive) noexcept nogil:
+    choice.adaptive = adaptive
+    choice.incumbent = 0
+    choice.next_probe = PROBE_PERIOD
+    choice.gap = PROBE_PERIOD
+    choice.incumbent_time = 0
+    choice.incumbent_steps = 0
 
 
 cdef inline int _step_threads(const ThreadChoice* choice, Py_ssize_t step) noexcept nogil:
     """Which thread count step runs on (0: all, 1: one)."""
-    if choice.adaptive and step >= PROBE_PERIOD and step % PROBE_PERIOD == 0:
+    if choice.adaptive and step == choice.next_probe:
         return 1 - choice.incumbent
     return choice.incumbent
 
 
 cdef void _record_step(
         ThreadChoice* choice, Py_ssize_t step, int used, double seconds) noexcept nogil:
-    """Count a step's time; at the end of a period, let a faster probe take over."""
+    """Count a step's time; after a probe, switch to its thread count if it was faster."""
     if not choice.adaptive:
         return
-    if used != choice.incumbent:
-        choice.probe_time = seconds
+    if used == choice.incumbent:
+        choice.incumbent_time += seconds
+        choice.incumbent_steps += 1
+        return
+    if (choice.incumbent_steps > 0
+            and seconds < PROBE_GAIN * choice.incumbent_time / choice.incumbent_steps):
+        choice.incumbent = used
+        choice.gap = PROBE_PERIOD
     else:
-        choice.period_time += seconds
-        choice.period_steps += 1
-    if step % PROBE_PERIOD == PROBE_PERIOD - 1:
-        if (choice.probe_time >= 0 and choice.period_steps > 0
-                and choice.probe_time < PROBE_GAIN * choice.period_time / choice.period_steps):
-            choice.incumbent = 1 - choice.incumbent
-        choice.period_time = 0
-        choice.period_steps = 0
-        choice.probe_time = -1
+        choice.gap = min(2 * choice.gap, <Py_ssize_t> MAX_PROBE_PERIOD)
+    choice.next_probe = step + choice.gap
+    choice.incumbent_time = 0
+    choice.incumbent_steps = 0
+
+
+def thread_choices(Py_ssize_t n_steps, double all_threads_seconds, double one_thread_seconds):
+    """The thread count fit's steps would run on (0: all, 1: one), step by step, if every
+    step on all the threads took all_threads_seconds and on one one_thread_seconds (tests)."""
+    cdef ThreadChoice choice
+    cdef Py_ssize_t step
+    cdef int team
+    _start_choice(&choice, True)
+    teams = []
+    for step in range(n_steps):
+        team = _step_threads(&choice, step)
+        _record_step(&choice, step, team,
+                     one_thread_seconds if team == 1 else all_threads_seconds)
+        teams.append(team)
+    return teams
 
 
 def fit_steps(
@@ -684,11 +714,7 @@ def fit_steps(
     alone.n_update_threads = 1
     teams[0] = &scratch
     teams[1] = &alone
-    choice.adaptive = scratch.n_threads > 1 or scratch.n_update_threads > 1
-    choice.incumbent = 0
-    choice.period_time = 0
-    choice.period_steps = 0
-    choice.probe_time = -1
+    _start_choice(&choice, scratch.n_threads > 1 or scratch.n_update_threads > 1)
     if scan_x:
         _start_scan(&scan, X)
         step_scan = &scan

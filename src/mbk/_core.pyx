@@ -314,15 +314,23 @@ cdef double _assign_chunk(
     cdef const floating* center_rows = <const floating*> centers.rows
     cdef int best_index[MBK_MAX_TILE_ROWS]
     cdef floating best_dist[MBK_MAX_TILE_ROWS]
-    cdef floating row_dist[MBK_MAX_TILE_ROWS]
     cdef int tile_rows = centers.kernels.tile_rows
     cdef const floating* x
     cdef Py_ssize_t x_stride
     cdef Py_ssize_t i = start, t, f, n_in_tile
     cdef double inertia = 0
-    cdef floating few_dist[CHUNK_ROWS]
+    cdef floating chunk_dist[CHUNK_ROWS]
     cdef floating* buffer
     cdef const floating* data
+    # The chunk's rows in one block after the tiles (packed, or X itself), for the inertia's
+    # distances in one call: by tile, 12 rows filled 16 lanes.
+    cdef const floating* chunk_x = NULL
+    cdef Py_ssize_t chunk_stride = n_features
+    if packed != NULL:
+        chunk_x = packed + start * n_features
+    elif rows.index == NULL and rows.col_stride == 1:
+        chunk_x = <const floating*> rows.data + start * rows.row_stride
+        chunk_stride = rows.row_stride
     if centers.few:
         if rows.index != NULL or rows.col_stride != 1 or rows.row_stride != n_features:
             # Scattered or strided rows are copied into one block (packed, else the tile
@@ -337,16 +345,14 @@ cdef double _assign_chunk(
             mbk_active.nearest_few_float(
                 data, <int> (end - start), center_rows, <const float*> centers.sq_norms,
                 centers.n_clusters, n_features, labels + start,
-                few_dist if with_inertia else NULL)
+                chunk_dist if with_inertia else NULL)
         else:
             mbk_active.nearest_few_double(
                 data, <int> (end - start), center_rows, <const double*> centers.sq_norms,
                 centers.n_clusters, n_features, labels + start,
-                few_dist if with_inertia else NULL)
+                chunk_dist if with_inertia else NULL)
         if with_inertia:
-            for t in range(end - start):
-                inertia += <double> few_dist[t] * <double> _weight(
-                    <const floating*> rows.weights, _source_row(rows, start + t))
+            inertia = _weighted_sum(rows, start, end, chunk_dist)
         return inertia
     while i < end:
         n_in_tile = min(<Py_ssize_t> tile_rows, end - i)
@@ -371,22 +377,44 @@ cdef double _assign_chunk(
                 best_dist)
         for t in range(n_in_tile):
             labels[i + t] = best_index[t]
-        if with_inertia:
-            # Direct differences to the chosen center, rounded as scikit-learn's (not the
-            # tile's norm expansion, which cancels badly near a center).
-            if floating is float:
-                mbk_active.row_distances_float(x, x_stride, center_rows, best_index,
-                                               n_features, <int> n_in_tile, row_dist)
-            else:
-                mbk_active.row_distances_double(x, x_stride, center_rows, best_index,
-                                                n_features, <int> n_in_tile, row_dist)
-            # Weighted in float64: a float32 product of a large distance and a large
-            # weight would overflow to infinity (found by the property tests).
-            for t in range(n_in_tile):
-                inertia += <double> row_dist[t] * <double> _weight(
-                    <const floating*> rows.weights, _source_row(rows, i + t))
+        if with_inertia and chunk_x == NULL:
+            _row_distances(x, x_stride, center_rows, best_index, n_features, n_in_tile,
+                           chunk_dist + (i - start))
         i += n_in_tile
+    if with_inertia and chunk_x != NULL:
+        _row_distances(chunk_x, chunk_stride, center_rows, labels + start, n_features,
+                       end - start, chunk_dist)
+    if with_inertia:
+        inertia = _weighted_sum(rows, start, end, chunk_dist)
     return inertia
+
+
+cdef inline void _row_distances(
+        const floating* x, Py_ssize_t x_stride, const floating* center_rows,
+        const int* labels, Py_ssize_t n_features, Py_ssize_t n_rows, floating* out,
+) noexcept nogil:
+    """Each row's squared distance to its labelled center by direct differences, rounded
+    as scikit-learn's (not the tiles' norm expansion, which cancels badly near a center)."""
+    if floating is float:
+        mbk_active.row_distances_float(x, x_stride, center_rows, labels, n_features,
+                                       <int> n_rows, out)
+    else:
+        mbk_active.row_distances_double(x, x_stride, center_rows, labels, n_features,
+                                        <int> n_rows, out)
+
+
+cdef inline double _weighted_sum(
+        const Rows* rows, Py_ssize_t start, Py_ssize_t end, const floating* distances,
+) noexcept nogil:
+    """sum of w * distance over batch rows [start, end), in float64: a float32 product of
+    a large distance and a large weight would overflow to infinity (found by the property
+    tests)."""
+    cdef Py_ssize_t t
+    cdef double total = 0
+    for t in range(end - start):
+        total += <double> distances[t] * <double> _weight(
+            <const floating*> rows.weights, _source_row(rows, start + t))
+    return total
 
 
 cdef double _assign_rows(

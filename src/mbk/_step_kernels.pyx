@@ -280,6 +280,7 @@ cdef double _minibatch_step(
     cdef Py_ssize_t n_features = rows.n_features, i
     cdef double inertia
     cdef Rows packed
+    cdef StepScratch one_updater
     cdef const Rows* update_rows = rows
 
     _prepare_centers(&prepared, centers_old, <floating*> scratch.centers_storage)
@@ -302,9 +303,13 @@ cdef double _minibatch_step(
         if not finite[0]:
             return inertia
 
-    if scan != NULL and scratch.n_threads > 1 and scratch.n_update_threads == 1:
+    if scan != NULL and scan.next < scan.rows.n_rows and scratch.n_threads > 1:
+        # The update on one thread beside the scan, even where two would share it: W3's
+        # update takes as long on one (half its rows are in the other core's cache).
+        one_updater = scratch[0]
+        one_updater.n_update_threads = 1
         _update_beside_scan(rows, update_rows, centers_old, centers_new, weight_sums, labels,
-                            scratch, scan)
+                            &one_updater, scan)
     else:
         _update_centers(rows, update_rows, centers_old, centers_new, weight_sums, labels,
                         scratch)

@@ -402,12 +402,16 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         """
         n_samples = X.shape[0]
         if self._init_size < n_samples:
+            # Drawn as scikit-learn draws it (the random stream stays the same), gathered
+            # only when the seeding reads it: given centers do not (on W5, 24,576 rows from
+            # all over 320 MB).
             subsample = _sampling_kernels.randint(random_state, n_samples, self._init_size)
-            # take: the same rows as X[subsample], several times faster on small rows, but
-            # only on C-ordered X (it copies any other layout whole first)
-            X = X.take(subsample, axis=0) if X.flags.c_contiguous else X[subsample]
-            if sample_weight is not None:
-                sample_weight = sample_weight.take(subsample)
+            if given_centers is None:
+                # take: the same rows as X[subsample], several times faster on small rows,
+                # but only on C-ordered X (it copies any other layout whole first)
+                X = X.take(subsample, axis=0) if X.flags.c_contiguous else X[subsample]
+                if sample_weight is not None:
+                    sample_weight = sample_weight.take(subsample)
         if given_centers is not None:
             return given_centers
         # A subsample whose weights cannot seed (all zero, or for "random" fewer positive

@@ -127,6 +127,22 @@ def test_minibatch_step_in_place_equals_two_buffers(update_order):
     assert_array_equal(sums_a, sums_b)
 
 
+def test_minibatch_step_scans_its_batch_for_non_finite_values_only_without_indices():
+    X, centers = random_problem(3 * CHUNK + 5, 4, 3, np.float64)
+    labels = np.empty(len(X), dtype=np.int32)
+    X[CHUNK + 1, 2] = np.nan
+    before = centers.copy()
+    assert (
+        _step_kernels.minibatch_step(X, centers, centers, np.zeros(3), labels, check_finite=True)
+        is None
+    )
+    assert_array_equal(centers, before)  # a batch holding NaN moves no center
+    with pytest.raises(ValueError, match="pass no sample_indices"):
+        _step_kernels.minibatch_step(
+            X, centers, centers, np.zeros(3), labels[:2], np.arange(2), check_finite=True
+        )
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("layout", ["C", "fortran"])
 def test_both_update_orders_give_the_same_bits(dtype, layout):

@@ -382,6 +382,9 @@ def minibatch_step(
                   _padded_count(centers_old.shape[0], <floating*> NULL), sizeof(floating),
                   n_threads, _worth_packing(&rows, sizeof(floating)))
     if check_finite:
+        if sample_indices is not None:
+            # The scan reads the batch's chunks of X in place: rows of X, not of the batch.
+            raise ValueError("check_finite scans all rows of X: pass no sample_indices")
         owner.extra = owner.take((rows.n_rows + CHUNK_ROWS - 1) // CHUNK_ROWS)
         chunk_finite = <char*> owner.extra
     with nogil:

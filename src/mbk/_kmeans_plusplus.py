@@ -62,8 +62,8 @@ def kmeans_plusplus_seeds(
     """Seeds from validated data: returns (centers, indices). No input checks here.
 
     sample_weight is an array of X's dtype (not None); random_state a RandomState.
-    The squared distances to candidates come from the compiled kernel; the sums and
-    searches that choose among them are NumPy's, as in scikit-learn.
+    The loop over seeds is compiled (_seeding_kernels.kmeanspp_seeds); the matrix product
+    that sums each candidate's potential is NumPy's, as in scikit-learn.
     """
     n_samples = X.shape[0]
     if n_local_trials is None:
@@ -95,22 +95,10 @@ def kmeans_plusplus_seeds(
     potential = float((closest_sq @ sample_weight)[0])
     closest_sq = closest_sq[0]
 
-    for c in range(1, n_clusters):
-        # Sample candidates with probability proportional to w * D^2 (scikit-learn's uniform
-        # draws, cumsum and searchsorted, fused) and compute their distances to every row ...
-        candidate_sq = buffers[c % 2]
-        _seeding_kernels.kmeanspp_trials(
-            X, packed, x_sq_norms, sample_weight, closest_sq, random_state, potential,
-            candidates, candidate_sq, n_threads,
-        )  # fmt: skip
-        # ... and keep the one that lowers the potential most (first one on ties), by the
-        # same matrix product as scikit-learn.
-        candidate_potentials = candidate_sq @ weight_column
-        best = candidate_potentials.argmin()
-        potential = float(candidate_potentials[best, 0])
-        closest_sq = candidate_sq[best]
-        centers[c] = X[candidates[best]]
-        indices[c] = candidates[best]
+    _seeding_kernels.kmeanspp_seeds(
+        X, packed, x_sq_norms, sample_weight, weight_column, random_state, buffers,
+        candidates, closest_sq, potential, centers, indices, n_threads,
+    )  # fmt: skip
     return centers, indices
 
 

@@ -23,15 +23,18 @@ def kmeanspp_distances(
     out: NDArray[_Float],
     n_threads: int = 1,
 ) -> None: ...
-def kmeanspp_trials(
+def kmeanspp_seeds(
     X: NDArray[_Float],
     packed: NDArray[_Float] | None,
     x_sq_norms: NDArray[np.float64],
     weights: NDArray[_Float],
-    closest: NDArray[_Float],
+    weight_column: NDArray[_Float],
     random_state: np.random.RandomState,
-    potential: float,
+    trials: list[NDArray[_Float]],
     candidates: NDArray[np.intp],
-    out: NDArray[_Float],
+    closest: NDArray[_Float],
+    potential: float,
+    centers: NDArray[_Float],
+    indices: NDArray[np.intp],
     n_threads: int = 1,
 ) -> None: ...

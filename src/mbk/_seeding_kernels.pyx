@@ -1,6 +1,6 @@
 """Compiled k-means++: squared distances from candidate seeds to every row, in scikit-learn's
-arithmetic, and the weighted running sum the candidates are drawn from. The choice among
-candidates stays in Python (mbk._kmeans_plusplus), as in scikit-learn.
+arithmetic, the weighted running sum the candidates are drawn from, and the loop over
+seeds (the potentials' matrix product is NumPy's, as in scikit-learn).
 """
 
 from cython cimport floating
@@ -157,21 +157,46 @@ def kmeanspp_distances(
                          if candidates.shape[0] > 0 else NULL, closest_view, out, n_threads)
 
 
-def kmeanspp_trials(
+def kmeanspp_seeds(
         const floating[:, :] X,                 # IN (n_samples, n_features)
         packed,                                 # IN pack_rows(X), or None
         const double[::1] x_sq_norms,           # IN (n_samples,) in float64
         const floating[::1] weights,            # IN (n_samples,)
-        const floating[::1] closest,            # IN (n_samples,) squared distance to a seed
+        weight_column,                          # IN weights as an (n_samples, 1) array
         random_state,                           # IN/OUT numpy.random.RandomState
+        trials,                                 # TMP two (n_trials, n_samples) arrays
+        Py_ssize_t[::1] candidates,             # TMP (n_trials,)
+        const floating[::1] closest,            # IN (n_samples,) distances to seed 0
         double potential,                       # IN sum of weights * closest, as NumPy has it
-        Py_ssize_t[::1] candidates,             # OUT (n_candidates,) rows drawn
-        floating[:, ::1] out,                   # OUT (n_candidates, n_samples)
+        floating[:, ::1] centers,               # INOUT (n_clusters, n_features): row 0 set
+        Py_ssize_t[::1] indices,                # INOUT (n_clusters,): entry 0 set
         int n_threads=1):
-    """One k-means++ seed's trials in one call: draw_candidates(weights, closest, ...), then
-    kmeanspp_distances for them (their norms taken from x_sq_norms)."""
-    _draw_candidates(weights, closest, random_state, potential, candidates)
-    _candidate_distances(X, packed, x_sq_norms, candidates, NULL, closest, out, n_threads)
+    """Seeds 1 .. n_clusters - 1 of greedy k-means++, each from its trials: candidates
+    drawn (_draw_candidates), their distances to every row (_candidate_distances), their
+    potentials ``trial_distances @ weight_column`` (the matrix product scikit-learn computes:
+    its rounding is the BLAS call's, so NumPy's), and the lowest potential kept (the first
+    on ties, as argmin). One call for all seeds: between seeds, Python and NumPy calls find
+    their code and data evicted by the distance pass (44 us a seed on W3's init subsample,
+    a fifth of the seeding, in a Python loop)."""
+    cdef Py_ssize_t n_clusters = centers.shape[0], c, t, best, f, row
+    cdef floating[:, ::1] trial_sq
+    cdef const floating[:, :] trial_potentials
+    for c in range(1, n_clusters):
+        trial_sq = trials[c % 2]  # closest is a row of the other one
+        _draw_candidates(weights, closest, random_state, potential, candidates)
+        _candidate_distances(X, packed, x_sq_norms, candidates, NULL, closest, trial_sq,
+                             n_threads)
+        trial_potentials = trials[c % 2] @ weight_column
+        best = 0
+        for t in range(1, candidates.shape[0]):
+            if trial_potentials[t, 0] < trial_potentials[best, 0]:
+                best = t
+        potential = trial_potentials[best, 0]
+        closest = trial_sq[best]
+        row = candidates[best]
+        for f in range(X.shape[1]):
+            centers[c, f] = X[row, f]
+        indices[c] = row
 
 
 cdef int _candidate_distances(

@@ -96,17 +96,23 @@ MBK_DEFINE_MT_DOUBLES(mbk_mt19937_doubles_avx2, __attribute__((target("avx2"))))
 MBK_DEFINE_MT_DOUBLES(mbk_mt19937_doubles_avx512, __attribute__((target("avx512f"))))
 #endif
 
+/* The smallest all-ones mask covering rng: NumPy's legacy bounded draws (randint, and the
+ * shuffle behind choice without replacement) keep a word masked to it if it is <= rng. */
+static inline uint32_t mbk_covering_mask(uint32_t rng) {
+    rng |= rng >> 1;
+    rng |= rng >> 2;
+    rng |= rng >> 4;
+    rng |= rng >> 8;
+    rng |= rng >> 16;
+    return rng;
+}
+
 /* out[0..n) = RandomState.randint(0, rng + 1, n), rng < 2**32: NumPy's legacy bounded
  * integers (masked rejection: a word masked to the smallest all-ones mask covering rng, drawn
  * again while above rng; no word at all for rng = 0), leaving the state where NumPy would. */
 static void mbk_mt19937_randint(mbk_mt19937_state *state, uint32_t rng, int64_t *out,
                                 Py_ssize_t n) {
-    uint32_t mask = rng, word;
-    mask |= mask >> 1;
-    mask |= mask >> 2;
-    mask |= mask >> 4;
-    mask |= mask >> 8;
-    mask |= mask >> 16;
+    uint32_t mask = mbk_covering_mask(rng), word;
     Py_ssize_t i = 0;
     if (rng == 0) {
         for (; i < n; i++) out[i] = 0;

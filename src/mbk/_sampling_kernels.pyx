@@ -24,6 +24,7 @@ cdef extern from "_mt19937.h":
     int mbk_mt19937_use(int isa)
     void mbk_mt19937_randint(mbk_mt19937_state* state, uint32_t rng, int64_t* out,
                              Py_ssize_t n) noexcept nogil
+    uint32_t mbk_covering_mask(uint32_t rng) noexcept nogil
 
 
 def mt19937_variants():
@@ -102,12 +103,7 @@ cdef void _shuffled_range(mbk_bitgen* bitgen, Py_ssize_t* out, Py_ssize_t n) noe
     for i in range(n):
         out[i] = i
     for i in range(n - 1, 0, -1):
-        mask = <uint32_t> i
-        mask |= mask >> 1
-        mask |= mask >> 2
-        mask |= mask >> 4
-        mask |= mask >> 8
-        mask |= mask >> 16
+        mask = mbk_covering_mask(<uint32_t> i)
         word = bitgen.next_uint32(bitgen.state) & mask
         while word > i:
             word = bitgen.next_uint32(bitgen.state) & mask

@@ -79,7 +79,6 @@ def kmeans_plusplus_seeds(
     # Two output buffers in turn: the closest distances are a row of the previous one.
     buffers = [np.empty((n_local_trials, n_samples), dtype=X.dtype) for _ in range(2)]
     candidates = np.empty(n_local_trials, dtype=np.intp)
-    weight_column = sample_weight.reshape(-1, 1)
 
     first = _weighted_choice(random_state, sample_weight)
     centers[0] = X[first]
@@ -96,7 +95,7 @@ def kmeans_plusplus_seeds(
     closest_sq = closest_sq[0]
 
     _seeding_kernels.kmeanspp_seeds(
-        X, packed, x_sq_norms, sample_weight, weight_column, random_state, buffers,
+        X, packed, x_sq_norms, sample_weight, random_state, buffers,
         candidates, closest_sq, potential, centers, indices, n_threads,
     )  # fmt: skip
     return centers, indices

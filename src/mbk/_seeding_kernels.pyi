@@ -28,7 +28,6 @@ def kmeanspp_seeds(
     packed: NDArray[_Float] | None,
     x_sq_norms: NDArray[np.float64],
     weights: NDArray[_Float],
-    weight_column: NDArray[_Float],
     random_state: np.random.RandomState,
     trials: list[NDArray[_Float]],
     candidates: NDArray[np.intp],

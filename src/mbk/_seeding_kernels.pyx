@@ -162,7 +162,6 @@ def kmeanspp_seeds(
         packed,                                 # IN pack_rows(X), or None
         const double[::1] x_sq_norms,           # IN (n_samples,) in float64
         const floating[::1] weights,            # IN (n_samples,)
-        weight_column,                          # IN weights as an (n_samples, 1) array
         random_state,                           # IN/OUT numpy.random.RandomState
         trials,                                 # TMP two (n_trials, n_samples) arrays
         Py_ssize_t[::1] candidates,             # TMP (n_trials,)
@@ -173,7 +172,7 @@ def kmeanspp_seeds(
         int n_threads=1):
     """Seeds 1 .. n_clusters - 1 of greedy k-means++, each from its trials: candidates
     drawn (_draw_candidates), their distances to every row (_candidate_distances), their
-    potentials ``trial_distances @ weight_column`` (the matrix product scikit-learn computes:
+    potentials ``trial_distances @ weights[:, None]`` (the matrix product scikit-learn computes:
     its rounding is the BLAS call's, so NumPy's), and the lowest potential kept (the first
     on ties, as argmin). One call for all seeds: between seeds, Python and NumPy calls find
     their code and data evicted by the distance pass (44 us a seed on W3's init subsample,
@@ -181,6 +180,7 @@ def kmeanspp_seeds(
     cdef Py_ssize_t n_clusters = centers.shape[0], c, t, best, f, row
     cdef floating[:, ::1] trial_sq
     cdef const floating[:, :] trial_potentials
+    weight_column = np.asarray(weights).reshape(-1, 1)  # a view: scikit-learn's shape
     for c in range(1, n_clusters):
         trial_sq = trials[c % 2]  # closest is a row of the other one
         _draw_candidates(weights, closest, random_state, potential, candidates)

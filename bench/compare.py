@@ -37,6 +37,12 @@ The table, per workload:
 - faiss, mbk/faiss (float32 only, when ``import faiss`` works): ``IndexFlatL2.search`` of one
   batch against the k centers. faiss has no mini-batch update, so this is the assignment only.
 
+Then, per workload, what a step is made of: mbk's ``predict`` on one contiguous batch that
+stays in cache (the assignment kernel alone, against the GEMM), and NumPy's ``take`` of one
+batch of rows drawn at random from all of X, one thread (the gather of scattered rows that no
+step can skip; for W5 also from the 100,000-row X: how much more a gather from a larger array
+costs, memory latency rather than O(n) work).
+
 Then: predict throughput over all rows (W1, W3); k-means++ seeding on W3's init subsample
 (12,288 rows, k=1024) and whether both pick the same rows; ``partial_fit`` per-call time on a
 256 x 32 batch, k=64 (W1's kind); peak memory of ``fit`` for C, Fortran, read-only and
@@ -529,6 +535,53 @@ def print_table(workloads, args):
             label = " " * len(label)
 
 
+def in_cache_predict_time(X, workload, repeat, n_threads=N_THREADS):
+    """Best time of mbk's predict on one contiguous batch that stays in cache: the assignment
+    kernel without the gather of scattered rows and the center update a step adds."""
+    estimator = step_estimator(mbk.MiniBatchKMeans, X, workload, n_threads, compute_labels=False)
+    batch = np.ascontiguousarray(X[: workload.batch_size])
+    with threadpool_limits(n_threads, user_api="openmp"):
+        estimator.partial_fit(batch)
+        estimator.predict(batch)
+        return best_time(lambda: estimator.predict(batch), repeat)
+
+
+def gather_time(X, batch_size, repeat):
+    """Best time of NumPy's take (one thread) of batch_size rows drawn at random from X, each
+    run a fresh draw: fetching a batch's scattered rows, which a step on X cannot avoid."""
+    rng = np.random.default_rng(0)
+    draws = iter([rng.integers(0, X.shape[0], batch_size) for _ in range(repeat + 1)])
+    out = np.empty((batch_size, X.shape[1]), X.dtype)
+    X.take(next(draws), axis=0, out=out)
+    return best_time(lambda: X.take(next(draws), axis=0, out=out), repeat)
+
+
+def print_step_parts(workloads, args):
+    section(
+        "what a step is made of: GEMM (as in the table); mbk's predict on one contiguous "
+        "batch in cache (the assignment kernel alone); NumPy's take of one batch of rows drawn "
+        "from all of X (1 thread: the gather a step cannot avoid), and from the small X"
+    )
+    print(
+        f"{'workload':8} | {'GEMM':>10} {'predict':>10} {'/GEMM':>10} | {'gather':>10} "
+        f"{'small X':>10} {'+':>10}"
+    )
+    for workload in workloads:
+        X = load(workload, args.quick)
+        # GEMM last: OpenBLAS's threads spin for a while after a product, taking the cores
+        # from mbk's.
+        kernel = in_cache_predict_time(X, workload, 20)
+        gather = gather_time(X, workload.batch_size, 20)
+        gemm = gemm_time(workload, X.shape[1], X.dtype)
+        cells = [ms(gemm), ms(kernel), ratio(kernel, gemm), ms(gather)]
+        if workload.small_rows:
+            small = gather_time(
+                workload.data(args.quick, n_samples=workload.small_rows), workload.batch_size, 20
+            )
+            cells += [ms(small), ms(gather - small)]
+        print(f"{workload.name:8} | " + " ".join(f"{cell:>10}" for cell in cells))
+
+
 def print_predict(workloads, args):
     section(
         f"predict over all rows, {N_THREADS} threads: M rows/s (higher is better; "
@@ -673,6 +726,7 @@ def main():
     print_header()
     workloads = [workload for workload in WORKLOADS if selected(workload, args.only)]
     print_table(workloads, args)
+    print_step_parts(workloads, args)
     named = {workload.name: workload for workload in workloads}
     w1_w3 = [named[name] for name in ("W1", "W3") if name in named]
     if w1_w3:

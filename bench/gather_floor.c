@@ -97,6 +97,7 @@ int main(int argc, char **argv) {
         }
     }
     Py_ssize_t *rows = malloc(BATCH * sizeof(Py_ssize_t));
+    if (rows == NULL) return 1;
     uint64_t state = 0x9E3779B97F4A7C15u;
     long checksum = 0;
     printf("%ld rows of %d float32, batch %d, k=%d, %d threads, best of %d:\n", (long)n_rows,

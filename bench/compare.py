@@ -535,17 +535,6 @@ def print_table(workloads, args):
             label = " " * len(label)
 
 
-def in_cache_predict_time(X, workload, repeat, n_threads=N_THREADS):
-    """Best time of mbk's predict on one contiguous batch that stays in cache: the assignment
-    kernel without the gather of scattered rows and the center update a step adds."""
-    estimator = step_estimator(mbk.MiniBatchKMeans, X, workload, n_threads, compute_labels=False)
-    batch = np.ascontiguousarray(X[: workload.batch_size])
-    with threadpool_limits(n_threads, user_api="openmp"):
-        estimator.partial_fit(batch)
-        estimator.predict(batch)
-        return best_time(lambda: estimator.predict(batch), repeat)
-
-
 def gather_time(X, batch_size, repeat):
     """Best time of NumPy's take (one thread) of batch_size rows drawn at random from X, each
     run a fresh draw: fetching a batch's scattered rows, which a step on X cannot avoid."""
@@ -570,7 +559,10 @@ def print_step_parts(workloads, args):
         X = load(workload, args.quick)
         # GEMM last: OpenBLAS's threads spin for a while after a product, taking the cores
         # from mbk's.
-        kernel = in_cache_predict_time(X, workload, 20)
+        # predict over one contiguous batch, which stays in cache: the assignment kernel
+        # without the gather of scattered rows and the center update a step adds
+        batch = np.ascontiguousarray(X[: workload.batch_size])
+        kernel = predict_time(mbk.MiniBatchKMeans, batch, workload, 20)
         gather = gather_time(X, workload.batch_size, 20)
         gemm = gemm_time(workload, X.shape[1], X.dtype)
         cells = [ms(gemm), ms(kernel), ratio(kernel, gemm), ms(gather)]

@@ -23,8 +23,8 @@ def every_thread_count_runs_in_parallel():
     In normal use small calls run on one thread (cheaper); tests must exercise the parallel
     paths, so the threshold is lifted for every test.
     """
-    from mbk import _core
+    from mbk import _tuning
 
-    old = _core.set_min_work_per_thread(0)
+    old = _tuning.set_min_work_per_thread(0)
     yield
-    _core.set_min_work_per_thread(old)
+    _tuning.set_min_work_per_thread(old)

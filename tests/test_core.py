@@ -5,17 +5,17 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from _reference import distances, inertia, minibatch_update, nearest_centers
-from mbk import _core, _sampling_kernels, _seeding_kernels, _step_kernels
+from mbk import _core, _dense, _sampling_kernels, _seeding_kernels, _tuning
 
 CHUNK = _core.CHUNK_SIZE
 
 
-@pytest.fixture(autouse=True, params=_core.available_isas())
+@pytest.fixture(autouse=True, params=_dense.available_isas())
 def kernel_variant(request):
     """Run every kernel test on every instruction-set variant this CPU supports."""
-    previous = _core.use_isa(request.param)
+    previous = _tuning.use_isa(request.param)
     yield request.param
-    _core.use_isa(previous)
+    _tuning.use_isa(previous)
 
 
 DTYPES = [np.float32, np.float64]
@@ -77,9 +77,9 @@ def test_ties_go_to_the_lowest_index():
 def update_order(request):
     """Run the test with the center update in batch order into every center's sums, then
     center by center (which one a problem gets depends on its n_clusters * n_features)."""
-    old = _step_kernels.set_batch_order_sums(2**62 if request.param == "batch-order" else 0)
+    old = _tuning.set_batch_order_sums(2**62 if request.param == "batch-order" else 0)
     yield request.param
-    _step_kernels.set_batch_order_sums(old)
+    _tuning.set_batch_order_sums(old)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
@@ -98,7 +98,7 @@ def test_minibatch_step_matches_reference(dtype, n_batch, n_features, weighted, 
     centers_new = np.empty_like(centers)
     new_sums = weight_sums.copy()
 
-    batch_inertia = _step_kernels.minibatch_step(
+    batch_inertia = _core.minibatch_step(
         X, centers, centers_new, new_sums, labels, rows, weights, n_threads=2
     )
 
@@ -121,8 +121,8 @@ def test_minibatch_step_in_place_equals_two_buffers(update_order):
     separate = np.empty_like(centers)
     in_place = centers.copy()
     labels = np.empty(900, dtype=np.int32)
-    _step_kernels.minibatch_step(X, centers, separate, sums_a, labels)
-    _step_kernels.minibatch_step(X, in_place, in_place, sums_b, labels)
+    _core.minibatch_step(X, centers, separate, sums_a, labels)
+    _core.minibatch_step(X, in_place, in_place, sums_b, labels)
     assert_array_equal(separate, in_place)
     assert_array_equal(sums_a, sums_b)
 
@@ -133,12 +133,12 @@ def test_minibatch_step_scans_its_batch_for_non_finite_values_only_without_indic
     X[CHUNK + 1, 2] = np.nan
     before = centers.copy()
     assert (
-        _step_kernels.minibatch_step(X, centers, centers, np.zeros(3), labels, check_finite=True)
+        _core.minibatch_step(X, centers, centers, np.zeros(3), labels, check_finite=True)
         is None
     )
     assert_array_equal(centers, before)  # a batch holding NaN moves no center
     with pytest.raises(ValueError, match="pass no sample_indices"):
-        _step_kernels.minibatch_step(
+        _core.minibatch_step(
             X, centers, centers, np.zeros(3), labels[:2], np.arange(2), check_finite=True
         )
 
@@ -154,16 +154,16 @@ def test_both_update_orders_give_the_same_bits(dtype, layout):
     weights = rng.uniform(0.5, 2, len(X)).astype(dtype)
     results = []
     for n_sums in (2**62, 0):
-        old = _step_kernels.set_batch_order_sums(n_sums)
+        old = _tuning.set_batch_order_sums(n_sums)
         try:
             for row_weights in (None, weights):
                 new = np.empty_like(centers)
                 sums = np.arange(9, dtype=np.float64)
                 labels = np.empty(len(rows), dtype=np.int32)
-                _step_kernels.minibatch_step(X, centers, new, sums, labels, rows, row_weights, 2)
+                _core.minibatch_step(X, centers, new, sums, labels, rows, row_weights, 2)
                 results.append((new, sums))
         finally:
-            _step_kernels.set_batch_order_sums(old)
+            _tuning.set_batch_order_sums(old)
     for expected, got in zip(results[:2], results[2:], strict=True):
         assert_array_equal(got[0], expected[0])
         assert_array_equal(got[1], expected[1])
@@ -176,7 +176,7 @@ def test_empty_and_zero_weight_clusters_stay_put(update_order):
     sums = np.array([1.0, 2.0, 3.0])
     new = np.empty_like(centers)
     labels = np.empty(3, dtype=np.int32)
-    _step_kernels.minibatch_step(X, centers, new, sums, labels, None, weights)
+    _core.minibatch_step(X, centers, new, sums, labels, None, weights)
     # Center 0 gets rows 0 and 1: (0 * 1 + 0 + 0.1) / 3; center 1 only a zero-weight row.
     assert_allclose(new[:, 0], [0.1 / 3, 10.0, 100.0])
     assert_array_equal(sums, [3.0, 2.0, 3.0])
@@ -225,10 +225,10 @@ def test_layouts_give_identical_results(dtype, layout, update_order):
         sums = np.zeros(5)
         rows = np.arange(0, len(data), 3, dtype=np.intp)
         step_labels = np.empty(len(rows), dtype=np.int32)
-        step = _step_kernels.minibatch_step(data, centers, new, sums, step_labels, rows, None, 2)
+        step = _core.minibatch_step(data, centers, new, sums, step_labels, rows, None, 2)
         weighted = np.empty_like(centers)
         weighted_sums = np.ones(5)
-        _step_kernels.minibatch_step(
+        _core.minibatch_step(
             data, centers, weighted, weighted_sums, step_labels, rows, weights, 2
         )
         return labels, total, out, new, sums, step, weighted, weighted_sums
@@ -312,7 +312,7 @@ def test_kernels_are_bitwise_identical_for_any_thread_count(dtype, update_order)
         new = np.empty_like(centers)
         sums = np.arange(12, dtype=np.float64)
         step_labels = np.empty(len(rows), dtype=np.int32)
-        step = _step_kernels.minibatch_step(
+        step = _core.minibatch_step(
             X, centers, new, sums, step_labels, rows, weights, n_threads
         )
         out = np.empty((len(X), 12), dtype=dtype)
@@ -340,7 +340,7 @@ def test_center_update_is_bitwise_identical_on_every_variant(dtype, kernel_varia
         new = np.empty_like(centers)
         sums = np.arange(7, dtype=np.float64)
         labels = np.empty(len(rows), dtype=np.int32)
-        _step_kernels.minibatch_step(data, centers, new, sums, labels, rows, weights, 2)
+        _core.minibatch_step(data, centers, new, sums, labels, rows, weights, 2)
         return new, sums
 
     for expected, got in zip(step(np.asfortranarray(X)), step(X), strict=True):
@@ -356,7 +356,7 @@ def test_kernel_argument_checks():
     with pytest.raises(ValueError, match="sample_weight"):
         _core.assign_labels(X, centers, np.empty(10, np.int32), None, np.ones(9))
     with pytest.raises(ValueError, match="match centers_old"):
-        _step_kernels.minibatch_step(
+        _core.minibatch_step(
             X, centers, np.empty((3, 3)), np.zeros(2), np.empty(10, np.int32)
         )
     with pytest.raises(ValueError, match="out must have shape"):
@@ -394,19 +394,19 @@ def test_inertia_rounds_as_scikit_learn(dtype, n_features):
 
 
 def test_variants_agree_and_best_is_default():
-    assert _core.isa() == _core.available_isas()[0] or _core.isa() in _core.available_isas()
+    assert _dense.isa() == _dense.available_isas()[0] or _dense.isa() in _dense.available_isas()
     X, centers = random_problem(1000, 13, 37, np.float64, seed=3)
     results = []
-    for name in _core.available_isas():
-        previous = _core.use_isa(name)
+    for name in _dense.available_isas():
+        previous = _tuning.use_isa(name)
         labels = np.empty(1000, dtype=np.int32)
         _core.assign_labels(X, centers, labels, n_threads=2)
-        _core.use_isa(previous)
+        _tuning.use_isa(previous)
         results.append(labels)
     for labels in results[1:]:
         assert_array_equal(labels, results[0])
     with pytest.raises(ValueError, match="not available"):
-        _core.use_isa("no-such-isa")
+        _tuning.use_isa("no-such-isa")
 
 
 def test_bit_generator_draws_continue_random_states_stream():
@@ -470,7 +470,7 @@ def test_draws_from_mt19937s_state_are_random_samples_at_any_position(isa):
     # length, from even and odd positions in the 624-word state, across twists; the stream
     # stays in step afterwards; in every instruction-set variant. Other bit generators go
     # through NumPy's next_double.
-    old = _sampling_kernels.use_mt19937_variant(isa)
+    old = _tuning.use_mt19937_variant(isa)
     try:
         assert _sampling_kernels._check_mt19937_layout()
         for skipped_words in (0, 1, 2, 623):
@@ -483,7 +483,7 @@ def test_draws_from_mt19937s_state_are_random_samples_at_any_position(isa):
                 )
                 assert ours.randint(0, 2**31) == theirs.randint(0, 2**31)
     finally:
-        _sampling_kernels.use_mt19937_variant(old)
+        _tuning.use_mt19937_variant(old)
     ours = np.random.RandomState(np.random.PCG64(5))
     theirs = np.random.RandomState(np.random.PCG64(5))
     assert_array_equal(_sampling_kernels.random_sample(ours, 50), theirs.random_sample(50))
@@ -602,13 +602,13 @@ def test_few_centers_kernel_has_the_baseline_tiles_bits(
         return labels, total
 
     few = [assign(*case) for case in cases]
-    variant = _core.use_isa("baseline")
-    previous = _core.set_few_centers_kernel(False)
+    variant = _tuning.use_isa("baseline")
+    previous = _tuning.set_few_centers_kernel(False)
     try:
         tiles = [assign(*case) for case in cases]
     finally:
-        _core.set_few_centers_kernel(previous)
-        _core.use_isa(variant)
+        _tuning.set_few_centers_kernel(previous)
+        _tuning.use_isa(variant)
     for (labels, total), (expected_labels, expected_total) in zip(few, tiles, strict=True):
         assert_array_equal(labels, expected_labels)
         assert total == expected_total

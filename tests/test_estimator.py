@@ -134,12 +134,12 @@ def test_fit_may_change_its_thread_count_between_steps(dtype):
     # fit probes one thread against all of them every 32 steps and keeps the faster (for
     # busy machines); the thread count never changes a result. A gain of infinity makes
     # every probe win (the count alternates), 0 makes none win.
-    from mbk import _step_kernels
+    from mbk import _sculley_loop, _tuning
 
     X, _ = make_blobs(6000, 6, 20, dtype=dtype, seed=3)
     fits = []
     for gain in (0.0, np.inf):
-        old = _step_kernels.set_probe_gain(gain)
+        old = _tuning.set_probe_gain(gain)
         try:
             model = mbk.MiniBatchKMeans(
                 n_clusters=20,
@@ -150,7 +150,7 @@ def test_fit_may_change_its_thread_count_between_steps(dtype):
                 max_no_improvement=None,
             ).fit(X)
         finally:
-            _step_kernels.set_probe_gain(old)
+            _tuning.set_probe_gain(old)
         assert model.n_steps_ > 2 * 32
         fits.append((model.cluster_centers_, model.labels_, model.inertia_))
     for expected, got in zip(*fits, strict=True):
@@ -161,21 +161,21 @@ def test_thread_probes_back_off_while_they_lose_and_switch_when_they_win():
     # On a quiet machine (all threads faster) the one-thread probe comes after 32 steps,
     # then ever more rarely, at most every 256 steps; next to a busy process (one thread
     # faster) the first probe takes over at once, and the all-threads probes back off.
-    from mbk import _step_kernels
+    from mbk import _sculley_loop, _tuning
 
     def steps_on(teams, team):
         return [step for step, used in enumerate(teams) if used == team]
 
-    quiet = _step_kernels.thread_choices(1100, 1.0, 1.7)
+    quiet = _sculley_loop.thread_choices(1100, 1.0, 1.7)
     assert steps_on(quiet, 1) == [32, 96, 224, 480, 736, 992]
-    busy = _step_kernels.thread_choices(1100, 2.0, 1.0)
+    busy = _sculley_loop.thread_choices(1100, 2.0, 1.0)
     assert steps_on(busy, 0) == list(range(32)) + [64, 128, 256, 512, 768, 1024]
     # A probe that wins brings the gap back to 32 steps: every one wins at an infinite gain.
-    old = _step_kernels.set_probe_gain(np.inf)
+    old = _tuning.set_probe_gain(np.inf)
     try:
-        alternating = _step_kernels.thread_choices(130, 1.0, 1.0)
+        alternating = _sculley_loop.thread_choices(130, 1.0, 1.0)
     finally:
-        _step_kernels.set_probe_gain(old)
+        _tuning.set_probe_gain(old)
     assert steps_on(alternating, 1) == list(range(32, 64)) + list(range(96, 128))
 
 

@@ -10,19 +10,19 @@ from threadpoolctl import threadpool_limits
 import mbk
 from _reference import inertia, nearest_centers
 from conftest import make_blobs
-from mbk import _core, _nested_kernels
+from mbk import _core, _dense, _nested_kernels, _tuning
 
 HOUSING_CSV = os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "california_housing.csv"
 )
 
 
-@pytest.fixture(params=_core.available_isas())
+@pytest.fixture(params=_dense.available_isas())
 def kernel_variant(request):
     """Run a test on every instruction-set variant this CPU supports."""
-    previous = _core.use_isa(request.param)
+    previous = _tuning.use_isa(request.param)
     yield request.param
-    _core.use_isa(previous)
+    _tuning.use_isa(previous)
 
 
 def lloyd_means(X, labels, n_clusters, sample_weight=None):

@@ -15,7 +15,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
 
 from ._compat import NotFittedError  # noqa: E402
 from ._core import OPENMP_ENABLED  # noqa: E402
-from ._core import isa as kernel_variant  # noqa: E402
+from ._dense import isa as kernel_variant  # noqa: E402
 from ._kmeans import MiniBatchKMeans  # noqa: E402
 from ._kmeans_plusplus import kmeans_plusplus  # noqa: E402
 from ._validation import InvalidParameterError  # noqa: E402

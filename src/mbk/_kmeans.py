@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from . import _core, _sampling_kernels, _step_kernels
+from . import _core, _sampling_kernels, _schedule, _sculley_loop
 from ._compat import ESTIMATOR_BASES, NotFittedError
 from ._kmeans_plusplus import kmeans_plusplus_seeds
 from ._nested import NESTED_AUTO_N_INIT, fit_nested
@@ -452,7 +452,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         """partial_fit's step: all rows of X, centers updated in place (unless X, scanned on
         the step's pass with ``check_finite``, holds NaN or infinity: then a ValueError)."""
         labels = np.empty(X.shape[0], dtype=np.int32)
-        inertia = _step_kernels.minibatch_step(
+        inertia = _core.minibatch_step(
             X,
             centers,
             centers,
@@ -465,12 +465,11 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         )
         if inertia is None:
             report_non_finite(X, "X")
-        if reassign and self.reassignment_ratio > 0:
-            n_moved = _step_kernels.reassign_small_centers(
+        if reassign:
+            return _core.reassign_small_centers(
                 X, centers, self._counts, self.reassignment_ratio, random_state
             )
-            if n_moved and self.verbose:
-                print(f"[MiniBatchKMeans] Reassigning {n_moved} cluster centers.")
+        return 0
 
     # -- persistence ------------------------------------------------------------------------------
 
@@ -608,46 +607,36 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             if best_inertia is None or inertia < best_inertia:
                 centers, best_inertia = candidate, inertia
         centers = np.array(centers, dtype=X.dtype, order="C", copy=True)
-        centers_new = np.empty_like(centers)
 
         self._counts = np.zeros(self.n_clusters, dtype=np.float64)
         n_steps = (self.max_iter * n_samples) // self._batch_size
-        stopping = _step_kernels.EarlyStopping(
+        schedule = _schedule.Schedule(
             self._batch_size,
-            n_samples,
-            n_steps,
-            self._tol,
-            self.max_no_improvement,
+            self.n_clusters,
+            self.reassignment_ratio,
             self.verbose,
+            n_samples=n_samples,
+            n_steps=n_steps,
+            tol=self._tol,
+            max_no_improvement=self.max_no_improvement,
         )
-        buffers = (centers, centers_new)
-
-        # The loop runs compiled; it draws each batch from random_state's stream in
-        # proportion to the weights, so the steps themselves use unit weights (scikit-learn
-        # >= 1.9): a weight counts once, not twice.
-        n_run, final, batch_inertia, self._n_since_last_reassign, finite = _step_kernels.fit_steps(
+        centers, batch_inertia, finite = _sculley_loop.fit_steps(
             X,
             centers,
-            centers_new,
             self._counts,
-            np.empty(self._batch_size, dtype=np.intp),
-            np.empty(self._batch_size, np.int32),
             sampler,
-            random_state,
-            stopping,
-            n_steps,
-            0,
-            self.reassignment_ratio,
-            self._tol > 0,
+            _sampling_kernels.RandomStream(random_state),
+            schedule,
             self._n_threads,
             scan_later and not self.compute_labels,
         )
         if not finite:
             report_non_finite(X, "X")
-        centers = buffers[final]
-        self._ewa_inertia = stopping.ewa_inertia
-        self._ewa_inertia_min = stopping.ewa_inertia_min
-        self._no_improvement = stopping.no_improvement
+        n_run = schedule.steps_run
+        self._n_since_last_reassign = schedule.n_since_last_reassign
+        self._ewa_inertia = schedule.ewa_inertia
+        self._ewa_inertia_min = schedule.ewa_inertia_min
+        self._no_improvement = schedule.no_improvement
 
         self.cluster_centers_ = centers
         self._n_features_out = self.n_clusters
@@ -758,11 +747,17 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             self._n_features_out = self.n_clusters
 
         centers = self.cluster_centers_
-        reassign, n_since_last_reassign = _step_kernels.reassign_due(
-            self._counts, self._n_since_last_reassign, self._batch_size
+        schedule = _schedule.Schedule(
+            self._batch_size,
+            self.n_clusters,
+            self.reassignment_ratio,
+            self.verbose,
+            n_since_last_reassign=self._n_since_last_reassign,
         )
-        self._step(X, sample_weight, centers, self._random_state, reassign, has_centers)
-        self._n_since_last_reassign = n_since_last_reassign
+        reassign = schedule.reassign_now(self._counts)
+        n_moved = self._step(X, sample_weight, centers, self._random_state, reassign, has_centers)
+        schedule.record(0.0, np.nan, n_moved)
+        self._n_since_last_reassign = schedule.n_since_last_reassign
         if self.compute_labels:
             self.labels_, self.inertia_ = _labels_inertia(
                 X, centers, sample_weight, self._n_threads

@@ -9,11 +9,14 @@ from libc.math cimport INFINITY
 from libc.math cimport sqrt as _sqrt
 from libc.string cimport memcpy
 
-from mbk._core cimport (
-    CHUNK_ROWS, Centers, Rows, _Scratch, _check_centers, _clamp_threads, _distance_chunk,
-    _fill_rows, _padded_count, _prepare_centers, _round_up, _row_ptr, _sq_euclidean,
-    _threads_for, _tile_rows, _tile_scratch, _weight, _weights_of, active_kernels,
+from mbk._dense cimport (
+    Centers, ScratchArena, _check_centers, _distance_chunk, _padded_count, _prepare_centers,
+    _sq_euclidean, _tile_rows, _tile_scratch, active_kernels,
 )
+from mbk._rows cimport (
+    CHUNK_ROWS, Rows, _fill_rows, _n_chunks, _row_ptr, _weight, _weights_of,
+)
+from mbk._tuning cimport clamp_threads, threads_for
 from mbk._kernels cimport MBK_MAX_FEW_FEATURES, MBK_MAX_TILE_ROWS
 
 # ---------------------------------------------------------------------------------------------
@@ -493,7 +496,7 @@ def nested_rounds(
     cdef Rows rows
     cdef Centers prepared
     cdef NestedState state
-    cdef _Scratch owner = _Scratch()
+    cdef ScratchArena arena = ScratchArena()
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
     cdef Py_ssize_t n_clusters = centers.shape[0], n_padded, per_thread, j, q, i, chunk
     cdef Py_ssize_t n_chunks, n_list, n_changes = 0, n_distances = 0, n_removed, n_added
@@ -504,7 +507,11 @@ def nested_rounds(
     cdef Py_ssize_t* added
     cdef Py_ssize_t* removed
     cdef Py_ssize_t* active_list
-    cdef Py_ssize_t row_bytes
+    cdef Py_ssize_t* chunk_changes
+    cdef Py_ssize_t* chunk_distances
+    cdef char* thread_scratch
+    cdef floating* prepared_storage
+    cdef floating* row_buffers
     cdef double* moves
     cdef double* drift
     cdef double* drops
@@ -542,32 +549,31 @@ def nested_rounds(
     # The working set only where the doubling rule (which reads every position's bound) is
     # not used, and when several rounds may run.
     working_set = (n_batch == n_samples or not rho > 0) and max_rounds > 1
-    n_padded = _padded_count(n_clusters, <floating*> NULL)
-    n_chunks = (n_batch + CHUNK_ROWS - 1) // CHUNK_ROWS
-    n_threads = max(_clamp_threads(n_threads, n_batch, n_clusters, n_features), 1)
+    n_padded = _padded_count(n_clusters, floating is double)
+    n_chunks = _n_chunks(n_batch)
+    n_threads = max(clamp_threads(n_threads, n_batch, n_clusters, n_features), 1)
     # per thread: a row tile, a distance tile, a row buffer, two position lists
     per_thread = ((_tile_scratch(n_features) + MBK_MAX_TILE_ROWS * n_clusters + n_features)
                   * sizeof(floating) + 2 * CHUNK_ROWS * sizeof(Py_ssize_t))
     per_thread = (per_thread + 63) // 64 * 64
-    owner.centers_storage = owner.take(n_padded * (n_features + 1) * sizeof(floating))
-    owner.per_thread = owner.take(n_threads * per_thread)
-    owner.per_chunk = owner.take(2 * n_chunks * sizeof(Py_ssize_t)
-                                 + 5 * n_clusters * sizeof(double))
-    owner.members = owner.take((2 * (n_clusters + 1) + 2 * n_batch) * sizeof(Py_ssize_t))
-    # Per thread a row buffer, then (aligned for Py_ssize_t: float32 rows may end mid-word)
-    # the working set's list and flags.
-    row_bytes = _round_up(n_threads * n_features * sizeof(floating), sizeof(Py_ssize_t))
-    owner.extra = owner.take(
-        row_bytes + (n_batch * (sizeof(Py_ssize_t) + 1) if working_set else 0))
-    add_offsets = <Py_ssize_t*> owner.members
-    remove_offsets = add_offsets + n_clusters + 1
-    added = remove_offsets + n_clusters + 1
-    removed = added + n_batch
-    moves = <double*> ((<Py_ssize_t*> owner.per_chunk) + 2 * n_chunks)
+    prepared_storage = <floating*> arena.take(n_padded * (n_features + 1) * sizeof(floating))
+    thread_scratch = <char*> arena.take(n_threads * per_thread)
+    row_buffers = <floating*> arena.take(n_threads * n_features * sizeof(floating))
+    chunk_changes = <Py_ssize_t*> arena.take(n_chunks * sizeof(Py_ssize_t))
+    chunk_distances = <Py_ssize_t*> arena.take(n_chunks * sizeof(Py_ssize_t))
+    # The bound tests' tables, 2 n_clusters values each (see NestedState): moves is the last
+    # round's movements followed by drift, the movements summed since the last sweep.
+    moves = <double*> arena.take(2 * n_clusters * sizeof(double))
     drift = moves + n_clusters
-    drops = moves + 2 * n_clusters
-    spread = drops + 2 * n_clusters
-    active_list = <Py_ssize_t*> ((<char*> owner.extra) + row_bytes)
+    drops = <double*> arena.take(2 * n_clusters * sizeof(double))
+    spread = <double*> arena.take(n_clusters * sizeof(double))
+    add_offsets = <Py_ssize_t*> arena.take((n_clusters + 1) * sizeof(Py_ssize_t))
+    remove_offsets = <Py_ssize_t*> arena.take((n_clusters + 1) * sizeof(Py_ssize_t))
+    added = <Py_ssize_t*> arena.take(n_batch * sizeof(Py_ssize_t))
+    removed = <Py_ssize_t*> arena.take(n_batch * sizeof(Py_ssize_t))
+    active_list = NULL
+    if working_set:
+        active_list = <Py_ssize_t*> arena.take(n_batch * sizeof(Py_ssize_t))
 
     state.order = &order[0]
     state.labels = &labels[0]
@@ -579,10 +585,10 @@ def nested_rounds(
     state.half_gap = &half_gap[0]
     state.changed = &changed[0]
     state.moved_from = &moved_from[0]
-    state.chunk_changes = <Py_ssize_t*> owner.per_chunk
-    state.chunk_distances = state.chunk_changes + n_chunks
+    state.chunk_changes = chunk_changes
+    state.chunk_distances = chunk_distances
     state.active = NULL
-    state.aside = <unsigned char*> (active_list + n_batch) if working_set else NULL
+    state.aside = <unsigned char*> arena.take(n_batch) if working_set else NULL
     state.moves = moves
     state.drops = drops
     if working_set:
@@ -621,15 +627,15 @@ def nested_rounds(
         n_chunks = (n_list + CHUNK_ROWS - 1) // CHUNK_ROWS
         # The work of a round: a bound test per row, and the rows compared with every center
         # (as many as last round; every row in a call's first round, which may add rows).
-        round_threads = _threads_for(
+        round_threads = threads_for(
             n_threads, n_chunks, <double> n_list * NESTED_ROW_WORK
             + <double> min(n_full, n_list) * n_clusters * n_features)
         distances_before = n_distances
         n_changes = 0
         with nogil:
-            _prepare_centers(&prepared, centers, <floating*> owner.centers_storage)
+            _prepare_centers(&prepared, centers, prepared_storage)
             for chunk in prange(n_chunks, schedule="static", num_threads=round_threads):
-                base = (<char*> owner.per_thread) + threadid() * per_thread
+                base = thread_scratch + threadid() * per_thread
                 scratch = <floating*> (base + 2 * CHUNK_ROWS * sizeof(Py_ssize_t))
                 _nested_chunk(&rows, &prepared, &state, chunk, n_list,
                               <Py_ssize_t*> base, (<Py_ssize_t*> base) + CHUNK_ROWS, scratch,
@@ -644,7 +650,7 @@ def nested_rounds(
                 n_distances += state.chunk_distances[chunk]
             n_full = n_distances - distances_before
 
-            update_threads = _threads_for(n_threads, n_clusters, <double> n_changes * n_features)
+            update_threads = threads_for(n_threads, n_clusters, <double> n_changes * n_features)
             _group_by(&changed[0], n_changes, &labels[0], n_clusters, add_offsets, added)
             _group_by(&changed[0], n_changes, &moved_from[0], n_clusters, remove_offsets,
                       removed)
@@ -656,7 +662,7 @@ def nested_rounds(
                     &rows, &state, j, removed + remove_offsets[j], n_removed,
                     added + add_offsets[j], n_added, &sums[j, 0], &weight_sums[j], &counts[j],
                     &centers[j, 0], &movement[j],
-                    (<floating*> owner.extra) + threadid() * n_features)
+                    row_buffers + threadid() * n_features)
         _half_gaps(centers, half_gap, n_threads)
         n_rounds += 1
 
@@ -704,10 +710,12 @@ cdef int _half_gaps(const floating[:, ::1] centers, double[::1] half_gap, int n_
     """half_gap[j] = half the distance from center j to its nearest other center."""
     cdef Rows rows
     cdef Centers prepared
-    cdef _Scratch owner = _Scratch()
+    cdef ScratchArena arena = ScratchArena()
     cdef Py_ssize_t n_clusters = centers.shape[0], n_features = centers.shape[1]
     cdef Py_ssize_t chunk, start, end, j, other, n_chunks
     cdef floating* out
+    cdef floating* prepared_storage
+    cdef floating* row_tiles
     cdef double best
     cdef const Py_ssize_t[::1] all_rows = None
     cdef const floating[:, :] center_view = centers
@@ -715,21 +723,19 @@ cdef int _half_gaps(const floating[:, ::1] centers, double[::1] half_gap, int n_
         half_gap[0] = INFINITY
         return 0
     _fill_rows(&rows, center_view, all_rows, None)
-    n_threads = _clamp_threads(n_threads, n_clusters, n_clusters, n_features)
-    n_chunks = (n_clusters + CHUNK_ROWS - 1) // CHUNK_ROWS
-    owner.centers_storage = owner.take(
-        _padded_count(n_clusters, <floating*> NULL) * (n_features + 1) * sizeof(floating))
-    owner.per_thread = owner.take(n_threads * _tile_scratch(n_features) * sizeof(floating))
-    owner.extra = owner.take(n_clusters * n_clusters * sizeof(floating))
-    out = <floating*> owner.extra
+    n_threads = clamp_threads(n_threads, n_clusters, n_clusters, n_features)
+    n_chunks = _n_chunks(n_clusters)
+    prepared_storage = <floating*> arena.take(
+        _padded_count(n_clusters, floating is double) * (n_features + 1) * sizeof(floating))
+    row_tiles = <floating*> arena.take(n_threads * _tile_scratch(n_features) * sizeof(floating))
+    out = <floating*> arena.take(n_clusters * n_clusters * sizeof(floating))
     with nogil:
-        _prepare_centers(&prepared, centers, <floating*> owner.centers_storage)
+        _prepare_centers(&prepared, centers, prepared_storage)
         for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
             start = chunk * CHUNK_ROWS
             end = min(start + CHUNK_ROWS, n_clusters)
             _distance_chunk(&rows, &prepared, start, end, out,
-                            (<floating*> owner.per_thread)
-                            + threadid() * _tile_scratch(n_features))
+                            row_tiles + threadid() * _tile_scratch(n_features))
         for j in range(n_clusters):
             best = INFINITY
             for other in range(n_clusters):
@@ -834,7 +840,7 @@ def swap_totals(
     cdef Py_ssize_t n_clusters = totals.shape[0], i, j, c
     cdef const floating* weights = NULL
     cdef double to_c, kept, w_i
-    cdef _Scratch owner = _Scratch()
+    cdef ScratchArena arena = ScratchArena()
     cdef double* kept_sums
     if (labels.shape[0] != n_rows or first.shape[0] != n_rows or second.shape[0] != n_rows
             or totals.shape[1] != n_candidates):
@@ -843,8 +849,7 @@ def swap_totals(
         if not 0 <= labels[i] < n_clusters:
             raise ValueError("labels must be center indices")
     _weights_of(sample_weight, n_rows, &weights)
-    owner.extra = owner.take(max(n_candidates, 1) * sizeof(double))
-    kept_sums = <double*> owner.extra
+    kept_sums = <double*> arena.take(n_candidates * sizeof(double))
     with nogil:
         for c in range(n_candidates):
             kept_sums[c] = 0
@@ -873,9 +878,10 @@ def labelled_inertia(
         int n_threads=1):
     """sum_i w_i ||x_i - c_labels[i]||^2, by direct differences, chunks summed in order."""
     cdef Rows rows
-    cdef _Scratch owner = _Scratch()
+    cdef ScratchArena arena = ScratchArena()
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1], i, chunk, start, end
-    cdef Py_ssize_t n_chunks = (n_samples + CHUNK_ROWS - 1) // CHUNK_ROWS
+    cdef Py_ssize_t n_chunks = _n_chunks(n_samples)
+    cdef floating* row_buffers
     cdef const floating* x
     cdef floating* buffer
     cdef double* partial
@@ -888,15 +894,14 @@ def labelled_inertia(
     for i in range(n_samples):
         if not 0 <= labels[i] < centers.shape[0]:
             raise ValueError("labels must be center indices")
-    n_threads = _threads_for(n_threads, n_chunks, <double> n_samples * n_features)
-    owner.per_chunk = owner.take(n_chunks * sizeof(double))
-    owner.per_thread = owner.take(n_threads * n_features * sizeof(floating))
-    partial = <double*> owner.per_chunk
+    n_threads = threads_for(n_threads, n_chunks, <double> n_samples * n_features)
+    partial = <double*> arena.take(n_chunks * sizeof(double))
+    row_buffers = <floating*> arena.take(n_threads * n_features * sizeof(floating))
     with nogil:
         for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
             start = chunk * CHUNK_ROWS
             end = min(start + CHUNK_ROWS, n_samples)
-            buffer = (<floating*> owner.per_thread) + threadid() * n_features
+            buffer = row_buffers + threadid() * n_features
             partial[chunk] = 0
             for i in range(start, end):
                 x = _row_ptr(&rows, i, buffer)

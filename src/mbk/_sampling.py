@@ -33,8 +33,10 @@ _BLOCK_ROWS = 65536
 _SEGMENT_BUCKETS = 1024
 
 
-class WeightedRowSampler:
+class WeightedRowSampler(_sampling_kernels.RowTables):
     """Draws batches of row indices with probability proportional to the row weights.
+
+    Its compiled base holds the tables for the kernels, which search them inside fit's loop.
 
     Parameters
     ----------

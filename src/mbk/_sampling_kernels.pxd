@@ -1,6 +1,7 @@
-# Random draws and batch rows: NumPy's random stream read in C, and the sampling distribution
-# searched, shared with _core (whose assignment searches each chunk's rows), _step_kernels
-# (whose fit loop draws the uniforms) and _seeding_kernels (k-means++'s candidates).
+# Random draws and batch rows: NumPy's random stream read in C (RandomStream, the one bridge),
+# and the sampling distribution searched: shared with _dense (whose assignment searches each
+# chunk's rows), _sculley_loop (which draws the uniforms), the reassignment and
+# _seeding_kernels (k-means++'s candidates).
 
 # NumPy's bit-generator interface (numpy/random/bitgen.h, a stable C ABI since NumPy 1.17):
 # drawing doubles through it continues the very stream RandomState.random_sample reads, so
@@ -45,10 +46,27 @@ cdef struct Sampling:
 
 
 cdef void _search_rows(const Sampling* sampling, Py_ssize_t start, Py_ssize_t end) noexcept nogil
-cdef int _prepare_sampling(Sampling* sampling, sampler, Py_ssize_t n_samples) except -1
 
-cdef mbk_bitgen* _bitgen_of(random_state) except NULL
-cdef bint _reads_state(random_state) except -1
-cdef void _draw_doubles(
-    mbk_bitgen* bitgen, bint from_state, double* out, Py_ssize_t n) noexcept nogil
-cdef void _shuffled_range(mbk_bitgen* bitgen, Py_ssize_t* out, Py_ssize_t n) noexcept nogil
+
+cdef class RowTables:
+    # The sampling distribution of fit's batches in compiled form: the base class of
+    # mbk._sampling.WeightedRowSampler, which builds the tables.
+    cdef Sampling tables      # valid once ready(); uniforms and rows: each caller sets its own
+    cdef bint checked         # tables matches the arrays below
+    cdef Py_ssize_t _n_samples
+    cdef object _segments
+    cdef object _segment_guide
+    cdef object _cdf
+    cdef object _guide
+    cdef int ready(self) except -1
+
+
+cdef class RandomStream:
+    # The one bridge from NumPy's random stream into compiled code: every compiled draw goes
+    # through here, in the order and with the values RandomState's own methods would give.
+    cdef readonly object random_state
+    cdef object lock
+    cdef mbk_bitgen* bitgen
+    cdef bint from_state      # MT19937 whose state _mt19937.h reads directly
+    cdef int doubles(self, double* out, Py_ssize_t n) except -1
+    cdef int shuffled_range(self, Py_ssize_t* out, Py_ssize_t n) except -1

@@ -33,97 +33,113 @@ def mt19937_variants():
     return list(range(mbk_mt19937_best(), -1, -1))
 
 
-def use_mt19937_variant(int isa):
-    """Draw with variant isa (see mt19937_variants); returns the variant used before."""
+def switch_mt19937_variant(int isa):
+    """Draw with variant isa (see mt19937_variants); returns the variant used before
+    (set through _tuning.use_mt19937_variant)."""
     return mbk_mt19937_use(isa)
 
 
 # ---------------------------------------------------------------------------------------------
-# NumPy's random stream
+# NumPy's random stream: the bridge
 # ---------------------------------------------------------------------------------------------
-
-cdef mbk_bitgen* _bitgen_of(random_state) except NULL:
-    return <mbk_bitgen*> PyCapsule_GetPointer(random_state._bit_generator.capsule,
-                                              b"BitGenerator")
-
 
 # Whether NumPy's MT19937 state has the layout _mt19937.h reads (checked once, at import).
 cdef bint mt19937_layout_ok = False
 
 
-cdef bint _reads_state(random_state) except -1:
-    """Whether random_state's doubles can be drawn from its MT19937 state directly."""
-    return mt19937_layout_ok and type(random_state._bit_generator) is np.random.MT19937
+cdef class RandomStream:
+    """A RandomState's stream, drawn from compiled code.
 
+    The only place that reads a RandomState's private parts: its bit generator's C interface
+    (``_bit_generator.capsule``, numpy/random/bitgen.h, a stable ABI since NumPy 1.17) and the
+    lock that serialises its users. Drawing through the interface continues the very stream
+    RandomState's methods read, so compiled code consumes scikit-learn's random numbers in
+    scikit-learn's order without a Python call per draw. For MT19937 whose state has the
+    layout _mt19937.h expects (checked at import), doubles and bounded integers are drawn
+    from the state directly, many at a time, with the same values.
+    """
 
-cdef void _draw_doubles(
-        mbk_bitgen* bitgen, bint from_state, double* out, Py_ssize_t n) noexcept nogil:
-    """The next n doubles of the stream (the caller holds the bit generator's lock)."""
-    cdef Py_ssize_t i
-    if from_state:
-        mbk_mt19937_doubles(<mbk_mt19937_state*> bitgen.state, out, n)
-    else:
+    def __init__(self, random_state):
+        bit_generator = random_state._bit_generator
+        self.random_state = random_state
+        self.lock = bit_generator.lock
+        self.bitgen = <mbk_bitgen*> PyCapsule_GetPointer(bit_generator.capsule, b"BitGenerator")
+        self.from_state = mt19937_layout_ok and type(bit_generator) is np.random.MT19937
+
+    cdef int doubles(self, double* out, Py_ssize_t n) except -1:
+        """out[0..n) = the stream's next n doubles (random_sample(n))."""
+        cdef Py_ssize_t i
+        if n <= 0:
+            return 0
+        with self.lock:
+            if self.from_state:
+                mbk_mt19937_doubles(<mbk_mt19937_state*> self.bitgen.state, out, n)
+            else:
+                for i in range(n):
+                    out[i] = self.bitgen.next_double(self.bitgen.state)
+        return 0
+
+    cdef int shuffled_range(self, Py_ssize_t* out, Py_ssize_t n) except -1:
+        """out[0..n) = RandomState.permutation(n), n < 2**32: 0 .. n - 1 shuffled by NumPy's
+        legacy Fisher-Yates (from the end, each swap partner a masked-rejection draw of one
+        32-bit word in [0, i]), drawing what NumPy draws."""
+        cdef Py_ssize_t i, j, swapped
+        cdef uint32_t mask, word
+        cdef mbk_bitgen* bitgen = self.bitgen
         for i in range(n):
-            out[i] = bitgen.next_double(bitgen.state)
+            out[i] = i
+        with self.lock:
+            for i in range(n - 1, 0, -1):
+                mask = mbk_covering_mask(<uint32_t> i)
+                word = bitgen.next_uint32(bitgen.state) & mask
+                while word > i:
+                    word = bitgen.next_uint32(bitgen.state) & mask
+                j = word
+                swapped = out[j]
+                out[j] = out[i]
+                out[i] = swapped
+        return 0
+
+    def randint(self, Py_ssize_t high, Py_ssize_t size):
+        """``random_state.randint(0, high, size)`` as intp: the same values and stream (from
+        MT19937's state directly where it can: several times faster than NumPy's call)."""
+        if not (self.from_state and 1 <= high <= 2**32 and size >= 0):
+            return self.random_state.randint(0, high, size).astype(np.intp, copy=False)
+        out = np.empty(size, dtype=np.int64)
+        cdef int64_t[::1] view = out
+        if size > 0:
+            with self.lock:
+                mbk_mt19937_randint(<mbk_mt19937_state*> self.bitgen.state,
+                                    <uint32_t> (high - 1), &view[0], size)
+        return out.astype(np.intp, copy=False)
 
 
 def random_sample(random_state, Py_ssize_t n):
-    """n doubles from the bit generator (what ``random_state.random_sample(n)`` returns)."""
-    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
-    cdef bint from_state = _reads_state(random_state)
+    """n doubles from the stream (what ``random_state.random_sample(n)`` returns)."""
+    cdef RandomStream stream = RandomStream(random_state)
     out = np.empty(n)
     cdef double[::1] view = out
-    with random_state._bit_generator.lock:
-        if n > 0:
-            _draw_doubles(bitgen, from_state, &view[0], n)
+    if n > 0:
+        stream.doubles(&view[0], n)
     return out
 
 
 def randint(random_state, Py_ssize_t high, Py_ssize_t size):
-    """``random_state.randint(0, high, size)`` as intp, the same values and the same stream
-    (read straight from MT19937's state: several times faster than NumPy's call)."""
-    if not (_reads_state(random_state) and 1 <= high <= 2**32 and size >= 0):
-        return random_state.randint(0, high, size).astype(np.intp, copy=False)
-    out = np.empty(size, dtype=np.int64)
-    cdef int64_t[::1] view = out
-    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
-    with random_state._bit_generator.lock:
-        if size > 0:
-            mbk_mt19937_randint(<mbk_mt19937_state*> bitgen.state, <uint32_t> (high - 1),
-                                &view[0], size)
-    return out.astype(np.intp, copy=False)
-
-
-cdef void _shuffled_range(mbk_bitgen* bitgen, Py_ssize_t* out, Py_ssize_t n) noexcept nogil:
-    """out[0..n) = RandomState.permutation(n), n < 2**32: 0 .. n - 1 shuffled by NumPy's
-    legacy Fisher-Yates (from the end, each swap partner a masked-rejection draw of one
-    32-bit word in [0, i]), drawing what NumPy draws (the caller holds the lock)."""
-    cdef Py_ssize_t i, j, swapped
-    cdef uint32_t mask, word
-    for i in range(n):
-        out[i] = i
-    for i in range(n - 1, 0, -1):
-        mask = mbk_covering_mask(<uint32_t> i)
-        word = bitgen.next_uint32(bitgen.state) & mask
-        while word > i:
-            word = bitgen.next_uint32(bitgen.state) & mask
-        j = word
-        swapped = out[j]
-        out[j] = out[i]
-        out[i] = swapped
+    """``random_state.randint(0, high, size)`` as intp (see RandomStream.randint)."""
+    return RandomStream(random_state).randint(high, size)
 
 
 def choice_without_replacement(random_state, Py_ssize_t n, Py_ssize_t size):
     """``random_state.choice(n, size, replace=False)`` as intp: the same values and the same
-    draws (a shuffle of all n, of which the first size are kept)."""
+    draws (a shuffle of all n, of which the first size are kept). Tests only: mbk draws these
+    inside the reassignment."""
     if not (0 <= size <= n < 2**32):
         return random_state.choice(n, size, replace=False).astype(np.intp, copy=False)
+    cdef RandomStream stream = RandomStream(random_state)
     order = np.empty(n, dtype=np.intp)
     cdef Py_ssize_t[::1] view = order
-    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
-    with random_state._bit_generator.lock:
-        if n > 0:
-            _shuffled_range(bitgen, &view[0], n)
+    if n > 0:
+        stream.shuffled_range(&view[0], n)
     return order[:size].copy()
 
 
@@ -353,47 +369,109 @@ cdef void _search_rows(const Sampling* sampling, Py_ssize_t start, Py_ssize_t en
         sampling.rows[i] = _search_table(sampling, uniforms[i])
 
 
-cdef int _prepare_sampling(Sampling* sampling, sampler, Py_ssize_t n_samples) except -1:
-    """Point ``sampling`` at a WeightedRowSampler's arrays (which must outlive its use)."""
-    cdef const double[::1] cdf, values, steps
-    cdef const Py_ssize_t[::1] guide, starts, segment_guide
-    cdef Py_ssize_t n_buckets, b
-    if sampler.n_samples != n_samples:
-        raise ValueError("the sampler must have one entry per row of X")
-    sampling.n_samples = n_samples
-    sampling.cdf = NULL
-    sampling.guide = NULL
-    if sampler.segments is not None:
-        starts, values, steps, sampling.last = sampler.segments
-        sampling.inverse_last = 1 / sampling.last
-        sampling.n_segments = values.shape[0]
-        if (sampling.n_segments < 1 or starts.shape[0] != sampling.n_segments + 1
-                or steps.shape[0] != sampling.n_segments or starts[0] != 0
-                or starts[sampling.n_segments] != n_samples):
-            raise ValueError("malformed cdf segments")
-        segment_guide = sampler.segment_guide
-        n_buckets = segment_guide.shape[0]
-        if n_buckets < 1 or n_buckets & (n_buckets - 1):
-            raise ValueError("a segment guide of 2**m entries is needed")
-        for b in range(n_buckets):
-            if not 0 <= segment_guide[b] < sampling.n_segments:
-                raise ValueError("malformed segment guide")
-        sampling.segment_starts = &starts[0]
-        sampling.segment_values = &values[0]
-        sampling.segment_steps = &steps[0]
-        sampling.segment_guide = &segment_guide[0]
-        sampling.n_segment_buckets = n_buckets
+cdef class RowTables:
+    """The tables of fit's batch distribution, for the kernels (the base of
+    WeightedRowSampler, which documents them).
+
+    Setting a table marks them unchecked; the first kernel call after that checks them all
+    (``ready``) and takes their pointers, so the kernels search ``tables`` without reading a
+    Python object.
+    """
+
+    @property
+    def n_samples(self):
+        return self._n_samples
+
+    @n_samples.setter
+    def n_samples(self, Py_ssize_t value):
+        self._n_samples = value
+        self.checked = False
+
+    @property
+    def segments(self):
+        return self._segments
+
+    @segments.setter
+    def segments(self, value):
+        self._segments = value
+        self.checked = False
+
+    @property
+    def segment_guide(self):
+        return self._segment_guide
+
+    @segment_guide.setter
+    def segment_guide(self, value):
+        self._segment_guide = value
+        self.checked = False
+
+    @property
+    def cdf(self):
+        return self._cdf
+
+    @cdf.setter
+    def cdf(self, value):
+        self._cdf = value
+        self.checked = False
+
+    @property
+    def guide(self):
+        return self._guide
+
+    @guide.setter
+    def guide(self, value):
+        self._guide = value
+        self.checked = False
+
+    cdef int ready(self) except -1:
+        """Check the tables (once after each change) and point ``tables`` at them: the
+        equal-weight segments (starts, values, steps, last) with their guide, or else the
+        cdf with its guide table."""
+        cdef const double[::1] cdf_view, values, steps
+        cdef const Py_ssize_t[::1] guide_view, starts, segment_guide_view
+        cdef Py_ssize_t n_buckets, b, n_samples = self._n_samples
+        cdef Sampling* tables = &self.tables
+        if self.checked:
+            return 0
+        tables.n_samples = n_samples
+        tables.cdf = NULL
+        tables.guide = NULL
+        tables.uniforms = NULL
+        tables.rows = NULL
+        if self._segments is not None:
+            starts, values, steps, tables.last = self._segments
+            tables.inverse_last = 1 / tables.last
+            tables.n_segments = values.shape[0]
+            if (tables.n_segments < 1 or starts.shape[0] != tables.n_segments + 1
+                    or steps.shape[0] != tables.n_segments or starts[0] != 0
+                    or starts[tables.n_segments] != n_samples):
+                raise ValueError("malformed cdf segments")
+            segment_guide_view = self._segment_guide
+            n_buckets = segment_guide_view.shape[0]
+            if n_buckets < 1 or n_buckets & (n_buckets - 1):
+                raise ValueError("a segment guide of 2**m entries is needed")
+            for b in range(n_buckets):
+                if not 0 <= segment_guide_view[b] < tables.n_segments:
+                    raise ValueError("malformed segment guide")
+            tables.segment_starts = &starts[0]
+            tables.segment_values = &values[0]
+            tables.segment_steps = &steps[0]
+            tables.segment_guide = &segment_guide_view[0]
+            tables.n_segment_buckets = n_buckets
+        else:
+            if self._cdf is None or self._guide is None:
+                raise ValueError("the sampler has no tables")
+            cdf_view = self._cdf
+            guide_view = self._guide
+            n_buckets = guide_view.shape[0] - 1
+            if cdf_view.shape[0] != n_samples or n_buckets < 1 or n_buckets & (n_buckets - 1):
+                raise ValueError("a cdf of n_samples entries and a guide table of 2**m + 1 "
+                                 "entries are needed")
+            tables.cdf = &cdf_view[0]
+            tables.guide = &guide_view[0]
+            tables.n_buckets = n_buckets
+        self.checked = True
         return 0
-    cdf = sampler.cdf
-    guide = sampler.guide
-    n_buckets = guide.shape[0] - 1
-    if cdf.shape[0] != n_samples or n_buckets < 1 or n_buckets & (n_buckets - 1):
-        raise ValueError("a cdf of n_samples entries and a guide table of 2**m + 1 entries "
-                         "are needed")
-    sampling.cdf = &cdf[0]
-    sampling.guide = &guide[0]
-    sampling.n_buckets = n_buckets
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,14 +479,15 @@ cdef int _prepare_sampling(Sampling* sampling, sampler, Py_ssize_t n_samples) ex
 # ---------------------------------------------------------------------------------------------
 
 def draw_rows(
-        sampler,                          # IN a mbk._sampling.WeightedRowSampler
+        RowTables sampler,                # IN a mbk._sampling.WeightedRowSampler
         const double[::1] uniforms,       # IN draws in [0, 1)
         Py_ssize_t[::1] rows):            # OUT (len(uniforms),)
     """rows[i] = first index with cdf > uniforms[i], by the sampler's search."""
     cdef Sampling sampling
+    sampler.ready()
+    sampling = sampler.tables
     if rows.shape[0] != uniforms.shape[0]:
         raise ValueError("rows must have one entry per uniform draw")
-    _prepare_sampling(&sampling, sampler, sampler.n_samples)
     if rows.shape[0] == 0:
         return
     sampling.uniforms = &uniforms[0]

@@ -8,10 +8,10 @@ from cython.parallel cimport prange, threadid
 
 import numpy as np
 
-from mbk._core cimport (
-    CHUNK_ROWS, Rows, _Scratch, _clamp_threads, _fill_rows, _round_up, active_kernels,
-)
-from mbk._sampling_kernels cimport _bitgen_of, _draw_doubles, _reads_state, mbk_bitgen
+from mbk._dense cimport ScratchArena, active_kernels
+from mbk._rows cimport CHUNK_ROWS, Rows, _fill_rows, _round_up
+from mbk._sampling_kernels cimport RandomStream
+from mbk._tuning cimport clamp_threads
 
 # ---------------------------------------------------------------------------------------------
 # k-means++ candidate distances
@@ -78,30 +78,25 @@ def draw_candidates(
     (side "left": the first row whose sum reaches the target). The pass stops at the largest
     target's row.
     """
-    _draw_candidates(weights, values, random_state, potential, out)
+    _draw_candidates(weights, values, RandomStream(random_state), potential, out)
 
 
 cdef int _draw_candidates(
-        const floating[::1] weights, const floating[::1] values, random_state,
+        const floating[::1] weights, const floating[::1] values, RandomStream stream,
         double potential, Py_ssize_t[::1] out) except -1:
     """draw_candidates' work (see there)."""
     cdef Py_ssize_t n = weights.shape[0], n_targets = out.shape[0], i, t, u, found = 0
     cdef floating total = 0, product
-    cdef _Scratch owner = _Scratch()
-    cdef mbk_bitgen* bitgen = _bitgen_of(random_state)
-    cdef bint from_state = _reads_state(random_state)
+    cdef ScratchArena arena = ScratchArena()
     cdef Py_ssize_t* order
     cdef double* targets
     if values.shape[0] != n or n < 1:
         raise ValueError("weights and values must have the same, non-zero length")
     if n_targets < 1:
         return 0
-    owner.extra = owner.take(n_targets * sizeof(double))
-    owner.members = owner.take(n_targets * sizeof(Py_ssize_t))
-    targets = <double*> owner.extra
-    order = <Py_ssize_t*> owner.members
-    with random_state._bit_generator.lock:
-        _draw_doubles(bitgen, from_state, targets, n_targets)
+    targets = <double*> arena.take(n_targets * sizeof(double))
+    order = <Py_ssize_t*> arena.take(n_targets * sizeof(Py_ssize_t))
+    stream.doubles(targets, n_targets)
     with nogil:
         for t in range(n_targets):
             targets[t] = targets[t] * potential
@@ -180,10 +175,11 @@ def kmeanspp_seeds(
     cdef Py_ssize_t n_clusters = centers.shape[0], c, t, best, f, row
     cdef floating[:, ::1] trial_sq
     cdef const floating[:, :] trial_potentials
+    cdef RandomStream stream = RandomStream(random_state)
     weight_column = np.asarray(weights).reshape(-1, 1)  # a view: scikit-learn's shape
     for c in range(1, n_clusters):
         trial_sq = trials[c % 2]  # closest is a row of the other one
-        _draw_candidates(weights, closest, random_state, potential, candidates)
+        _draw_candidates(weights, closest, stream, potential, candidates)
         _candidate_distances(X, packed, x_sq_norms, candidates, NULL, closest, trial_sq,
                              n_threads)
         trial_potentials = trials[c % 2] @ weight_column
@@ -207,13 +203,14 @@ cdef int _candidate_distances(
         floating[:, ::1] out, int n_threads) except -1:
     """kmeanspp_distances' work (see there)."""
     cdef Rows rows
-    cdef _Scratch owner = _Scratch()
+    cdef ScratchArena arena = ScratchArena()
     cdef Py_ssize_t n_samples = X.shape[0], n_features = X.shape[1]
     cdef Py_ssize_t n_candidates = candidates.shape[0], cand, f, chunk, start, end, n_chunks
     cdef Py_ssize_t block = active_kernels().candidate_rows
     cdef Py_ssize_t chunk_rows = _round_up(CHUNK_ROWS, block), per_thread
     cdef double* candidate_rows
     cdef floating* xt
+    cdef floating* packing
     cdef const floating[::1] packed_view
     cdef const floating* packed_ptr = NULL
     cdef const floating* closest_ptr = NULL
@@ -236,12 +233,11 @@ cdef int _candidate_distances(
         if packed_view.shape[0] != _round_up(n_samples, block) * n_features:
             raise ValueError("packed must be pack_rows(X) for the kernel variant in use")
         packed_ptr = &packed_view[0]
-    n_threads = _clamp_threads(n_threads, n_samples, n_candidates, n_features)
+    n_threads = clamp_threads(n_threads, n_samples, n_candidates, n_features)
     n_chunks = (n_samples + chunk_rows - 1) // chunk_rows
     per_thread = 0 if packed is not None else n_features * chunk_rows
-    owner.centers_storage = owner.take(n_candidates * (n_features + 1) * sizeof(double))
-    owner.per_thread = owner.take(n_threads * per_thread * sizeof(floating))
-    candidate_rows = <double*> owner.centers_storage
+    candidate_rows = <double*> arena.take(n_candidates * (n_features + 1) * sizeof(double))
+    packing = <floating*> arena.take(n_threads * per_thread * sizeof(floating))
     candidate_norms = candidate_rows + n_candidates * n_features
     with nogil:
         for cand in range(n_candidates):
@@ -257,7 +253,7 @@ cdef int _candidate_distances(
             if packed_ptr != NULL:
                 xt = <floating*> packed_ptr + start * n_features
             else:
-                xt = (<floating*> owner.per_thread) + threadid() * per_thread
+                xt = packing + threadid() * per_thread
                 _pack_rows(&rows, &X[0, 0], start, end, xt, block)
             if floating is float:
                 active_kernels().candidates_float(

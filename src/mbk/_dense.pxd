@@ -1,33 +1,14 @@
-# What mbk's compiled modules share: row access, prepared centers, the assignment, scratch
-# memory and the thread policy, defined in _core.pyx (the small helpers inline, here).
-#
-# Module map: _core (this: kernel dispatch, rows, centers, assignment, input scan,
-# distances), _sampling_kernels (drawing batch rows), _step_kernels (the center update, the
-# mini-batch step, fit's loop), _seeding_kernels (k-means++), _nested_kernels (nested
-# mini-batch k-means). The micro-kernels are C (_tiles.h, interface _kernels.h).
+# The dense kernel family: what _dense.pyx shares with the other compiled modules (the entry
+# points in _core, fit's loop in _sculley_loop, _seeding_kernels, _nested_kernels). It works
+# on dense row views (_rows.pxd) against centers prepared once per call. The micro-kernels are
+# C (_tiles.h, interface _kernels.h), compiled into _dense alone, which hands the variant in
+# use out (active_kernels, kernels_for).
 
 from cython cimport floating
 
 from mbk._kernels cimport MBK_MAX_FEW_FEATURES, MBK_MAX_TILE_ROWS, mbk_variant
-from mbk._sampling_kernels cimport Sampling
-
-
-# Rows per parallel work item. Fixed (not derived from the thread count) so that the work
-# split, and therefore every rounding, is the same whatever the number of threads.
-cdef enum:
-    CHUNK_ROWS = 256
-
-
-cdef struct Rows:
-    # A view of the data rows the kernel works on: row i of the batch is X[index[i]] (or X[i]
-    # when index is NULL), read through element strides.
-    const void* data
-    Py_ssize_t row_stride
-    Py_ssize_t col_stride
-    const Py_ssize_t* index
-    const void* weights     # NULL means unit weights; indexed like X's rows
-    Py_ssize_t n_rows
-    Py_ssize_t n_features
+from mbk._rows cimport CHUNK_ROWS, Rows
+from mbk._sampling_kernels cimport RandomStream, Sampling
 
 
 cdef struct Centers:
@@ -54,14 +35,30 @@ cdef struct FiniteScan:
     bint finite
 
 
-cdef class _Scratch:
-    """Memory owned for the length of one kernel call, released even on error."""
-    cdef void* centers_storage
-    cdef void* per_thread
-    cdef void* per_chunk
-    cdef void* members
-    cdef void* extra
-    cdef void* rows_copy
+cdef struct StepScratch:
+    # Everything a mini-batch step needs besides its inputs, sized once for a batch shape.
+    void* prepared_centers    # the Centers' storage (_prepare_centers)
+    void* row_tiles           # _tile_scratch(n_features) values per assignment thread
+    double* chunk_inertia     # one partial inertia per chunk of the batch
+    int n_threads             # for the assignment
+    int n_update_threads      # for the update
+    bint batch_order          # the update's order (see Tuning.batch_order_sums)
+    # The update's sums: (n_clusters, n_features) in batch order, else (n_features,) per
+    # update thread; the batch's weight per center, (n_clusters,).
+    double* sums
+    double* batch_weights
+    # Center by center only: where each center's rows start in members, (n_clusters + 1,),
+    # and the batch positions grouped by center, (n_batch,).
+    Py_ssize_t* offsets
+    Py_ssize_t* members
+    void* packed_rows         # (n_batch, n_features) the batch's rows in order, or NULL
+
+
+cdef class ScratchArena:
+    # Memory for one kernel call: every block taken is freed with the arena, even on error.
+    cdef void** blocks
+    cdef Py_ssize_t n_blocks
+    cdef Py_ssize_t capacity
     cdef void* take(self, size_t n_bytes) except NULL
 
 
@@ -70,14 +67,13 @@ cdef class _Scratch:
 cdef const mbk_variant* active_kernels() noexcept nogil
 cdef const mbk_variant* kernels_for(Py_ssize_t n_columns, bint is_double) noexcept nogil
 
-cdef int _fill_rows(
-    Rows* rows, const floating[:, :] X, const Py_ssize_t[::1] sample_indices,
-    object sample_weight) except -1
-cdef int _weights_of(object sample_weight, Py_ssize_t n_rows, const floating** out) except -1
+# Centers
 cdef int _check_centers(const floating[:, ::1] centers, Py_ssize_t n_features) except -1
-cdef Py_ssize_t _padded_count(Py_ssize_t n_clusters, const floating* witness) noexcept nogil
+cdef Py_ssize_t _padded_count(Py_ssize_t n_clusters, bint is_double) noexcept nogil
 cdef int _prepare_centers(
     Centers* prepared, const floating[:, ::1] centers, floating* storage) noexcept nogil
+
+# Assignment and distances
 cdef const floating* _tile_rows(
     const Rows* rows, const floating* data, Py_ssize_t first, Py_ssize_t n_in_tile,
     int tile_rows, floating* buffer, Py_ssize_t* stride) noexcept nogil
@@ -88,41 +84,46 @@ cdef double _assign_rows(
 cdef void _distance_chunk(
     const Rows* rows, const Centers* centers, Py_ssize_t start, Py_ssize_t end,
     floating* out, floating* tile) noexcept nogil
+
+# The finiteness scan
+cdef bint _rows_finite(
+    const Rows* rows, const floating* data, Py_ssize_t start, Py_ssize_t end) noexcept nogil
 cdef int _start_scan(FiniteScan* scan, const floating[:, :] X) except -1
 cdef void _scan_until(
     FiniteScan* scan, const int* stop, Py_ssize_t end_row, const floating* witness
 ) noexcept nogil
 cdef bint _finish_scan(
     FiniteScan* scan, int n_threads, const floating* witness) noexcept nogil
-cdef int _threads_for(int n_threads, Py_ssize_t n_units, double work) noexcept nogil
-cdef int _clamp_threads(
-    int n_threads, Py_ssize_t n_rows, Py_ssize_t n_clusters, Py_ssize_t n_features
-) noexcept nogil
 
+# The step: assignment, then the update in two halves (accumulate, apply)
+cdef void _batch_weights(
+    const Rows* rows, const floating* witness, const int* labels, Py_ssize_t n_clusters,
+    double* batch_weights) noexcept nogil
+cdef void _accumulate(
+    const Rows* rows, const int* labels, Py_ssize_t n_clusters,
+    const floating* seed_centers, const double* seed_weights, double* sums) noexcept nogil
+cdef void _apply(
+    const floating[:, ::1] centers_old, floating[:, ::1] centers_new, double* weight_sums,
+    const double* sums, const double* batch_weights, bint seeded) noexcept nogil
+cdef int _step_scratch(
+    StepScratch* out, ScratchArena arena, Py_ssize_t n_batch, Py_ssize_t n_clusters,
+    Py_ssize_t n_features, size_t itemsize, int n_threads, bint pack_rows) except -1
+cdef bint _worth_packing(const Rows* rows, size_t itemsize) noexcept nogil
+cdef double _minibatch_step(
+    const Rows* rows, const floating[:, ::1] centers_old, floating[:, ::1] centers_new,
+    double* weight_sums, int* labels, const StepScratch* scratch, const Sampling* sampling=*,
+    char* chunk_finite=*, bint* finite=*, FiniteScan* scan=*) noexcept nogil
+cdef int _check_step_shapes(
+    const floating[:, ::1] centers_old, floating[:, ::1] centers_new,
+    double[::1] weight_sums, int[::1] labels, Py_ssize_t n_batch, Py_ssize_t n_features,
+) except -1
+cdef double _center_shift(
+    const floating[:, ::1] a, const floating[:, ::1] b) noexcept nogil
 
-cdef inline Py_ssize_t _source_row(const Rows* rows, Py_ssize_t i) noexcept nogil:
-    return rows.index[i] if rows.index != NULL else i
-
-
-cdef inline const floating* _row_ptr(
-        const Rows* rows,
-        Py_ssize_t r,
-        floating* row_buffer,  # TMP (n_features,): used when the columns are not contiguous
-) noexcept nogil:
-    cdef const floating* base = <const floating*> rows.data + r * rows.row_stride
-    cdef Py_ssize_t f
-    if rows.col_stride == 1:
-        return base
-    for f in range(rows.n_features):
-        row_buffer[f] = base[f * rows.col_stride]
-    return row_buffer
-
-
-cdef inline floating _weight(const floating* weights, Py_ssize_t r) noexcept nogil:
-    # weights is Rows.weights cast to the kernel's type; NULL means unit weights
-    if weights == NULL:
-        return 1
-    return weights[r]
+# Reassignment of small centers onto batch rows
+cdef Py_ssize_t _reassign_small_centers(
+    const Rows* batch, floating[:, ::1] centers, double[::1] weight_sums, double ratio,
+    RandomStream stream, Py_ssize_t* order, signed char* small) except -1
 
 
 cdef inline floating _sq_euclidean(
@@ -140,10 +141,6 @@ cdef inline floating _sq_euclidean(
     for f in range(n_features % 4):
         result += (a[f] - b[f]) * (a[f] - b[f])
     return result
-
-
-cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t unit) noexcept nogil:
-    return (n + unit - 1) // unit * unit
 
 
 cdef inline Py_ssize_t _tile_scratch(Py_ssize_t n_features) noexcept nogil:

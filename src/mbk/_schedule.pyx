@@ -1,0 +1,220 @@
+"""The schedule of Sculley's mini-batch steps, one for every loop that runs them.
+
+It decides, step after step, what scikit-learn decides: when the small centers are reassigned
+(the first step, a step after which a center has no weight yet, and every 10 * n_clusters
+rows), and when fit stops early (on the smoothed batch inertia or on the centers' shift); it
+prints scikit-learn's verbose lines; and it keeps each step's record for whoever listens.
+
+fit's compiled loop (``_sculley_loop.fit_steps``) and the step-by-step loop in Python
+(``mbk._sculley.run_steps``, which partial_fit and sources whose rows are not in memory use)
+call the same two methods, ``reassign_now`` before a step and ``record`` after it. Listeners
+are callables that receive a :class:`StepRecord` after every step; a listener returning True
+stops the loop. With no listener no record is made and nothing is timed or computed for one.
+"""
+
+from collections import namedtuple
+from time import perf_counter
+
+from libc.math cimport isnan
+
+StepRecord = namedtuple(
+    "StepRecord",
+    ["step", "batch_inertia", "mean_batch_inertia", "ewa_inertia", "center_shift",
+     "n_reassigned", "elapsed", "stop_reason"],
+)
+StepRecord.__doc__ = """One mini-batch step, as a listener sees it.
+
+step : int
+    The step's number, counting from 1 over the estimator's life (``n_steps_`` after it).
+batch_inertia : float
+    The batch's weighted inertia against the centers before the step.
+mean_batch_inertia : float
+    batch_inertia / batch_size, the value the early stopping smooths.
+ewa_inertia : float or None
+    The smoothed mean batch inertia after this step (None on fit's first step, which is
+    ignored, and in partial_fit, which does not stop early).
+center_shift : float or None
+    The sum of the squared center moves of this step, reassignment included.
+n_reassigned : int
+    Centers moved onto batch rows after the step.
+elapsed : float
+    Seconds since the loop started.
+stop_reason : str or None
+    Why the loop stops after this step: "center_shift" (tol), "no_improvement"
+    (max_no_improvement), "max_steps", "listener"; None while it goes on.
+"""
+
+# Why a loop stopped (Schedule.stop_reason).
+STOPPED_BY_SHIFT = "center_shift"
+STOPPED_BY_INERTIA = "no_improvement"
+STOPPED_AT_MAX_STEPS = "max_steps"
+STOPPED_BY_LISTENER = "listener"
+
+
+cdef class Schedule:
+    """Reassignment timing, early stopping, verbose output and step records.
+
+    Parameters
+    ----------
+    batch_size : int
+        The batch size resolved at the first fit (scikit-learn's ``_batch_size``): the rows a
+        step counts towards the reassignment, and the divisor of the mean batch inertia.
+    n_clusters : int
+        Reassignment happens every ``10 * n_clusters`` rows.
+    reassignment_ratio : float
+        0 never reassigns (the timing still advances).
+    verbose : int
+        Print scikit-learn's lines (reassignments; with early stopping, every step's
+        inertias and why the loop stopped).
+    n_samples : int or None
+        Rows of the training data: the smoothing weight is ``min(2 * batch_size /
+        (n_samples + 1), 1)``. None for partial_fit, which does not stop early.
+    n_steps : int
+        Steps fit plans (``max_iter * n_samples // batch_size``); the loop stops after them.
+    tol : float
+        Stop when a step moves the centers by a summed squared distance of at most tol
+        (already scaled to the data); 0 disables this test.
+    max_no_improvement : int or None
+        Stop after this many steps without a new minimum of the smoothed inertia.
+    n_since_last_reassign : int
+        Rows seen since the last reassignment (carried over between partial_fit calls).
+    first_step : int
+        Steps the estimator ran before this schedule's first (for the records' numbers).
+    listeners : sequence of callables
+        Each receives a StepRecord after every step; one returning True stops the loop.
+    """
+
+    def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_clusters, double reassignment_ratio,
+                 int verbose, *, n_samples=None, Py_ssize_t n_steps=0, double tol=0.0,
+                 max_no_improvement=None, Py_ssize_t n_since_last_reassign=0,
+                 Py_ssize_t first_step=0, listeners=()):
+        self.batch_size = batch_size
+        self.n_clusters = n_clusters
+        self.reassignment_ratio = reassignment_ratio
+        self.verbose = verbose
+        self.n_steps = n_steps if n_samples is not None else 0
+        self.alpha = min(batch_size * 2.0 / (n_samples + 1), 1.0) if n_samples else 0.0
+        self.tol = tol
+        self.max_no_improvement = -1 if max_no_improvement is None else max_no_improvement
+        self.n_since_last_reassign = n_since_last_reassign
+        self.first_step = first_step
+        self.listeners = list(listeners)
+        self.steps_run = 0
+        self.no_improvement = 0
+        self.stop_reason = None
+        self.has_ewa = self.has_ewa_min = False
+        self.started = perf_counter()
+
+    @property
+    def early_stopping(self):
+        """Whether the loop may stop before its planned steps (fit, not partial_fit)."""
+        return self.n_steps > 0
+
+    @property
+    def wants_center_shift(self):
+        """Whether a loop must compute each step's center shift for this schedule."""
+        return self.tol > 0 or bool(self.listeners)
+
+    @property
+    def ewa_inertia(self):
+        return self.ewa if self.has_ewa else None
+
+    @property
+    def ewa_inertia_min(self):
+        return self.ewa_min if self.has_ewa_min else None
+
+    def restart_clock(self):
+        """Count the records' elapsed time from now."""
+        self.started = perf_counter()
+
+    cpdef bint reassign_now(self, const double[::1] weight_sums) except -1:
+        """Advance the reassignment timing by a step; whether the step after which it is
+        called reassigns (scikit-learn: when a center has no weight, or every 10 * n_clusters
+        rows, and only with reassignment_ratio > 0)."""
+        cdef Py_ssize_t j
+        cdef bint due = False
+        self.n_since_last_reassign += self.batch_size
+        for j in range(weight_sums.shape[0]):
+            if weight_sums[j] == 0:
+                due = True
+                break
+        if not due and self.n_since_last_reassign >= 10 * self.n_clusters:
+            due = True
+        if due:
+            self.n_since_last_reassign = 0
+        return due and self.reassignment_ratio > 0
+
+    cpdef bint record(
+            self, double batch_inertia, double center_shift, Py_ssize_t n_reassigned) except -1:
+        """Take a step's results; return whether the loop stops after it.
+
+        ``center_shift`` may be NaN when neither tol nor a listener needs it.
+        """
+        cdef Py_ssize_t step = self.steps_run
+        self.steps_run += 1
+        if n_reassigned and self.verbose:
+            print(f"[MiniBatchKMeans] Reassigning {n_reassigned} cluster centers.")
+        if self.n_steps > 0:
+            self._early_stop(step, batch_inertia / self.batch_size, center_shift)
+            if self.stop_reason is None and self.steps_run >= self.n_steps:
+                self.stop_reason = STOPPED_AT_MAX_STEPS
+        if self.listeners:
+            self._tell_listeners(batch_inertia, center_shift, n_reassigned)
+        return self.stop_reason is not None
+
+    cdef int _early_stop(self, Py_ssize_t step, double mean_inertia,
+                         double center_shift) except -1:
+        """scikit-learn's stopping rules: small center moves, or no new minimum of the
+        smoothed inertia for max_no_improvement steps. The first step is ignored (it
+        measures the initialisation); then ewa <- ewa * (1 - alpha) + inertia * alpha."""
+        step += 1
+        if step == 1:
+            if self.verbose:
+                print(f"Minibatch step {step}/{self.n_steps}: mean batch inertia: "
+                      f"{mean_inertia}")
+            return 0
+        if not self.has_ewa:
+            self.ewa = mean_inertia
+            self.has_ewa = True
+        else:
+            self.ewa = self.ewa * (1 - self.alpha) + mean_inertia * self.alpha
+        if self.verbose:
+            print(f"Minibatch step {step}/{self.n_steps}: mean batch inertia: "
+                  f"{mean_inertia}, ewa inertia: {self.ewa}")
+        if self.tol > 0.0 and center_shift <= self.tol:
+            if self.verbose:
+                print(f"Converged (small centers change) at step {step}/{self.n_steps}")
+            self.stop_reason = STOPPED_BY_SHIFT
+            return 0
+        if not self.has_ewa_min or self.ewa < self.ewa_min:
+            self.no_improvement = 0
+            self.ewa_min = self.ewa
+            self.has_ewa_min = True
+        else:
+            self.no_improvement += 1
+        if 0 <= self.max_no_improvement <= self.no_improvement:
+            if self.verbose:
+                print("Converged (lack of improvement in inertia) at step "
+                      f"{step}/{self.n_steps}")
+            self.stop_reason = STOPPED_BY_INERTIA
+        return 0
+
+    cdef int _tell_listeners(self, double batch_inertia, double center_shift,
+                             Py_ssize_t n_reassigned) except -1:
+        record = StepRecord(
+            step=self.first_step + self.steps_run,
+            batch_inertia=batch_inertia,
+            mean_batch_inertia=batch_inertia / self.batch_size,
+            ewa_inertia=self.ewa_inertia if self.n_steps > 0 else None,
+            center_shift=None if isnan(center_shift) else center_shift,
+            n_reassigned=n_reassigned,
+            elapsed=perf_counter() - self.started,
+            stop_reason=self.stop_reason,
+        )
+        stop = False
+        for listener in self.listeners:
+            stop = bool(listener(record)) or stop
+        if stop and self.stop_reason is None:
+            self.stop_reason = STOPPED_BY_LISTENER
+        return 0
+

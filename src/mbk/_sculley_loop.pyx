@@ -1,0 +1,205 @@
+"""fit's loop of Sculley's steps, compiled, for rows in memory.
+
+Each step draws its batch (uniforms from the random stream, searched in the sampler's cdf
+inside the parallel assignment), labels it and moves the centers from one buffer into the
+other (_dense._minibatch_step), reassigns small centers onto rows of the batch when the
+schedule says so, and tells the schedule, which decides whether to stop (_schedule). The
+step-by-step loop in Python (mbk._sculley.run_steps) makes the same calls one by one.
+
+Steps run on n_threads threads or on one, whichever measures faster (ThreadChoice): the
+result does not depend on it.
+"""
+
+from cpython.exc cimport PyErr_CheckSignals
+from cython cimport floating
+from libc.math cimport NAN
+
+from mbk._dense cimport (
+    FiniteScan, ScratchArena, StepScratch, _center_shift, _check_step_shapes, _finish_scan,
+    _minibatch_step, _reassign_small_centers, _start_scan, _step_scratch, _worth_packing,
+)
+from mbk._rows cimport Rows, _fill_rows
+from mbk._sampling_kernels cimport RandomStream, RowTables, Sampling, _search_rows
+from mbk._schedule cimport Schedule
+from mbk._tuning cimport MAX_PROBE_PERIOD, PROBE_PERIOD, knobs
+
+from time import perf_counter
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------
+# Graceful degradation on a busy machine
+# ---------------------------------------------------------------------------------------------
+#
+# Results do not depend on the thread count, so fit may change it from one step to the next.
+# On a quiet machine every thread helps; next to a process that keeps one core busy, a team
+# of threads waits at every barrier for whichever of them the OS has descheduled, and one
+# thread alone is faster. Nothing tells which case holds, so fit measures it: after
+# PROBE_PERIOD steps, one step runs on the other thread count (a probe), and if it was clearly
+# faster (Tuning.probe_gain) than the steps since the last probe, that count takes over at
+# once. A probe that loses doubles the gap to the next one, up to MAX_PROBE_PERIOD steps (on a
+# quiet machine a probe costs most of a step again); a switch brings it back to PROBE_PERIOD.
+
+cdef struct ThreadChoice:
+    bint adaptive            # more than one thread to choose from
+    int incumbent            # 0: all the threads, 1: one
+    Py_ssize_t next_probe    # the step that runs on the other thread count
+    Py_ssize_t gap           # steps from the last probe to the next
+    double incumbent_time    # seconds of the incumbent's steps since the last probe
+    Py_ssize_t incumbent_steps
+
+
+cdef void _start_choice(ThreadChoice* choice, bint adaptive) noexcept nogil:
+    choice.adaptive = adaptive
+    choice.incumbent = 0
+    choice.next_probe = PROBE_PERIOD
+    choice.gap = PROBE_PERIOD
+    choice.incumbent_time = 0
+    choice.incumbent_steps = 0
+
+
+cdef inline int _step_threads(const ThreadChoice* choice, Py_ssize_t step) noexcept nogil:
+    """Which thread count step runs on (0: all, 1: one)."""
+    if choice.adaptive and step == choice.next_probe:
+        return 1 - choice.incumbent
+    return choice.incumbent
+
+
+cdef void _record_step(
+        ThreadChoice* choice, Py_ssize_t step, int used, double seconds) noexcept nogil:
+    """Count a step's time; after a probe, switch to its thread count if it was faster."""
+    if not choice.adaptive:
+        return
+    if used == choice.incumbent:
+        choice.incumbent_time += seconds
+        choice.incumbent_steps += 1
+        return
+    if (choice.incumbent_steps > 0
+            and seconds < knobs().probe_gain * choice.incumbent_time / choice.incumbent_steps):
+        choice.incumbent = used
+        choice.gap = PROBE_PERIOD
+    else:
+        choice.gap = min(2 * choice.gap, <Py_ssize_t> MAX_PROBE_PERIOD)
+    choice.next_probe = step + choice.gap
+    choice.incumbent_time = 0
+    choice.incumbent_steps = 0
+
+
+def thread_choices(Py_ssize_t n_steps, double all_threads_seconds, double one_thread_seconds):
+    """The thread count fit's steps would run on (0: all, 1: one), step by step, if every
+    step on all the threads took all_threads_seconds and on one one_thread_seconds (tests
+    only: the probes' schedule without timing)."""
+    cdef ThreadChoice choice
+    cdef Py_ssize_t step
+    cdef int team
+    _start_choice(&choice, True)
+    teams = []
+    for step in range(n_steps):
+        team = _step_threads(&choice, step)
+        _record_step(&choice, step, team,
+                     one_thread_seconds if team == 1 else all_threads_seconds)
+        teams.append(team)
+    return teams
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+def fit_steps(
+        const floating[:, :] X,                  # IN training data
+        centers,                                 # IN floating (n_clusters, n_features), C order
+        double[::1] weight_sums,                 # INOUT running weight per center
+        RowTables sampler,                       # IN the batches' distribution
+        RandomStream stream,                     # IN/OUT the random stream
+        Schedule schedule,                       # INOUT batch size, stopping, records
+        int n_threads,
+        bint scan_x=False):
+    """Run fit's steps from ``centers`` until the schedule stops them; returns (the array
+    holding the final centers: ``centers`` or a second buffer, the last batch inertia,
+    whether X is finite).
+
+    With ``scan_x``, X has not been scanned for NaN and infinity: the steps scan it, a piece
+    while each update leaves a thread idle and the rest at the end, and if it is not finite
+    the steps ran on meaningless values (the caller raises). Without, X counts as finite.
+    The steps use unit weights: the sampler draws rows in proportion to their weights.
+    """
+    cdef Py_ssize_t batch_size = schedule.batch_size, n_clusters, step = 0
+    spare = np.empty_like(centers)
+    cdef floating[:, ::1] current = centers
+    cdef floating[:, ::1] following = spare
+    cdef Rows batch
+    cdef StepScratch scratch
+    cdef StepScratch alone
+    cdef const StepScratch* teams[2]
+    cdef ScratchArena arena = ScratchArena()
+    cdef Sampling sampling
+    cdef Py_ssize_t[::1] rows = np.empty(batch_size, dtype=np.intp)
+    cdef int[::1] labels = np.empty(batch_size, dtype=np.int32)
+    cdef Py_ssize_t[::1] order = np.empty(batch_size, dtype=np.intp)
+    cdef signed char[::1] small
+    cdef double* uniforms
+    cdef double inertia = 0, shift = NAN, started
+    cdef bint reassign, want_shift = schedule.wants_center_shift
+    cdef ThreadChoice choice
+    cdef int team
+    cdef FiniteScan scan
+    cdef FiniteScan* step_scan = NULL
+    cdef Py_ssize_t n_moved
+
+    sampler.ready()
+    sampling = sampler.tables
+    if sampling.n_samples != X.shape[0]:
+        raise ValueError("the sampler must have one entry per row of X")
+    _fill_rows(&batch, X, rows, None)
+    n_clusters = current.shape[0]
+    _check_step_shapes(current, following, weight_sums, labels, batch_size, X.shape[1])
+    small = np.empty(n_clusters, dtype=np.int8)
+    _step_scratch(&scratch, arena, batch_size, n_clusters, X.shape[1], sizeof(floating),
+                  n_threads, _worth_packing(&batch, sizeof(floating)))
+    uniforms = <double*> arena.take(batch_size * sizeof(double))
+    sampling.uniforms = uniforms
+    sampling.rows = &rows[0]
+    # The two thread counts a step may run on (see ThreadChoice).
+    alone = scratch
+    alone.n_threads = 1
+    alone.n_update_threads = 1
+    teams[0] = &scratch
+    teams[1] = &alone
+    _start_choice(&choice, scratch.n_threads > 1 or scratch.n_update_threads > 1)
+    if scan_x:
+        _start_scan(&scan, X)
+        step_scan = &scan
+    schedule.restart_clock()
+    for step in range(schedule.n_steps):
+        stream.doubles(uniforms, batch_size)
+        reassign = schedule.reassign_now(weight_sums)
+        team = _step_threads(&choice, step)
+        started = perf_counter()
+        with nogil:
+            # With several threads, each searches the rows of the chunks it assigns; alone,
+            # one pass over the whole batch keeps more cache misses in flight.
+            if teams[team].n_threads == 1:
+                _search_rows(&sampling, 0, batch_size)
+            inertia = _minibatch_step(&batch, current, following, &weight_sums[0], &labels[0],
+                                      teams[team],
+                                      &sampling if teams[team].n_threads > 1 else NULL,
+                                      NULL, NULL, step_scan)
+        _record_step(&choice, step, team, perf_counter() - started)
+        n_moved = 0
+        if reassign:
+            n_moved = _reassign_small_centers(&batch, following, weight_sums,
+                                              schedule.reassignment_ratio, stream, &order[0],
+                                              &small[0])
+        if want_shift:
+            shift = _center_shift(following, current)
+        current, following = following, current
+        # Ctrl-C: Python's handler runs here, between steps, and raises KeyboardInterrupt.
+        PyErr_CheckSignals()
+        if schedule.record(inertia, shift, n_moved):
+            break
+    if scan_x:
+        with nogil:
+            _finish_scan(&scan, n_threads, &X[0, 0])
+    final = centers if schedule.steps_run % 2 == 0 else spare
+    return final, inertia, not scan_x or scan.finite

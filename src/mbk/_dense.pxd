@@ -54,11 +54,15 @@ cdef struct StepScratch:
     void* packed_rows         # (n_batch, n_features) the batch's rows in order, or NULL
 
 
+cdef enum:
+    # Blocks one ScratchArena holds, at most (a kernel call takes at most 14).
+    ARENA_BLOCKS = 16
+
+
 cdef class ScratchArena:
     # Memory for one kernel call: every block taken is freed with the arena, even on error.
-    cdef void** blocks
+    cdef void* blocks[ARENA_BLOCKS]
     cdef Py_ssize_t n_blocks
-    cdef Py_ssize_t capacity
     cdef void* take(self, size_t n_bytes) except NULL
 
 

@@ -17,7 +17,7 @@ Thread-count invariance (same bits for any number of threads) comes from three r
 
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, malloc
 
 from mbk._kernels cimport mbk_prefetch_row, mbk_prefetch_span, mbk_raise_flag, mbk_flag_raised
 from mbk._rows cimport (
@@ -96,18 +96,12 @@ cdef class ScratchArena:
         cdef Py_ssize_t i
         for i in range(self.n_blocks):
             free(self.blocks[i])
-        free(self.blocks)
 
     cdef void* take(self, size_t n_bytes) except NULL:
         """A new block of n_bytes (at least one), owned by the arena."""
         cdef void* block
-        cdef void** grown
-        if self.n_blocks == self.capacity:
-            grown = <void**> realloc(self.blocks, (2 * self.capacity + 8) * sizeof(void*))
-            if grown == NULL:
-                raise MemoryError("mbk kernel could not allocate its scratch table")
-            self.blocks = grown
-            self.capacity = 2 * self.capacity + 8
+        if self.n_blocks == ARENA_BLOCKS:
+            raise MemoryError("mbk kernel asked for more scratch blocks than an arena holds")
         block = malloc(n_bytes if n_bytes > 0 else 1)
         if block == NULL:
             raise MemoryError(f"mbk kernel could not allocate {n_bytes} bytes of scratch")
@@ -741,7 +735,7 @@ cdef int _step_scratch(
 ) except -1:
     """Allocate (owned by ``arena``) the scratch of steps on batches of n_batch rows; with
     ``pack_rows``, a copy of the batch's rows for the update (see _minibatch_step)."""
-    cdef Py_ssize_t n_sums
+    cdef Py_ssize_t n_sums, n_grouping
     cdef Py_ssize_t n_padded = _padded_count(n_clusters, itemsize == sizeof(double))
     n_threads = max(n_threads, 1)
     out.batch_order = n_clusters * n_features <= knobs().batch_order_sums
@@ -751,15 +745,22 @@ cdef int _step_scratch(
         n_threads, n_clusters, 2.0 * n_batch * n_features)
     out.n_threads = clamp_threads(n_threads, n_batch, n_clusters, n_features)
     out.prepared_centers = arena.take(n_padded * (n_features + 1) * itemsize)
-    out.row_tiles = arena.take(out.n_threads * _tile_scratch(n_features) * itemsize)
+    # Row tiles sized in doubles whatever the dtype, and the update's working set in one block:
+    # the kernels are sensitive to where their buffers land (see CHANGELOG), and this is the
+    # placement they were tuned with.
+    out.row_tiles = arena.take(out.n_threads * _tile_scratch(n_features) * sizeof(double))
     out.chunk_inertia = <double*> arena.take(_n_chunks(n_batch) * sizeof(double))
+    # The update's working set: sums, batch weights, and center by center the grouping of the
+    # batch by center.
     n_sums = (n_clusters if out.batch_order else out.n_update_threads) * n_features
-    out.sums = <double*> arena.take(n_sums * sizeof(double))
-    out.batch_weights = <double*> arena.take(n_clusters * sizeof(double))
+    n_grouping = 0 if out.batch_order else n_clusters + 1 + n_batch
+    out.sums = <double*> arena.take((n_sums + n_clusters) * sizeof(double)
+                                    + n_grouping * sizeof(Py_ssize_t))
+    out.batch_weights = out.sums + n_sums
     out.offsets = out.members = NULL
     if not out.batch_order:
-        out.offsets = <Py_ssize_t*> arena.take((n_clusters + 1) * sizeof(Py_ssize_t))
-        out.members = <Py_ssize_t*> arena.take(n_batch * sizeof(Py_ssize_t))
+        out.offsets = <Py_ssize_t*> (out.batch_weights + n_clusters)
+        out.members = out.offsets + n_clusters + 1
     out.packed_rows = arena.take(n_batch * n_features * itemsize) if pack_rows else NULL
     return 0
 

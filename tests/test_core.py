@@ -132,10 +132,7 @@ def test_minibatch_step_scans_its_batch_for_non_finite_values_only_without_indic
     labels = np.empty(len(X), dtype=np.int32)
     X[CHUNK + 1, 2] = np.nan
     before = centers.copy()
-    assert (
-        _core.minibatch_step(X, centers, centers, np.zeros(3), labels, check_finite=True)
-        is None
-    )
+    assert _core.minibatch_step(X, centers, centers, np.zeros(3), labels, check_finite=True) is None
     assert_array_equal(centers, before)  # a batch holding NaN moves no center
     with pytest.raises(ValueError, match="pass no sample_indices"):
         _core.minibatch_step(
@@ -228,9 +225,7 @@ def test_layouts_give_identical_results(dtype, layout, update_order):
         step = _core.minibatch_step(data, centers, new, sums, step_labels, rows, None, 2)
         weighted = np.empty_like(centers)
         weighted_sums = np.ones(5)
-        _core.minibatch_step(
-            data, centers, weighted, weighted_sums, step_labels, rows, weights, 2
-        )
+        _core.minibatch_step(data, centers, weighted, weighted_sums, step_labels, rows, weights, 2)
         return labels, total, out, new, sums, step, weighted, weighted_sums
 
     for expected, got in zip(run(X), run(other), strict=True):
@@ -312,9 +307,7 @@ def test_kernels_are_bitwise_identical_for_any_thread_count(dtype, update_order)
         new = np.empty_like(centers)
         sums = np.arange(12, dtype=np.float64)
         step_labels = np.empty(len(rows), dtype=np.int32)
-        step = _core.minibatch_step(
-            X, centers, new, sums, step_labels, rows, weights, n_threads
-        )
+        step = _core.minibatch_step(X, centers, new, sums, step_labels, rows, weights, n_threads)
         out = np.empty((len(X), 12), dtype=dtype)
         _core.euclidean_distances(X, centers, out, n_threads)
         results.append((labels, total, new, sums, step, out))
@@ -356,9 +349,7 @@ def test_kernel_argument_checks():
     with pytest.raises(ValueError, match="sample_weight"):
         _core.assign_labels(X, centers, np.empty(10, np.int32), None, np.ones(9))
     with pytest.raises(ValueError, match="match centers_old"):
-        _core.minibatch_step(
-            X, centers, np.empty((3, 3)), np.zeros(2), np.empty(10, np.int32)
-        )
+        _core.minibatch_step(X, centers, np.empty((3, 3)), np.zeros(2), np.empty(10, np.int32))
     with pytest.raises(ValueError, match="out must have shape"):
         _core.euclidean_distances(X, centers, np.empty((10, 3)))
 

@@ -134,7 +134,7 @@ def test_fit_may_change_its_thread_count_between_steps(dtype):
     # fit probes one thread against all of them every 32 steps and keeps the faster (for
     # busy machines); the thread count never changes a result. A gain of infinity makes
     # every probe win (the count alternates), 0 makes none win.
-    from mbk import _sculley_loop, _tuning
+    from mbk import _tuning
 
     X, _ = make_blobs(6000, 6, 20, dtype=dtype, seed=3)
     fits = []

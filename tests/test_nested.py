@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_limits
 import mbk
 from _reference import inertia, nearest_centers
 from conftest import make_blobs
-from mbk import _core, _dense, _nested_kernels, _tuning
+from mbk import _dense, _nested_kernels, _tuning
 
 HOUSING_CSV = os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "california_housing.csv"

@@ -1,10 +1,10 @@
 """mbk's compiled entry points: assign, step (assign then update), accumulate and apply (the
-update's two halves), distances, the finiteness scan and the reassignment.
+update's two halves), distances and the finiteness scan.
 
 Each ``def`` here takes arrays, checks their shapes, builds the row view (_rows.pxd) and its
 scratch, releases the GIL and calls the dense kernel family (_dense). Python validates the
-data once per public call before it gets here (mbk._sources); fit's loop of steps has its own
-entry point (_sculley_loop.fit_steps).
+data once per public call before it gets here (mbk._sources); the steps with their schedule
+(reassignment, early stopping) have theirs in _sculley_loop.
 """
 
 from cython cimport floating
@@ -13,15 +13,12 @@ from cython.parallel cimport prange, threadid
 from mbk._dense cimport (
     Centers, FiniteScan, ScratchArena, StepScratch, _accumulate, _apply, _assign_rows,
     _batch_weights, _check_centers, _check_step_shapes, _distance_chunk, _finish_scan,
-    _minibatch_step, _padded_count, _prepare_centers, _reassign_small_centers, _scan_until,
-    _start_scan, _step_scratch, _tile_scratch, _worth_packing,
+    _minibatch_step, _padded_count, _prepare_centers, _scan_until, _start_scan, _step_scratch,
+    _tile_scratch, _worth_packing,
 )
 from mbk._kernels cimport MBK_OPENMP_ENABLED, mbk_omp_max_threads
 from mbk._rows cimport CHUNK_ROWS, Rows, _fill_rows, _n_chunks
-from mbk._sampling_kernels cimport RandomStream
 from mbk._tuning cimport clamp_threads
-
-import numpy as np
 
 OPENMP_ENABLED = bool(MBK_OPENMP_ENABLED)
 CHUNK_SIZE = CHUNK_ROWS
@@ -176,7 +173,8 @@ def minibatch_step(
     cdef char* chunk_finite = NULL
     cdef bint finite = True
     _fill_rows(&rows, X, sample_indices, sample_weight)
-    _check_step_shapes(centers_old, centers_new, weight_sums, labels, rows.n_rows, X.shape[1])
+    _check_step_shapes(centers_old, centers_new, weight_sums, labels.shape[0], rows.n_rows,
+                       X.shape[1])
     _step_scratch(&scratch, arena, rows.n_rows, centers_old.shape[0], X.shape[1],
                   sizeof(floating), n_threads, _worth_packing(&rows, sizeof(floating)))
     if check_finite:
@@ -270,29 +268,3 @@ def apply(
     with nogil:
         _apply(centers_old, centers_new, &weight_sums[0], &sums[0, 0], &batch_weights[0],
                seeded)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reassignment
-# ---------------------------------------------------------------------------------------------
-
-def reassign_small_centers(
-        const floating[:, :] X,                              # IN the batch's data
-        floating[:, ::1] centers,                            # INOUT
-        double[::1] weight_sums,                             # INOUT (n_clusters,)
-        double ratio,
-        random_state,                                        # IN/OUT numpy RandomState
-        const Py_ssize_t[::1] sample_indices=None):          # IN the batch; None = all rows
-    """Move the centers whose running weight is below ratio times the largest onto random
-    rows of the batch, as scikit-learn does (see _dense._reassign_small_centers); returns
-    how many moved."""
-    cdef Rows batch
-    cdef Py_ssize_t[::1] order
-    cdef signed char[::1] small = np.empty(weight_sums.shape[0], dtype=np.int8)
-    _fill_rows(&batch, X, sample_indices, None)
-    _check_centers(centers, X.shape[1])
-    if weight_sums.shape[0] != centers.shape[0] or batch.n_rows == 0:
-        raise ValueError("weight_sums must match the centers, and the batch must have rows")
-    order = np.empty(batch.n_rows, dtype=np.intp)
-    return _reassign_small_centers(&batch, centers, weight_sums, ratio,
-                                   RandomStream(random_state), &order[0], &small[0])

@@ -119,7 +119,7 @@ cdef double _minibatch_step(
     char* chunk_finite=*, bint* finite=*, FiniteScan* scan=*) noexcept nogil
 cdef int _check_step_shapes(
     const floating[:, ::1] centers_old, floating[:, ::1] centers_new,
-    double[::1] weight_sums, int[::1] labels, Py_ssize_t n_batch, Py_ssize_t n_features,
+    double[::1] weight_sums, Py_ssize_t n_labels, Py_ssize_t n_batch, Py_ssize_t n_features,
 ) except -1
 cdef double _center_shift(
     const floating[:, ::1] a, const floating[:, ::1] b) noexcept nogil

@@ -855,13 +855,13 @@ cdef void _update_beside_scan(
 
 cdef int _check_step_shapes(
         const floating[:, ::1] centers_old, floating[:, ::1] centers_new,
-        double[::1] weight_sums, int[::1] labels, Py_ssize_t n_batch, Py_ssize_t n_features,
+        double[::1] weight_sums, Py_ssize_t n_labels, Py_ssize_t n_batch, Py_ssize_t n_features,
 ) except -1:
     _check_centers(centers_old, n_features)
     if (centers_new.shape[0] != centers_old.shape[0] or centers_new.shape[1] != n_features
             or weight_sums.shape[0] != centers_old.shape[0]):
         raise ValueError("centers_new and weight_sums must match centers_old")
-    if labels.shape[0] != n_batch:
+    if n_labels != n_batch:
         raise ValueError("labels must have one entry per batch row")
     if n_batch == 0:
         raise ValueError("a mini-batch step needs at least one row")

@@ -8,12 +8,8 @@ the random draws come in the same order, so the same ``random_state`` picks the 
 import numpy as np
 
 from . import _seeding_kernels
-from ._validation import (
-    as_float_array,
-    check_random_state,
-    check_sample_weight,
-    resolve_n_threads,
-)
+from ._sources import check_sample_weight, open_dense, row_blocks
+from ._validation import check_random_state, resolve_n_threads
 
 
 def _row_sq_norms(X):
@@ -27,14 +23,10 @@ def _sq_norms64(X):
     if X.dtype == np.float64 and X.flags.c_contiguous:
         return _row_sq_norms(X)
     norms = np.empty(X.shape[0])
-    for start in range(0, X.shape[0], _NORM_ROWS):
-        norms[start : start + _NORM_ROWS] = _row_sq_norms(
-            np.ascontiguousarray(X[start : start + _NORM_ROWS], dtype=np.float64)
-        )
+    for start, block in row_blocks(X, dtype=np.float64):
+        norms[start : start + block.shape[0]] = _row_sq_norms(block)
     return norms
 
-
-_NORM_ROWS = 65536
 
 # Largest packed copy of X that k-means++ makes to speed up its distance passes
 # (the init subsample of a fit is 3 * batch_size rows: far below).
@@ -139,8 +131,8 @@ def kmeans_plusplus(
     indices : ndarray of shape (n_clusters,)
         Row of X that each seed was taken from.
     """
-    X = as_float_array(X)
-    n_samples = X.shape[0]
+    source = open_dense(X)
+    n_samples = source.n_samples
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
         raise TypeError(f"n_clusters must be an int; got {n_clusters!r}.")
     if not 1 <= n_clusters <= n_samples:
@@ -156,11 +148,11 @@ def kmeans_plusplus(
             f"The length of x_squared_norms {np.shape(x_squared_norms)[0]} should be equal "
             f"to the length of n_samples {n_samples}."
         )
-    weights = check_sample_weight(sample_weight, n_samples, X.dtype)
+    weights = check_sample_weight(sample_weight, n_samples, source.dtype)
     if weights is None:
-        weights = np.ones(n_samples, dtype=X.dtype)
+        weights = np.ones(n_samples, dtype=source.dtype)
     elif (weights < 0).any():
         raise ValueError("sample_weight must be non-negative for k-means++ seeding.")
     return kmeans_plusplus_seeds(
-        X, int(n_clusters), weights, check_random_state(random_state), n_local_trials
+        source.X, int(n_clusters), weights, check_random_state(random_state), n_local_trials
     )

@@ -29,7 +29,8 @@ minimum, or the sample's inertia picked the wrong one).
 
 The compiled rounds are ``_nested_kernels.nested_rounds`` (which also applies the doubling
 rule and the stopping rules); this module drives them: seeding and swaps, growing the batch,
-max_iter. The estimator decides that it runs.
+max_iter. ``fit`` is the driver's entry, from a source to the state a fitted model keeps
+(the estimator picks it with algorithm="nested").
 """
 
 import math
@@ -37,16 +38,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core, _nested_kernels
+from . import _core, _nested_kernels, _sculley
+from ._init import given_centers, seed_centers
+from ._state import SculleyState
+from ._validation import warn_user
+
+# Parameters of Sculley's algorithm that nested runs do not use, with their defaults.
+_SCULLEY_ONLY = {"max_no_improvement": 10, "reassignment_ratio": 0.01}
 
 # Double the batch when every center's movement is below its standard error / RHO. Chosen by
 # measurement on the benchmark workloads (bench/nested.py): smaller values double earlier.
 RHO = 1.0
-# Seedings tried by n_init="auto": each is settled to a Lloyd fixed point of the first batch,
-# and the best goes on. On California housing (k = 6, 8, 20) one seeding in three to five
-# ends in a local minimum 2-9% above the best, which swaps do not leave; three bring that
-# to 4-7% of runs for about a millisecond each (five: 0-4%, for a quarter more time).
-NESTED_AUTO_N_INIT = 3
 # With several seedings, each settles on the first part of the first batch: half of it, but
 # at least this many rows per cluster (the local minima are decided by then, at half the
 # cost).
@@ -312,3 +314,58 @@ def fit_nested(X, sample_weight, random_state, seed_centers, *, n_clusters, n_in
     )  # fmt: skip
     result.n_passes = math.ceil((visits + used) / n_samples)
     return result
+
+
+def working_bytes(params, settings, incoming):
+    """An estimate of the memory a nested fit allocates besides the rows, in bytes: the
+    seeding's (as Sculley's), and per row the permutation, labels, three bounds, runner,
+    change lists and a round's working set; a copy of X when its rows are not contiguous."""
+    n_samples, n_features = incoming.shape
+    copy = 0 if incoming.c_contiguous else n_samples * n_features * incoming.dtype.itemsize
+    return _sculley.working_bytes(params, settings, incoming) + n_samples * 88 + copy
+
+
+def fit(source, params, settings, random_state, n_threads):
+    """fit with algorithm="nested" on the source's rows; returns the SculleyState (whose
+    running weights let a later partial_fit with algorithm="sculley" continue)."""
+    source.check_finite(n_threads)  # every round reads all of the rows
+    given = given_centers(params, source.n_features, source.dtype)
+    for name, default in _SCULLEY_ONLY.items():
+        if getattr(params, name) != default:
+            warn_user(
+                f"{name}={getattr(params, name)!r} has no effect with algorithm='nested' "
+                "(it belongs to Sculley's algorithm).",
+                UserWarning,
+            )
+    tol = params.tol * source.mean_variance() if params.tol > 0 else 0.0
+
+    def seed(X_sample, weight_sample):
+        if given is not None:
+            return given
+        return seed_centers(X_sample, weight_sample, params, random_state, n_threads)
+
+    result = fit_nested(
+        source.X,
+        source.sample_weight,
+        random_state,
+        seed,
+        n_clusters=params.n_clusters,
+        n_init=settings.n_init,
+        init_size=settings.init_size,
+        max_iter=params.max_iter,
+        tol=tol,
+        n_threads=n_threads,
+        verbose=params.verbose,
+    )
+    # Running weights for a later partial_fit: each center has seen the weight of its rows.
+    weights = None if source.sample_weight is None else source.sample_weight.astype(np.float64)
+    return SculleyState(
+        centers=result.centers,
+        weight_sums=np.bincount(result.labels, weights, params.n_clusters).astype(np.float64),
+        settings=settings,
+        n_steps=result.n_rounds,
+        n_iter=result.n_passes,
+        feature_names=source.feature_names,
+        inertia=result.inertia,
+        labels=result.labels if params.compute_labels else None,
+    )

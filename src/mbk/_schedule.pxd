@@ -15,7 +15,9 @@ cdef class Schedule:
     cdef readonly Py_ssize_t max_no_improvement   # -1: no inertia test
     cdef readonly double alpha                # the EWA's weight of a new batch
     cdef readonly int verbose
-    cdef readonly list listeners
+    cdef readonly tuple listeners
+    cdef readonly bint early_stopping         # whether the loop may stop before n_steps
+    cdef readonly bint wants_center_shift     # tol or a listener needs each step's shift
     # State
     cdef public Py_ssize_t n_since_last_reassign  # rows seen since the last reassignment
     cdef public Py_ssize_t no_improvement

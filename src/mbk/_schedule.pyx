@@ -98,22 +98,14 @@ cdef class Schedule:
         self.max_no_improvement = -1 if max_no_improvement is None else max_no_improvement
         self.n_since_last_reassign = n_since_last_reassign
         self.first_step = first_step
-        self.listeners = list(listeners)
+        self.listeners = tuple(listeners)
+        self.early_stopping = self.n_steps > 0
+        self.wants_center_shift = tol > 0 or bool(self.listeners)
         self.steps_run = 0
         self.no_improvement = 0
         self.stop_reason = None
         self.has_ewa = self.has_ewa_min = False
         self.started = perf_counter()
-
-    @property
-    def early_stopping(self):
-        """Whether the loop may stop before its planned steps (fit, not partial_fit)."""
-        return self.n_steps > 0
-
-    @property
-    def wants_center_shift(self):
-        """Whether a loop must compute each step's center shift for this schedule."""
-        return self.tol > 0 or bool(self.listeners)
 
     @property
     def ewa_inertia(self):
@@ -217,4 +209,3 @@ cdef class Schedule:
         if stop and self.stop_reason is None:
             self.stop_reason = STOPPED_BY_LISTENER
         return 0
-

@@ -18,7 +18,7 @@ from mbk._dense cimport (
     FiniteScan, ScratchArena, StepScratch, _center_shift, _check_step_shapes, _finish_scan,
     _minibatch_step, _reassign_small_centers, _start_scan, _step_scratch, _worth_packing,
 )
-from mbk._rows cimport Rows, _fill_rows
+from mbk._rows cimport Rows, _fill_rows, _n_chunks
 from mbk._sampling_kernels cimport RandomStream, RowTables, Sampling, _search_rows
 from mbk._schedule cimport Schedule
 from mbk._tuning cimport MAX_PROBE_PERIOD, PROBE_PERIOD, knobs
@@ -103,6 +103,82 @@ def thread_choices(Py_ssize_t n_steps, double all_threads_seconds, double one_th
 
 
 # ---------------------------------------------------------------------------------------------
+# What follows every step
+# ---------------------------------------------------------------------------------------------
+
+cdef bint _after_step(
+        Schedule schedule,
+        bint reassign,                           # IN what the schedule said before the step
+        const Rows* batch,                       # IN the step's batch
+        floating[:, ::1] centers,                # INOUT the centers after the step
+        const floating[:, ::1] before,           # IN the centers before it (for the shift)
+        double[::1] weight_sums,                 # INOUT
+        RandomStream stream,                     # IN/OUT the reassignment's draws
+        double inertia,                          # IN the step's batch inertia
+        Py_ssize_t* order,                       # TMP (batch.n_rows,)
+        signed char* small,                      # TMP (n_clusters,)
+) except -1:
+    """Reassign small centers onto batch rows if the schedule said so, measure the centers'
+    shift if it is wanted, and record the step; returns whether the loop stops."""
+    cdef Py_ssize_t n_moved = 0
+    cdef double shift = NAN
+    if reassign:
+        n_moved = _reassign_small_centers(batch, centers, weight_sums,
+                                          schedule.reassignment_ratio, stream, order, small)
+    if schedule.wants_center_shift:
+        shift = _center_shift(centers, before)
+    return schedule.record(inertia, shift, n_moved)
+
+
+def scheduled_step(
+        const floating[:, :] X,                  # IN the batch's data
+        floating[:, ::1] centers,                # INOUT moved in place
+        double[::1] weight_sums,                 # INOUT running weight per center
+        Schedule schedule,                       # INOUT
+        RandomStream stream,                     # IN/OUT the reassignment's draws
+        const Py_ssize_t[::1] sample_indices=None,   # IN the batch; None = all rows of X
+        sample_weight=None,             # IN floating[::1] per row of X; None = unit
+        int n_threads=1,
+        bint check_finite=False):
+    """One step of the step-by-step loop (mbk._sculley.run_steps) with its schedule: what
+    fit's compiled loop does for each of its steps, on a batch given here.
+
+    Returns whether the loop stops after it; or None when, with ``check_finite`` (all rows
+    of X only), the batch holds NaN or infinity: then nothing moved and the schedule did not
+    record the step.
+    """
+    cdef Rows batch
+    cdef StepScratch scratch
+    cdef ScratchArena arena = ScratchArena()
+    cdef char* chunk_finite = NULL
+    cdef bint finite = True, reassign
+    cdef double inertia
+    cdef int* labels
+    cdef floating[:, ::1] before = centers
+    _fill_rows(&batch, X, sample_indices, sample_weight)
+    _check_step_shapes(centers, centers, weight_sums, batch.n_rows, batch.n_rows, X.shape[1])
+    _step_scratch(&scratch, arena, batch.n_rows, centers.shape[0], X.shape[1],
+                  sizeof(floating), n_threads, _worth_packing(&batch, sizeof(floating)))
+    labels = <int*> arena.take(batch.n_rows * sizeof(int))
+    if check_finite:
+        if sample_indices is not None:
+            raise ValueError("check_finite scans all rows of X: pass no sample_indices")
+        chunk_finite = <char*> arena.take(_n_chunks(batch.n_rows))
+    reassign = schedule.reassign_now(weight_sums)
+    if schedule.wants_center_shift:
+        before = np.array(centers, copy=True)
+    with nogil:
+        inertia = _minibatch_step(&batch, centers, centers, &weight_sums[0], labels, &scratch,
+                                  NULL, chunk_finite, &finite)
+    if not finite:
+        return None
+    return _after_step(schedule, reassign, &batch, centers, before, weight_sums, stream,
+                       inertia,
+                       <Py_ssize_t*> arena.take(batch.n_rows * sizeof(Py_ssize_t)),
+                       <signed char*> arena.take(weight_sums.shape[0]))
+
+
+# ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
 
@@ -139,13 +215,12 @@ def fit_steps(
     cdef Py_ssize_t[::1] order = np.empty(batch_size, dtype=np.intp)
     cdef signed char[::1] small
     cdef double* uniforms
-    cdef double inertia = 0, shift = NAN, started
-    cdef bint reassign, want_shift = schedule.wants_center_shift
+    cdef double inertia = 0, started
+    cdef bint reassign, stop
     cdef ThreadChoice choice
     cdef int team
     cdef FiniteScan scan
     cdef FiniteScan* step_scan = NULL
-    cdef Py_ssize_t n_moved
 
     sampler.ready()
     sampling = sampler.tables
@@ -153,7 +228,8 @@ def fit_steps(
         raise ValueError("the sampler must have one entry per row of X")
     _fill_rows(&batch, X, rows, None)
     n_clusters = current.shape[0]
-    _check_step_shapes(current, following, weight_sums, labels, batch_size, X.shape[1])
+    _check_step_shapes(current, following, weight_sums, labels.shape[0], batch_size,
+                       X.shape[1])
     small = np.empty(n_clusters, dtype=np.int8)
     _step_scratch(&scratch, arena, batch_size, n_clusters, X.shape[1], sizeof(floating),
                   n_threads, _worth_packing(&batch, sizeof(floating)))
@@ -186,17 +262,12 @@ def fit_steps(
                                       &sampling if teams[team].n_threads > 1 else NULL,
                                       NULL, NULL, step_scan)
         _record_step(&choice, step, team, perf_counter() - started)
-        n_moved = 0
-        if reassign:
-            n_moved = _reassign_small_centers(&batch, following, weight_sums,
-                                              schedule.reassignment_ratio, stream, &order[0],
-                                              &small[0])
-        if want_shift:
-            shift = _center_shift(following, current)
+        stop = _after_step(schedule, reassign, &batch, following, current, weight_sums, stream,
+                           inertia, &order[0], &small[0])
         current, following = following, current
         # Ctrl-C: Python's handler runs here, between steps, and raises KeyboardInterrupt.
         PyErr_CheckSignals()
-        if schedule.record(inertia, shift, n_moved):
+        if stop:
             break
     if scan_x:
         with nogil:

@@ -1,22 +1,28 @@
-"""Input checks, run once per public call before any work.
+"""Parameter checks, the settings resolved from the first data, and the process's resources.
 
-The rule is scikit-learn's (float32 stays float32, every other number becomes float64; 2-D,
-non-empty, finite), with one difference that matters for large data: an array that already has
-the right dtype is used as it is, whatever its memory layout. Fortran-ordered, strided,
-read-only and memory-mapped arrays are read in place by the kernels; nothing is copied.
+``check_params`` turns the estimator's constructor parameters into a checked, frozen
+``Params`` once per fit and first partial_fit, as scikit-learn validates them (a later
+partial_fit reads them as they are, as scikit-learn's does);
+``resolve_settings`` derives what scikit-learn derives from the first data it sees (the batch
+size, the init subsample's size, the number of inits), which a fitted model keeps. The data
+itself is checked where it becomes rows, in ``mbk._sources``.
 """
 
+import math
 import numbers
 import os
+import sys
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import _core
 
-_FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
-# Rows per block when an exact finiteness scan is needed (bounded temporary memory).
-_SCAN_ROWS = 65536
+ALGORITHMS = ("sculley", "nested")
+# Seedings n_init="auto" tries with algorithm="nested": each is settled to a Lloyd fixed point
+# of the first batch, and the best goes on (see mbk._nested; CHANGELOG has the measurements).
+NESTED_AUTO_N_INIT = 3
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -27,156 +33,175 @@ class InvalidParameterError(ValueError, TypeError):
     """
 
 
-def _is_sparse(X):
-    return hasattr(X, "tocsr") and hasattr(X, "nnz")
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def feature_names_of(X):
-    """Column names of a DataFrame-like X when they are all strings, else None."""
-    columns = getattr(X, "columns", None)
-    if columns is None or isinstance(X, np.ndarray):
-        return None
-    names = np.asarray(list(columns), dtype=object)
-    if len(names) == 0:
-        return None
-    types = sorted({type(name).__qualname__ for name in names})
-    if len(types) > 1 and "str" in types:
-        raise TypeError(
-            "Feature names are only supported if all input features have string names, "
-            f"but your input has {types} as feature name / column name types. Convert them "
-            "all to strings (X.columns = X.columns.astype(str)) or drop the names."
-        )
-    return names if types == ["str"] else None
+def warn_user(message, category):
+    """Warn, attributing the warning to the first caller outside mbk."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.dirname(
+        os.path.abspath(frame.f_code.co_filename)
+    ).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
-def _has_extension_dtypes(X):
-    dtypes = getattr(X, "dtypes", None)
-    if dtypes is None or not hasattr(X, "to_numpy") or isinstance(X, np.ndarray):
-        return False
-    if not hasattr(dtypes, "__iter__"):  # a pandas Series has one dtype
-        dtypes = [dtypes]
-    return any(not isinstance(dtype, np.dtype) for dtype in dtypes)
+# -- parameters -------------------------------------------------------------------------------
 
 
-def _target_dtype(dtype):
-    return dtype if dtype in _FLOAT_DTYPES else np.dtype(np.float64)
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The estimator's constructor parameters, checked (see MiniBatchKMeans for each)."""
+
+    n_clusters: int
+    init: object  # "k-means++", "random", a callable or an array-like of centers
+    max_iter: int
+    batch_size: int
+    verbose: int
+    compute_labels: bool
+    random_state: object
+    tol: float
+    max_no_improvement: int | None
+    init_size: int | None
+    n_init: object  # "auto" or an int
+    reassignment_ratio: float
+    n_threads: int | None
+    algorithm: str
+
+    @property
+    def init_kind(self):
+        """ "k-means++", "random", "callable" or "array"."""
+        if isinstance(self.init, str):
+            return self.init
+        return "callable" if callable(self.init) else "array"
 
 
-def as_float_array(X, *, input_name="X", dtype=None, finite=True, n_threads=1):
-    """X as a 2-D float32/float64 ndarray, copying only when the dtype or byte order must change.
-
-    ``dtype`` forces a dtype (used after fit, where data is cast to the centers' dtype).
-    ``finite=False`` skips the NaN/infinity scan, for a caller whose kernel scans X as it
-    reads it (predict). ``n_threads`` threads run the scan.
-    """
-    if _is_sparse(X):
-        raise TypeError(
-            f"Sparse input is not supported yet: {input_name} is a sparse "
-            f"{type(X).__name__}. Convert it with {input_name}.toarray() first."
-        )
-    if isinstance(X, np.matrix):
-        raise TypeError(
-            f"np.matrix is not supported for {input_name}; convert it with np.asarray first."
-        )
-    if _has_extension_dtypes(X):
-        # pandas nullable columns (Float64, Int64, ...): missing values become NaN, which the
-        # finiteness check then reports by name.
-        X = X.to_numpy(dtype=np.float64, na_value=np.nan)
-    # np.asarray of an ndarray subclass (memmap, masked array) is a plain view: no copy.
-    array = np.asarray(X)
-    if array.dtype.kind == "c":
-        raise ValueError(f"Complex data not supported: {input_name} has dtype {array.dtype}.")
-    if array.dtype.kind not in "biuf":
-        if array.dtype.kind in "OV":
-            array = np.asarray(array, dtype=np.float64)  # numbers in an object array: fine
-        else:
-            raise TypeError(f"{input_name} must hold numbers; got an array of dtype {array.dtype}.")
-    if array.ndim != 2:
-        if array.ndim == 1:
-            raise ValueError(
-                f"Expected 2D array, got 1D array instead: {input_name} has shape "
-                f"{array.shape}. Reshape your data either using array.reshape(-1, 1) if your "
-                "data has a single feature or array.reshape(1, -1) if it contains a single "
-                "sample."
-            )
-        raise ValueError(
-            f"Expected 2D array, got {array.ndim}D array instead ({input_name} has shape "
-            f"{array.shape})."
-        )
-    n_samples, n_features = array.shape
-    if n_samples < 1:
-        raise ValueError(
-            f"Found array with 0 sample(s) (shape={array.shape}) while a minimum of 1 is required."
-        )
-    if n_features < 1:
-        raise ValueError(
-            f"Found array with 0 feature(s) (shape={array.shape}) while a minimum of 1 is required."
-        )
-    target = np.dtype(dtype) if dtype is not None else _target_dtype(array.dtype)
-    if array.dtype != target or not array.dtype.isnative:
-        array = array.astype(target.newbyteorder("="))
-    elif (
-        not array.flags.aligned
-        or array.strides[0] % target.itemsize
-        or (array.strides[1] % target.itemsize)
-    ):
-        array = np.ascontiguousarray(array)
-    if finite:
-        check_finite(array, input_name, n_threads)
-    return array
+_PARAM_NAMES = tuple(Params.__dataclass_fields__)
 
 
-def check_finite(array, input_name, n_threads=1):
-    """Raise ValueError if the 2-D float array holds NaN or infinity (scanned in place)."""
-    if _core.all_finite(array, n_threads):
+def _check_int(name, value, minimum, allow_none=False, allow_bool=False):
+    if value is None and allow_none:
         return
-    report_non_finite(array, input_name)
-
-
-def report_non_finite(array, input_name):
-    """Raise the ValueError that names what is wrong with an array known to be non-finite."""
-    has_nan = has_inf = False
-    for start in range(0, array.shape[0], _SCAN_ROWS):
-        block = array[start : start + _SCAN_ROWS]
-        has_nan = has_nan or bool(np.isnan(block).any())
-        has_inf = has_inf or bool(np.isinf(block).any())
-    if has_nan:
-        raise ValueError(f"Input {input_name} contains NaN.")
-    if has_inf:
-        raise ValueError(
-            f"Input {input_name} contains infinity or a value too large for {array.dtype!r}."
+    if (isinstance(value, bool) and not allow_bool) or not isinstance(value, numbers.Integral):
+        kind = "an int or None" if allow_none else "an int"
+        raise InvalidParameterError(
+            f"{name} must be {kind}; got {value!r} of type {type(value).__name__}."
         )
+    if value < minimum:
+        raise InvalidParameterError(f"{name} must be >= {minimum}; got {value}.")
 
 
-def check_sample_weight(sample_weight, n_samples, dtype):
-    """Weights as a C-contiguous (n_samples,) array of ``dtype``, or None for unit weights."""
-    if sample_weight is None:
-        return None
-    if isinstance(sample_weight, numbers.Number):
-        weights = np.full(n_samples, sample_weight, dtype=dtype)
-    else:
-        if _is_sparse(sample_weight):
-            raise TypeError("sample_weight must be a dense array, not a sparse matrix.")
-        weights = np.asarray(sample_weight)
-        if weights.dtype.kind not in "biuf":
-            if weights.dtype.kind == "O":
-                weights = weights.astype(np.float64)
-            else:
-                raise TypeError(f"sample_weight must hold real numbers; got dtype {weights.dtype}.")
-        if weights.ndim != 1:
-            raise ValueError(
-                f"Sample weights must be 1D array or scalar, got {weights.ndim}D array. "
-                f"Expected either a scalar value or a 1D array of length {n_samples}."
+def _check_real(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidParameterError(f"{name} must be a real number; got {value!r}.")
+    if not minimum <= value < math.inf:  # also refuses NaN
+        raise InvalidParameterError(f"{name} must be finite and >= {minimum}; got {value}.")
+
+
+def _is_array_like(value):
+    return hasattr(value, "__array__") or (hasattr(value, "__len__") and not isinstance(value, str))
+
+
+def check_params(estimator):
+    """The estimator's parameters, checked; InvalidParameterError names the first bad one."""
+    params = Params(*[getattr(estimator, name) for name in _PARAM_NAMES])
+    _check_int("n_clusters", params.n_clusters, 1)
+    init = params.init
+    if isinstance(init, str):
+        if init not in ("k-means++", "random"):
+            raise InvalidParameterError(
+                f"init must be 'k-means++', 'random', a callable or an array; got {init!r}."
             )
-        if weights.shape[0] != n_samples:
-            raise ValueError(f"sample_weight.shape == {weights.shape}, expected {(n_samples,)}!")
-        weights = np.ascontiguousarray(weights, dtype=dtype)
-    if not np.isfinite(weights).all():
-        kind = "NaN" if np.isnan(weights).any() else "infinity"
-        raise ValueError(f"Input sample_weight contains {kind}.")
-    if not weights.any():
-        raise ValueError("Sample weights must contain at least one non-zero number.")
-    return weights
+    elif not callable(init) and not _is_array_like(init):
+        raise InvalidParameterError(
+            f"init must be 'k-means++', 'random', a callable or an array; got {init!r}."
+        )
+    _check_int("max_iter", params.max_iter, 1)
+    _check_int("batch_size", params.batch_size, 1)
+    _check_int("verbose", params.verbose, 0, allow_bool=True)
+    if not isinstance(params.compute_labels, (bool, np.bool_)):
+        raise InvalidParameterError(
+            f"compute_labels must be a bool; got {params.compute_labels!r}."
+        )
+    _check_real("tol", params.tol, 0)
+    _check_int("max_no_improvement", params.max_no_improvement, 0, allow_none=True)
+    _check_int("init_size", params.init_size, 1, allow_none=True)
+    if not (isinstance(params.n_init, str) and params.n_init == "auto"):
+        if isinstance(params.n_init, str):
+            raise InvalidParameterError(
+                f"n_init must be 'auto' or an int >= 1; got {params.n_init!r}."
+            )
+        _check_int("n_init", params.n_init, 1)
+    _check_real("reassignment_ratio", params.reassignment_ratio, 0)
+    _check_int("n_threads", params.n_threads, 1, allow_none=True)
+    if not isinstance(params.algorithm, str) or params.algorithm not in ALGORITHMS:
+        raise InvalidParameterError(
+            f"algorithm must be 'sculley' or 'nested'; got {params.algorithm!r}."
+        )
+    try:
+        check_random_state(params.random_state, validate_only=True)
+    except ValueError as error:
+        raise InvalidParameterError(str(error)) from None
+    return params
+
+
+# -- settings resolved from the first data ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What scikit-learn resolves from the first data it sees, kept by a fitted model.
+
+    batch_size : rows per mini-batch, min(batch_size, n_samples).
+    init_size : rows the initialisation runs on.
+    n_init : initialisations tried.
+    """
+
+    batch_size: int
+    init_size: int
+    n_init: int
+
+
+def resolve_settings(params, n_samples, estimator_name="MiniBatchKMeans"):
+    """The settings for a first fit on n_samples rows, as scikit-learn resolves them (with
+    its warnings for an init_size below n_clusters and for n_init with given centers)."""
+    n_clusters = params.n_clusters
+    if n_samples < n_clusters:
+        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={n_clusters}.")
+    batch_size = min(params.batch_size, n_samples)
+    init_size = params.init_size
+    if init_size is None:
+        init_size = 3 * batch_size
+        if init_size < n_clusters:
+            init_size = 3 * n_clusters
+    elif init_size < n_clusters:
+        warn_user(
+            f"init_size={init_size} should be larger than n_clusters={n_clusters}. "
+            "Setting it to min(3*n_clusters, n_samples)",
+            RuntimeWarning,
+        )
+        init_size = 3 * n_clusters
+    init_size = min(init_size, n_samples)
+
+    given_centers = params.init_kind == "array"
+    if isinstance(params.n_init, str) and params.algorithm == "nested":
+        # "auto": 3 seedings, each settled on the first batch (see _nested.fit_nested)
+        n_init = 1 if given_centers else NESTED_AUTO_N_INIT
+    elif isinstance(params.n_init, str):  # "auto": 3 tries for the random kinds of init
+        n_init = 1 if given_centers or params.init == "k-means++" else 3
+    else:
+        n_init = params.n_init
+    if given_centers and n_init != 1:
+        warn_user(
+            "Explicit initial center position passed: performing only one init in "
+            f"{estimator_name} instead of n_init={n_init}.",
+            RuntimeWarning,
+        )
+        n_init = 1
+    return Settings(batch_size=batch_size, init_size=init_size, n_init=n_init)
+
+
+# -- random state -----------------------------------------------------------------------------
 
 
 class _NoEntropy(np.random.bit_generator.ISeedSequence):
@@ -190,8 +215,8 @@ def check_random_state(seed, validate_only=False):
     """A RandomState from None (NumPy's global one), an int, or a RandomState.
 
     An int gives the state of ``np.random.RandomState(seed)``, built without drawing OS
-    entropy for a state that the seeding then overwrites (a third of the time; it matters
-    on small fits). ``validate_only`` checks the seed and builds nothing.
+    entropy for a state that the seeding then overwrites. ``validate_only`` checks the seed
+    and builds nothing.
     """
     if seed is None or seed is np.random:
         return np.random.mtrand._rand
@@ -210,6 +235,9 @@ def check_random_state(seed, validate_only=False):
     )
 
 
+# -- memory and threads -----------------------------------------------------------------------
+
+
 def available_memory():
     """Bytes of memory the process can still get: MemAvailable on Linux, else physical RAM,
     else None (unknown)."""
@@ -226,7 +254,7 @@ def available_memory():
         return None
 
 
-def _format_bytes(n_bytes):
+def format_bytes(n_bytes):
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if n_bytes < 1024 or unit == "TiB":
             return f"{n_bytes:.1f} {unit}" if unit != "bytes" else f"{n_bytes} bytes"
@@ -240,14 +268,16 @@ _UNCHECKED_BYTES = 64 << 20
 
 
 def check_memory(n_bytes, what):
-    """Raise MemoryError, before any work, if n_bytes cannot fit in the available memory."""
+    """Raise MemoryError, before any work, if n_bytes cannot fit in the available memory.
+
+    ``what`` (a string, or a function that makes it) names what needs the memory."""
     if n_bytes < _UNCHECKED_BYTES:
         return
     available = available_memory()
     if available is not None and n_bytes > available:
         raise MemoryError(
-            f"{what} needs about {_format_bytes(n_bytes)} of memory; "
-            f"{_format_bytes(available)} is available."
+            f"{what() if callable(what) else what} needs about {format_bytes(n_bytes)} of "
+            f"memory; {format_bytes(available)} is available."
         )
 
 
@@ -271,67 +301,3 @@ def resolve_n_threads(n_threads):
     if n_threads is None:
         return max(1, min(_core.omp_max_threads(), usable_cpu_count()))
     return int(n_threads)
-
-
-def check_n_features(estimator, X, reset):
-    n_features = X.shape[1]
-    if reset:
-        estimator.n_features_in_ = n_features
-        return
-    if n_features != estimator.n_features_in_:
-        raise ValueError(
-            f"X has {n_features} features, but {type(estimator).__name__} is expecting "
-            f"{estimator.n_features_in_} features as input."
-        )
-
-
-def check_feature_names(estimator, names, reset):
-    """Record the column names seen at fit, or check new data against them."""
-    cls = type(estimator).__name__
-    if reset:
-        if names is not None:
-            estimator.feature_names_in_ = names
-        elif hasattr(estimator, "feature_names_in_"):
-            del estimator.feature_names_in_
-        return
-    fitted = getattr(estimator, "feature_names_in_", None)
-    if fitted is None and names is None:
-        return
-    if fitted is None:
-        warnings.warn(
-            f"X has feature names, but {cls} was fitted without feature names", stacklevel=4
-        )
-        return
-    if names is None:
-        warnings.warn(
-            f"X does not have valid feature names, but {cls} was fitted with feature names",
-            stacklevel=4,
-        )
-        return
-    if len(fitted) == len(names) and np.all(fitted == names):
-        return
-    unseen = sorted(set(names) - set(fitted))
-    missing = sorted(set(fitted) - set(names))
-
-    def listing(values):
-        shown = [f"- {value}\n" for value in values[:5]]
-        return "".join(shown) + ("- ...\n" if len(values) > 5 else "")
-
-    message = "The feature names should match those that were passed during fit.\n"
-    if unseen:
-        message += "Feature names unseen at fit time:\n" + listing(unseen)
-    if missing:
-        message += "Feature names seen at fit time, yet now missing:\n" + listing(missing)
-    if not unseen and not missing:
-        message += "Feature names must be in the same order as they were in fit.\n"
-    raise ValueError(message)
-
-
-def validate_data(estimator, X, *, reset, dtype=None, finite=True):
-    """The one entry for data checks in the estimator: names, array, width."""
-    names = feature_names_of(X)
-    n_threads = resolve_n_threads(getattr(estimator, "n_threads", None))
-    array = as_float_array(X, dtype=dtype, finite=finite, n_threads=n_threads)
-    check_feature_names(estimator, names, reset)
-    check_n_features(estimator, array, reset)
-    return array

@@ -23,6 +23,7 @@ cdef class Schedule:
     cdef public Py_ssize_t no_improvement
     cdef readonly Py_ssize_t steps_run        # steps recorded by this schedule
     cdef readonly Py_ssize_t first_step       # steps before this schedule's first
+    cdef readonly double last_batch_inertia   # the last step's
     cdef readonly object stop_reason
     cdef bint has_ewa
     cdef bint has_ewa_min

@@ -102,6 +102,7 @@ cdef class Schedule:
         self.early_stopping = self.n_steps > 0
         self.wants_center_shift = tol > 0 or bool(self.listeners)
         self.steps_run = 0
+        self.last_batch_inertia = 0
         self.no_improvement = 0
         self.stop_reason = None
         self.has_ewa = self.has_ewa_min = False
@@ -144,6 +145,7 @@ cdef class Schedule:
         """
         cdef Py_ssize_t step = self.steps_run
         self.steps_run += 1
+        self.last_batch_inertia = batch_inertia
         if n_reassigned and self.verbose:
             print(f"[MiniBatchKMeans] Reassigning {n_reassigned} cluster centers.")
         if self.n_steps > 0:

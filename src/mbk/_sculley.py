@@ -52,8 +52,13 @@ def _scans_on_the_way(params, settings, n_samples):
     )
 
 
-def fit(source, params, settings, random_state, n_threads, listeners=()):
-    """fit on the source's rows; returns the new SculleyState."""
+def fit(source, params, settings, random_state, n_threads, listeners=(), compiled_loop=True):
+    """fit on the source's rows; returns the new SculleyState.
+
+    ``listeners`` receive each step's record (see _schedule); ``compiled_loop=False`` runs
+    the steps one by one in Python (``run_steps``), as sources whose rows are not in memory
+    will, with the same results.
+    """
     n_samples = source.n_samples
     if not _scans_on_the_way(params, settings, n_samples):
         source.check_finite(n_threads)
@@ -79,21 +84,8 @@ def fit(source, params, settings, random_state, n_threads, listeners=()):
         max_no_improvement=params.max_no_improvement,
         listeners=listeners,
     )
-    # The loop draws each batch in proportion to the weights, so the steps use unit weights
-    # (scikit-learn >= 1.9): a weight counts once, not twice.
-    scan_x = source.finite is None and not params.compute_labels
-    state.centers, batch_inertia, finite = _sculley_loop.fit_steps(
-        source.X,
-        state.centers,
-        state.weight_sums,
-        sampler,
-        _sampling_kernels.RandomStream(random_state),
-        schedule,
-        n_threads,
-        scan_x,
-    )
-    if scan_x:
-        source.record_scan(finite)
+    _run_loop(source, state, schedule, sampler, random_state, n_threads,
+              scan_x=not params.compute_labels, compiled=compiled_loop)  # fmt: skip
     _take_schedule(state, schedule)
     state.n_iter = math.ceil(state.n_steps * settings.batch_size / n_samples)
     if params.compute_labels:
@@ -102,10 +94,36 @@ def fit(source, params, settings, random_state, n_threads, listeners=()):
         # scikit-learn fails here when no step got past the first; mbk uses that step.
         ewa = state.ewa_inertia
         if ewa is None:
-            ewa = batch_inertia / settings.batch_size
+            ewa = schedule.last_batch_inertia / settings.batch_size
         weights = source.sample_weight
         state.inertia = ewa * float(n_samples if weights is None else weights.sum())
     return state
+
+
+def _run_loop(source, state, schedule, sampler, random_state, n_threads, *, scan_x, compiled):
+    """fit's steps from state.centers until the schedule stops them, in the compiled loop
+    or step by step in Python: the same draws, steps and schedule, the same results.
+
+    The loop draws each batch in proportion to the weights, so the steps use unit weights
+    (scikit-learn >= 1.9): a weight counts once, not twice. ``scan_x``: the steps may scan
+    the rows for NaN and infinity on the way (the compiled loop does, beside its center
+    updates); otherwise they are left to the caller.
+    """
+    stream = _sampling_kernels.RandomStream(random_state)
+    if compiled:
+        scan_x = scan_x and source.finite is None
+        state.centers, finite = _sculley_loop.fit_steps(
+            source.X, state.centers, state.weight_sums, sampler, stream, schedule, n_threads,
+            scan_x,
+        )  # fmt: skip
+        if scan_x:
+            source.record_scan(finite)
+        return
+    if scan_x:  # a step on drawn rows cannot scan all of them on the way
+        source.check_finite(n_threads)
+    batch_size = state.settings.batch_size
+    batches = (sampler.draw(random_state, batch_size) for _ in range(schedule.n_steps))
+    run_steps(source, state, schedule, batches, stream, n_threads, weighted=False)
 
 
 def _best_initial_centers(source, params, settings, random_state, given, n_threads):
@@ -168,12 +186,13 @@ def partial_fit(source, state, n_threads, *, reassignment_ratio, verbose, comput
         first_step=state.n_steps,
         listeners=listeners,
     )
-    run_steps(source, state, schedule, (None,), n_threads, weighted=True)
+    stream = _sampling_kernels.RandomStream(state.random_state)
+    run_steps(source, state, schedule, (None,), stream, n_threads, weighted=True)
     if compute_labels:
         state.labels, state.inertia = source.labels_inertia(state.centers, n_threads)
 
 
-def run_steps(source, state, schedule, batches, n_threads, *, weighted):
+def run_steps(source, state, schedule, batches, stream, n_threads, *, weighted):
     """Sculley's steps one by one, on the source's rows given by each of ``batches`` (an
     index array into its rows, or None for all of them), each one compiled call that does
     what fit's compiled loop does for a step, with the same schedule. The centers move in
@@ -183,7 +202,6 @@ def run_steps(source, state, schedule, batches, n_threads, *, weighted):
     ``weighted``: the steps use the source's weights (partial_fit) or unit weights (fit,
     whose batches are drawn in proportion to the weights).
     """
-    stream = _sampling_kernels.RandomStream(state.random_state)
     for rows in batches:
         if source.scheduled_step(state.centers, state.weight_sums, schedule, stream, n_threads,
                                  rows=rows, weighted=weighted):  # fmt: skip

@@ -192,8 +192,7 @@ def fit_steps(
         int n_threads,
         bint scan_x=False):
     """Run fit's steps from ``centers`` until the schedule stops them; returns (the array
-    holding the final centers: ``centers`` or a second buffer, the last batch inertia,
-    whether X is finite).
+    holding the final centers: ``centers`` or a second buffer, whether X is finite).
 
     With ``scan_x``, X has not been scanned for NaN and infinity: the steps scan it, a piece
     while each update leaves a thread idle and the rest at the end, and if it is not finite
@@ -273,4 +272,4 @@ def fit_steps(
         with nogil:
             _finish_scan(&scan, n_threads, &X[0, 0])
     final = centers if schedule.steps_run % 2 == 0 else spare
-    return final, inertia, not scan_x or scan.finite
+    return final, not scan_x or scan.finite

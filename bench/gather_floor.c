@@ -31,7 +31,7 @@
 typedef intptr_t Py_ssize_t; /* what the kernels take from Python.h */
 #include "../src/mbk/_tiles.h"
 
-/* AHEAD is PREFETCH_ROWS of src/mbk/_core.pyx (a Cython constant C cannot include) */
+/* AHEAD is PREFETCH_ROWS of src/mbk/_tuning.pxd (a Cython constant C cannot include) */
 enum { N_FEATURES = 32, N_CLUSTERS = 64, TILE_ROWS = 12, BATCH = 4096, AHEAD = 48 };
 enum { IN_CACHE, GATHER_ONLY, NO_PREFETCH, PREFETCHED, N_MODES };
 static const char *mode_names[N_MODES] = {"kernel, rows in cache", "gather only, prefetched",

@@ -613,3 +613,85 @@ def test_labels_without_inertia_are_the_same_labels(dtype):
     assert _core.assign_labels(X, centers, with_inertia, n_threads=2) > 0
     assert _core.assign_labels(X, centers, without, None, None, 2, False) == 0.0
     assert_array_equal(without, with_inertia)
+
+
+# -- the update's two halves: accumulate, then apply (issue 14) -------------------------------
+
+LAYOUTS = {
+    "C": lambda X: X,
+    "F": np.asfortranarray,
+    "strided": lambda X: np.repeat(X, 2, axis=1)[:, ::2],
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "weighted"])
+@pytest.mark.parametrize("n_features", [1, 5, 17])
+def test_accumulate_then_apply_is_the_step_bit_for_bit(
+    dtype, layout, weighted, n_features, update_order
+):
+    # Seeded with center * running weight, the two halves add in the step's order.
+    X, centers = random_problem(3 * CHUNK + 11, n_features, 9, dtype, seed=n_features)
+    X = LAYOUTS[layout](X)
+    rng = np.random.RandomState(3)
+    rows = rng.randint(0, X.shape[0], 2 * CHUNK + 5).astype(np.intp)
+    weights = rng.uniform(0.1, 2, X.shape[0]).astype(dtype) if weighted else None
+    weight_sums = rng.randint(0, 5, 9).astype(np.float64)
+    weight_sums[4] = 0  # a center without history
+    labels = np.empty(rows.shape[0], dtype=np.int32)
+    stepped, stepped_sums = np.empty_like(centers), weight_sums.copy()
+    _core.minibatch_step(X, centers, stepped, stepped_sums, labels, rows, weights, 2)
+
+    sums = np.empty((9, n_features))
+    batch_weights = np.empty(9)
+    _core.accumulate(X, labels, sums, batch_weights, rows, weights, centers, weight_sums)
+    applied, applied_sums = np.empty_like(centers), weight_sums.copy()
+    _core.apply(centers, applied, applied_sums, sums, batch_weights, True)
+    assert_array_equal(applied, stepped)
+    assert_array_equal(applied_sums, stepped_sums)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "weighted"])
+def test_unseeded_sums_are_each_centers_weighted_row_sums(dtype, weighted):
+    # From zero, the sums are what a worker hands over; apply adds center * weight itself.
+    X, centers = random_problem(CHUNK + 40, 6, 7, dtype, seed=4)
+    rng = np.random.RandomState(5)
+    labels = rng.randint(0, 7, X.shape[0]).astype(np.int32)
+    labels[labels == 3] = 2  # center 3 receives nothing
+    weights = rng.uniform(0.1, 2, X.shape[0]).astype(dtype) if weighted else None
+    sums, batch_weights = np.full((7, 6), np.nan), np.full(7, np.nan)
+    _core.accumulate(X, labels, sums, batch_weights, sample_weight=weights)
+    w = np.ones(X.shape[0]) if weights is None else weights.astype(np.float64)
+    expected_sums, expected_weights = np.zeros((7, 6)), np.zeros(7)
+    np.add.at(expected_sums, labels, w[:, None] * X.astype(np.float64))
+    np.add.at(expected_weights, labels, w)
+    assert_allclose(sums, expected_sums, rtol=1e-12, atol=1e-12)
+    assert_allclose(batch_weights, expected_weights, rtol=1e-12)
+
+    weight_sums = rng.randint(0, 5, 7).astype(np.float64)
+    new_centers, new_sums = np.empty_like(centers), weight_sums.copy()
+    _core.apply(centers, new_centers, new_sums, sums, batch_weights, False)
+    expected, expected_new_sums = minibatch_update(X, weights, centers, weight_sums, labels)
+    assert_allclose(new_centers, expected, rtol=RTOL[dtype], atol=RTOL[dtype])
+    assert_allclose(new_sums, expected_new_sums, rtol=1e-12)
+    assert_array_equal(new_centers[3], centers[3])  # no weight: the center stays
+
+
+def test_accumulate_and_apply_refuse_what_they_cannot_use():
+    X, centers = random_problem(10, 3, 4, np.float64)
+    sums, batch_weights = np.empty((4, 3)), np.empty(4)
+    labels = np.zeros(10, dtype=np.int32)
+    with pytest.raises(ValueError, match="centers 0 .. 3; got 4"):
+        _core.accumulate(X, np.full(10, 4, dtype=np.int32), sums, batch_weights)
+    with pytest.raises(ValueError, match="one entry per batch row"):
+        _core.accumulate(X, labels[:9], sums, batch_weights)
+    with pytest.raises(ValueError, match="sums must be"):
+        _core.accumulate(X, labels, np.empty((4, 2)), batch_weights)
+    with pytest.raises(ValueError, match="both centers and weight_sums"):
+        _core.accumulate(X, labels, sums, batch_weights, centers=centers)
+    with pytest.raises(ValueError, match="must match the centers"):
+        _core.apply(centers, centers.copy(), np.zeros(4), np.empty((3, 3)), batch_weights, True)
+    with pytest.raises(ValueError, match="must match centers_old"):
+        _core.apply(centers, centers.copy(), np.zeros(3), sums, batch_weights, True)

@@ -12,10 +12,8 @@ try:
     from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
     from sklearn.exceptions import NotFittedError
 
-    SKLEARN_INSTALLED = True
     ESTIMATOR_BASES = (ClusterMixin, TransformerMixin, BaseEstimator)
-except ImportError:  # pragma: no cover - exercised by the no-sklearn CI job
-    SKLEARN_INSTALLED = False
+except ImportError:  # pragma: no cover - scikit-learn is a test dependency
 
     class NotFittedError(ValueError, AttributeError):
         """Raised when an estimator is used before it was fitted."""

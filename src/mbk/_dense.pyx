@@ -150,8 +150,8 @@ cdef int _prepare_centers(
         else:
             sq_norms[j] = INFINITY
     # The transpose by blocks of 16 centers: each write fills a cache line of one feature's
-    # row. Center by center, every write lands in another page (n_padded values apart), and
-    # for a thousand centers the serial transpose cost a tenth of a step.
+    # row. Center by center, every write lands in another page (n_padded values apart), which
+    # for a thousand centers costs a sizeable part of a step.
     for first in range(0, n_padded, 16):
         last = min(first + 16, n_padded)
         for f in range(n_features):
@@ -300,8 +300,7 @@ cdef double _assign_chunk(
     if centers.few:
         if rows.index != NULL or rows.col_stride != 1 or rows.row_stride != n_features:
             # Scattered or strided rows are copied into one block (packed, else the tile
-            # scratch, a chunk of rows of few features) and the kernel loads them whole:
-            # about 7.5 -> 5 ns a row for a batch of housing rows.
+            # scratch, a chunk of rows of few features), which the kernel loads whole.
             buffer = packed + start * n_features if packed != NULL else tile
             _copy_rows(rows, start, end, buffer)
             data = buffer

@@ -1,6 +1,6 @@
 /* The interface of mbk's micro-kernels: the function types of every kernel and the
  * variant table that holds one instruction set's kernels. Every compiled module includes
- * this; only _core includes _tiles.h, the kernels themselves, and hands variants out
+ * this; only _dense includes _tiles.h, the kernels themselves, and hands variants out
  * (kernels_for, active_kernels), so there is one copy of the kernels and of the choice of
  * variant. Needs Py_ssize_t (include it after Python.h, as Cython's generated C does).
  */
@@ -123,8 +123,7 @@ typedef struct {
  * starts inside a line ends in the next one (NumPy aligns arrays to 16 bytes, so a 64-byte
  * row spans two lines), and the hardware prefetcher follows a longer row once it is read.
  * Into L2 (prefetcht1), not L1: with scattered rows in flight by the hundred, prefetches
- * into L1 wait for its few fill buffers and stall the arithmetic behind them. Measured in
- * one process, alternating: W1 fit steps 240 -> 228 us, W5 292 -> 281 us; W2, W3 the same. */
+ * into L1 wait for its few fill buffers and stall the arithmetic behind them. */
 static inline void mbk_prefetch_span(const void *p, Py_ssize_t n_bytes) {
 #if defined(__GNUC__) || defined(__clang__)
     const char *line = (const char *)((size_t)p & ~(size_t)63);

@@ -1,6 +1,6 @@
 # The micro-kernels' interface (_kernels.h), and small C helpers every compiled module uses.
 # Declarations only: there is no _kernels.pyx. The kernels themselves (_tiles.h) are compiled
-# into _core alone, which hands variants out (see _core.pxd: kernels_for, active_kernels).
+# into _dense alone, which hands variants out (see _dense.pxd: kernels_for, active_kernels).
 
 cdef extern from *:
     """

@@ -9,7 +9,7 @@
  *
  * The state layout is NumPy's mt19937_state (numpy/random/src/mt19937/mt19937.h, unchanged
  * since NumPy 1.17). mbk checks it at import against NumPy's own draws and falls back to
- * next_double if it ever differs (see _step_kernels).
+ * next_double if it ever differs (see _sampling_kernels.RandomStream).
  */
 #ifndef MBK_MT19937_H
 #define MBK_MT19937_H
@@ -89,8 +89,8 @@ MBK_MT_INLINE double mbk_mt_double(uint32_t w0, uint32_t w1) {
 
 MBK_DEFINE_MT_DOUBLES(mbk_mt19937_doubles_baseline, )
 
-/* The twist and the tempering vectorise; with AVX-512 a run of 4096 doubles (a W1 batch)
- * took 2.1 us instead of 5.6 with SSE2 (3.1 with AVX2), on the fit loop's serial path. */
+/* The twist and the tempering vectorise: AVX2 and AVX-512 variants of the draws, which run
+ * on the fit loop's serial path. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 MBK_DEFINE_MT_DOUBLES(mbk_mt19937_doubles_avx2, __attribute__((target("avx2"))))
 MBK_DEFINE_MT_DOUBLES(mbk_mt19937_doubles_avx512, __attribute__((target("avx512f"))))

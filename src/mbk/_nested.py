@@ -22,10 +22,10 @@ Seeding. Each of n_init seedings (n_init="auto": NESTED_AUTO_N_INIT) is drawn on
 the first batch and settled there by rounds up to a Lloyd fixed point; the one with the
 lowest inertia on the sample goes on. Then single center moves ("swaps", see _best_swap) are
 tried on the sample, each followed by rounds there and kept while they lower its inertia.
-Lloyd's local minima are mostly decided by the seeding: on California housing one k-means++
-seeding in three to five ends 2-9% above the best solution, where swaps do not help; with
-three settled seedings, 4-7% of runs still do (seeds 0-99: every seeding led to a poor
-minimum, or the sample's inertia picked the wrong one).
+Lloyd's local minima are mostly decided by the seeding: on data with several (California
+housing) a k-means++ seeding often ends in a poor one, which swaps do not leave, and the best
+of several settled seedings rarely does (``bench/nested.py`` measures how rarely; the README
+has its figures).
 
 The compiled rounds are ``_nested_kernels.nested_rounds`` (which also applies the doubling
 rule and the stopping rules); this module drives them: seeding and swaps, growing the batch,

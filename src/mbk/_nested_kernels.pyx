@@ -151,9 +151,8 @@ cdef void _nested_chunk(
         end - start, state.active + start if state.active != NULL else NULL, start,
         labels, runner, upper, lower, state.rest, state.aside, state.moves, state.drops,
         half_gap, n_clusters, fail, failed)
-    # Few features: every failing row is compared with every center at once (measured on
-    # housing and on 100,000 x 3 and x 8 blobs with up to 128 centers: faster than tightening
-    # first, whose exact distances and square roots end in unpredictable branches).
+    # Few features: every failing row is compared with every center at once, which beats
+    # tightening first, whose exact distances and square roots end in unpredictable branches.
     tighten = n_features > MBK_MAX_FEW_FEATURES
     for t in range(n_failed):
         i = failed[t]

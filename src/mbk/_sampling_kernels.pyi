@@ -2,12 +2,20 @@
 import numpy as np
 from numpy.typing import NDArray
 
-from ._sampling import WeightedRowSampler
+class RandomStream:
+    random_state: np.random.RandomState
+    def __init__(self, random_state: np.random.RandomState) -> None: ...
+    def randint(self, high: int, size: int) -> NDArray[np.intp]: ...
 
-_Float = np.float32 | np.float64
+class RowTables:
+    n_samples: int
+    segments: tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64], float] | None
+    segment_guide: NDArray[np.intp] | None
+    cdf: NDArray[np.float64] | None
+    guide: NDArray[np.intp] | None
 
 def draw_rows(
-    sampler: WeightedRowSampler, uniforms: NDArray[np.float64], rows: NDArray[np.intp]
+    sampler: RowTables, uniforms: NDArray[np.float64], rows: NDArray[np.intp]
 ) -> None: ...
 def random_sample(random_state: np.random.RandomState, n: int) -> NDArray[np.float64]: ...
 def randint(random_state: np.random.RandomState, high: int, size: int) -> NDArray[np.intp]: ...
@@ -22,4 +30,4 @@ def segment_guide(
     starts: NDArray[np.intp], n_samples: int, max_buckets: int
 ) -> NDArray[np.intp]: ...
 def mt19937_variants() -> list[int]: ...
-def use_mt19937_variant(isa: int) -> int: ...
+def switch_mt19937_variant(isa: int) -> int: ...

@@ -169,9 +169,8 @@ def kmeanspp_seeds(
     drawn (_draw_candidates), their distances to every row (_candidate_distances), their
     potentials ``trial_distances @ weights[:, None]`` (the matrix product scikit-learn computes:
     its rounding is the BLAS call's, so NumPy's), and the lowest potential kept (the first
-    on ties, as argmin). One call for all seeds: between seeds, Python and NumPy calls find
-    their code and data evicted by the distance pass (44 us a seed on W3's init subsample,
-    a fifth of the seeding, in a Python loop)."""
+    on ties, as argmin). One call for all seeds: between seeds, Python and NumPy calls would
+    find their code and data evicted by the distance pass."""
     cdef Py_ssize_t n_clusters = centers.shape[0], c, t, best, f, row
     cdef floating[:, ::1] trial_sq
     cdef const floating[:, :] trial_potentials

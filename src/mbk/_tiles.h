@@ -466,8 +466,8 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
  * not): with positions, aside is not read.
  *
  * A plain loop without branches, which the compiler vectorises with gathers (GATHER_ATTRS ask
- * for them: GCC's generic tuning leaves such loops scalar; measured here, 1.9 ns a row
- * instead of 5), then a branchless compaction of the flags: which rows fail is unpredictable.
+ * for them: GCC's generic tuning leaves such loops scalar), then a branchless compaction of
+ * the flags: which rows fail is unpredictable.
  * A position appears once in a list, so the loop's stores never meet its loads (ivdep). */
 #define MBK_DEFINE_BOUND_TESTS(NAME, ATTRS)                                                   \
     ATTRS static inline __attribute__((always_inline)) void NAME##_flags(                     \
@@ -856,7 +856,7 @@ MBK_DEFINE_VARIANT(baseline, 16, 4, 3, 3, 4, , , , MBK_WIDEN_PORTABLE)
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define MBK_X86_DISPATCH 1
-/* Shapes measured on a Skylake-X: 6x2 fills AVX2's 16 registers, 12x2 AVX-512's 32. */
+/* Register blocks: 6x2 fills AVX2's 16 vector registers, 12x2 AVX-512's 32. */
 MBK_DEFINE_VARIANT(avx2, 32, 6, 2, 2, 4,
                    __attribute__((target("avx2,fma"), optimize("fp-contract=fast"))),
                    __attribute__((target("avx2"))),

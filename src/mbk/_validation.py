@@ -38,7 +38,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 def warn_user(message, category):
     """Warn, attributing the warning to the first caller outside mbk."""
-    frame, level = sys._getframe(1), 1
+    frame, level = sys._getframe(1), 2  # stacklevel 2: warn_user's caller
     while frame is not None and os.path.dirname(
         os.path.abspath(frame.f_code.co_filename)
     ).startswith(_PACKAGE_DIR):

@@ -78,7 +78,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 # scikit-learn and faiss are imported before mbk, which sets GOMP_SPINCOUNT (unless a wait
 # policy is set) for the OpenMP runtimes that load after it: each library keeps its default.
@@ -461,9 +461,28 @@ def print_header():
     if variant is not None:
         print(f"# mbk kernel variant: {variant()}")
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{time.strftime('%Y-%m-%d %H:%M')}"
+        f"# {cpu_model()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}; "
+        f"NumPy's BLAS: {blas_core()}"
     )
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform says."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def blas_core():
+    """NumPy's BLAS library and the core type it runs its kernels for (OpenBLAS names it:
+    SkylakeX, Haswell, Zen, ...), from threadpoolctl."""
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas" and "numpy" in pool.get("filepath", ""):
+            return f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('architecture')})"
+    return "unknown"
 
 
 def table_rows(workload, X, args):

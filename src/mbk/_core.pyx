@@ -160,6 +160,9 @@ def minibatch_step(
     """One mini-batch step: label the batch with centers_old, then move each center
     (accumulate from center * running weight, then apply: scikit-learn's order).
 
+    The step alone, without its schedule, for tests and callers of the kernels (mbk's loops
+    run it with the schedule: _sculley_loop).
+
     Returns the batch's weighted inertia against centers_old. Random reassignment of
     low-weight centers is the caller's job (it draws random numbers). With
     ``check_finite``, the batch's rows are scanned for NaN and infinity on the assignment
@@ -208,7 +211,8 @@ def accumulate(
         centers=None,                   # IN floating[:, ::1] with weight_sums: the seed
         weight_sums=None):              # IN double[::1] (n_clusters,)
     """The update's first half: each center's weighted sum of its batch rows, and the weight
-    it received.
+    it received. Not called by mbk itself yet: it is what a worker holding rows will run
+    (the Dask issue); tests hold it to the step's bits.
 
     ``sums[j] = s_j + sum_{i: labels[i] = j} w_i x_i`` (rows added in batch order, in
     float64) and ``batch_weights[j] = sum_{i: labels[i] = j} w_i``, where the seed s_j is
@@ -250,7 +254,8 @@ def apply(
         const double[:, ::1] sums,                           # IN (n_clusters, n_features)
         const double[::1] batch_weights,                     # IN (n_clusters,)
         bint seeded):
-    """The update's second half: each center's incremental mean from its sums.
+    """The update's second half: each center's incremental mean from its sums (see
+    accumulate: what the client of a worker will run).
 
     For every center with batch weight W_j > 0: ``v_j += W_j`` and ``c_j = (s + S_j) *
     (1 / v_j)``, where S_j = sums[j] and s = 0 when ``seeded`` (the sums start from

@@ -55,7 +55,7 @@ def isa():
 
 
 def isa_for(Py_ssize_t n_clusters, dtype):
-    """The variant that runs for n_clusters centers of the given dtype."""
+    """The variant that runs for n_clusters centers of the given dtype (tests only)."""
     return mbk_variant_for(n_clusters, dtype == "float64").name.decode()
 
 

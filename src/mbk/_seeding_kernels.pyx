@@ -40,7 +40,7 @@ cdef void _pack_rows(
 
 
 def candidate_block_rows():
-    """Rows per block of the k-means++ kernel's packed layout (see pack_rows)."""
+    """Rows per block of the k-means++ kernel's packed layout (see pack_rows; tests only)."""
     return active_kernels().candidate_rows
 
 
@@ -67,7 +67,8 @@ def draw_candidates(
         random_state,                           # IN/OUT numpy.random.RandomState
         double potential,                       # IN sum of weights * values, as NumPy has it
         Py_ssize_t[::1] out):                   # OUT (n_candidates,) rows
-    """The candidate rows scikit-learn draws, from random_state's stream:
+    """Tests only (kmeanspp_seeds draws its candidates inside its loop): the candidate rows
+    scikit-learn draws, from random_state's stream:
     ``out = min(np.cumsum(weights * values).searchsorted(random_state.uniform(size=n) *
     potential), n_samples - 1)``, in one pass without the running-sum array.
 

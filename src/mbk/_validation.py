@@ -80,6 +80,8 @@ _PARAM_NAMES = tuple(Params.__dataclass_fields__)
 
 
 def _check_int(name, value, minimum, allow_none=False, allow_bool=False):
+    if type(value) is int and value >= minimum:  # the common case, without the ABC checks
+        return
     if value is None and allow_none:
         return
     if (isinstance(value, bool) and not allow_bool) or not isinstance(value, numbers.Integral):
@@ -92,6 +94,8 @@ def _check_int(name, value, minimum, allow_none=False, allow_bool=False):
 
 
 def _check_real(name, value, minimum):
+    if type(value) in (float, int) and minimum <= value < math.inf:  # the common case
+        return
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidParameterError(f"{name} must be a real number; got {value!r}.")
     if not minimum <= value < math.inf:  # also refuses NaN

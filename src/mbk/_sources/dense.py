@@ -202,7 +202,10 @@ class DenseInput:
         return f"{self.n_samples} x {self.n_features} {self.dtype}"
 
     def _needs_memory_for(self, what):
-        """What a MemoryError names as needing the memory."""
+        """What a MemoryError names as needing the memory (``what``: a string, a function
+        that makes it, or None)."""
+        if callable(what):
+            what = what()
         if what is None:
             what = f"Reading {self.input_name} ({self.describe()})"
         if self.copy == "loaded":
@@ -238,8 +241,9 @@ class DenseInput:
         working_bytes : int
             Memory the caller will need besides the rows: checked with the copy, before it
             is made (a MemoryError names the size).
-        what : str or None
-            What needs the memory, for that error.
+        what : str, callable or None
+            What needs the memory, for that error (a callable makes the string when it is
+            needed).
         """
         if self.copy_bytes + working_bytes:
             check_memory(self.copy_bytes + working_bytes, lambda: self._needs_memory_for(what))

@@ -279,8 +279,10 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             finite=False,  # the driver scans, up front or on the way
             n_threads=n_threads,
             working_bytes=driver.working_bytes(params, settings, incoming),
-            what=lambda: f"{type(self).__name__}.fit with n_clusters={params.n_clusters} on "
-            f"{incoming.describe()}",
+            what=lambda: (
+                f"{type(self).__name__}.fit with n_clusters={params.n_clusters} on "
+                f"{incoming.describe()}"
+            ),
         )
         state = driver.fit(source, params, settings, check_random_state(params.random_state),
                            n_threads)  # fmt: skip

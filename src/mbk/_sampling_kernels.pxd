@@ -52,12 +52,7 @@ cdef class RowTables:
     # The sampling distribution of fit's batches in compiled form: the base class of
     # mbk._sampling.WeightedRowSampler, which builds the tables.
     cdef Sampling tables      # valid once ready(); uniforms and rows: each caller sets its own
-    cdef bint checked         # tables matches the arrays below
-    cdef Py_ssize_t _n_samples
-    cdef object _segments
-    cdef object _segment_guide
-    cdef object _cdf
-    cdef object _guide
+    cdef object checked       # the tables `tables` points into, as ready() checked them
     cdef int ready(self) except -1
 
 

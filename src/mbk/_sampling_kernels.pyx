@@ -370,58 +370,13 @@ cdef void _search_rows(const Sampling* sampling, Py_ssize_t start, Py_ssize_t en
 
 
 cdef class RowTables:
-    """The tables of fit's batch distribution, for the kernels (the base of
-    WeightedRowSampler, which documents them).
+    """The tables of fit's batch distribution, for the kernels: the base of
+    WeightedRowSampler, whose attributes ``n_samples``, ``segments``, ``segment_guide``,
+    ``cdf`` and ``guide`` (documented there) they are.
 
-    Setting a table marks them unchecked; the first kernel call after that checks them all
-    (``ready``) and takes their pointers, so the kernels search ``tables`` without reading a
-    Python object.
+    The first kernel call after any of them changed checks them all (``ready``) and takes
+    their pointers, so the kernels search ``tables`` without reading a Python object.
     """
-
-    @property
-    def n_samples(self):
-        return self._n_samples
-
-    @n_samples.setter
-    def n_samples(self, Py_ssize_t value):
-        self._n_samples = value
-        self.checked = False
-
-    @property
-    def segments(self):
-        return self._segments
-
-    @segments.setter
-    def segments(self, value):
-        self._segments = value
-        self.checked = False
-
-    @property
-    def segment_guide(self):
-        return self._segment_guide
-
-    @segment_guide.setter
-    def segment_guide(self, value):
-        self._segment_guide = value
-        self.checked = False
-
-    @property
-    def cdf(self):
-        return self._cdf
-
-    @cdf.setter
-    def cdf(self, value):
-        self._cdf = value
-        self.checked = False
-
-    @property
-    def guide(self):
-        return self._guide
-
-    @guide.setter
-    def guide(self, value):
-        self._guide = value
-        self.checked = False
 
     cdef int ready(self) except -1:
         """Check the tables (once after each change) and point ``tables`` at them: the
@@ -429,24 +384,27 @@ cdef class RowTables:
         cdf with its guide table."""
         cdef const double[::1] cdf_view, values, steps
         cdef const Py_ssize_t[::1] guide_view, starts, segment_guide_view
-        cdef Py_ssize_t n_buckets, b, n_samples = self._n_samples
+        cdef Py_ssize_t n_buckets, b, n_samples
         cdef Sampling* tables = &self.tables
-        if self.checked:
+        current = (self.n_samples, self.segments, self.segment_guide, self.cdf, self.guide)
+        if self.checked is not None and all(
+                now is then for now, then in zip(current, self.checked)):
             return 0
+        n_samples = current[0]
         tables.n_samples = n_samples
         tables.cdf = NULL
         tables.guide = NULL
         tables.uniforms = NULL
         tables.rows = NULL
-        if self._segments is not None:
-            starts, values, steps, tables.last = self._segments
+        if current[1] is not None:
+            starts, values, steps, tables.last = current[1]
             tables.inverse_last = 1 / tables.last
             tables.n_segments = values.shape[0]
             if (tables.n_segments < 1 or starts.shape[0] != tables.n_segments + 1
                     or steps.shape[0] != tables.n_segments or starts[0] != 0
                     or starts[tables.n_segments] != n_samples):
                 raise ValueError("malformed cdf segments")
-            segment_guide_view = self._segment_guide
+            segment_guide_view = current[2]
             n_buckets = segment_guide_view.shape[0]
             if n_buckets < 1 or n_buckets & (n_buckets - 1):
                 raise ValueError("a segment guide of 2**m entries is needed")
@@ -459,10 +417,10 @@ cdef class RowTables:
             tables.segment_guide = &segment_guide_view[0]
             tables.n_segment_buckets = n_buckets
         else:
-            if self._cdf is None or self._guide is None:
+            if current[3] is None or current[4] is None:
                 raise ValueError("the sampler has no tables")
-            cdf_view = self._cdf
-            guide_view = self._guide
+            cdf_view = current[3]
+            guide_view = current[4]
             n_buckets = guide_view.shape[0] - 1
             if cdf_view.shape[0] != n_samples or n_buckets < 1 or n_buckets & (n_buckets - 1):
                 raise ValueError("a cdf of n_samples entries and a guide table of 2**m + 1 "
@@ -470,7 +428,7 @@ cdef class RowTables:
             tables.cdf = &cdf_view[0]
             tables.guide = &guide_view[0]
             tables.n_buckets = n_buckets
-        self.checked = True
+        self.checked = current
         return 0
 
 

@@ -197,7 +197,7 @@ def run_steps(source, state, schedule, batches, stream, n_threads, *, weighted):
     index array into its rows, or None for all of them), each one compiled call that does
     what fit's compiled loop does for a step, with the same schedule. The centers move in
     place (state.centers keeps its identity, as partial_fit's must); the reassignment draws
-    from state.random_state.
+    from ``stream``, a RandomStream.
 
     ``weighted``: the steps use the source's weights (partial_fit) or unit weights (fit,
     whose batches are drawn in proportion to the weights).

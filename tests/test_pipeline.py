@@ -203,13 +203,13 @@ BAD_STATES = {
     "batch-size": ("_batch_size", 0, "_batch_size, _init_size and _n_init"),
     "tol": ("_tol", -1.0, "_tol must be"),
     "n-iter": ("n_iter_", -2, "n_iter_ must be"),
-    "ewa": ("_ewa_inertia", np.nan, "_ewa_inertia must be a finite number"),
+    "ewa": ("_ewa_inertia", np.nan, "_ewa_inertia must be a number"),
     "since": ("_n_since_last_reassign", -1, "_n_since_last_reassign must be"),
     "stream": ("_random_state", 42, "_random_state must be"),
     "labels-range": ("labels_", lambda labels: labels + 10, "labels_ must be"),
     "labels-dtype": ("labels_", lambda labels: labels.astype(np.int64), "labels_ must be"),
     "names": ("feature_names_in_", np.array(["a", "b"], dtype=object), "feature_names_in_"),
-    "inertia": ("inertia_", np.inf, "inertia_ must be a finite number"),
+    "inertia": ("inertia_", np.nan, "inertia_ must be a number"),
 }
 
 
@@ -293,8 +293,8 @@ def test_np_memmap_is_read_in_place(tmp_path):
     X, _ = make_blobs(1000, 4, 3, dtype=np.float32, seed=10)
     mapped = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=X.shape)
     mapped[:] = X
-    source = DenseInput(mapped).open()
-    assert source.copy is None and np.shares_memory(source.X, mapped)
+    assert DenseInput(mapped).copy is None
+    assert np.shares_memory(DenseInput(mapped).open().X, mapped)
     ours = mbk.MiniBatchKMeans(3, random_state=0, batch_size=100).fit(mapped)
     theirs = mbk.MiniBatchKMeans(3, random_state=0, batch_size=100).fit(X)
     assert_array_equal(ours.cluster_centers_, theirs.cluster_centers_)
@@ -309,3 +309,56 @@ def test_the_memory_check_counts_a_copy_before_it_is_made(monkeypatch):
     DenseInput(ints.astype(np.float64)).open()  # read in place: nothing to count
     with pytest.raises(MemoryError, match="MiniBatchKMeans.fit with n_clusters=3 on 2000 x 10"):
         mbk.MiniBatchKMeans(3).fit(ints)
+
+
+def test_setting_the_centers_of_a_fitted_model_sets_the_states():
+    X, _ = make_blobs(500, 3, 3, seed=13)
+    model = mbk.MiniBatchKMeans(3, batch_size=50, random_state=0).fit(X)
+    new = model.cluster_centers_[::-1] + 1.0
+    model.cluster_centers_ = new.tolist()
+    assert_array_equal(model._fitted.centers, new)
+    assert model._fitted.centers.flags.c_contiguous
+    assert_array_equal(model.predict(X[:5]), model.transform(X[:5]).argmin(axis=1))
+    with pytest.raises(ValueError, match=r"keep its shape \(3, 3\)"):
+        model.cluster_centers_ = new[:2]
+    with pytest.raises(AttributeError, match="only be set on a fitted"):
+        mbk.MiniBatchKMeans(3).cluster_centers_ = new
+
+
+class _DLPackArray:
+    """An in-memory array known only by __array__, shape, dtype (not NumPy's) and DLPack."""
+
+    def __init__(self, values):
+        self.values = values
+        self.shape = values.shape
+        self.dtype = "not a numpy dtype"
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values
+
+    def __dlpack__(self, stream=None):
+        return self.values.__dlpack__()
+
+
+def test_in_memory_array_likes_are_not_loaded_as_chunked_ones():
+    X, _ = make_blobs(300, 3, 3, dtype=np.float32, seed=14)
+    assert DenseInput(_DLPackArray(X)).copy is None
+    assert np.shares_memory(DenseInput(_DLPackArray(X)).open().X, X)
+
+
+def test_column_names_matter_only_for_the_estimators_data():
+    pd = pytest.importorskip("pandas")
+    X, _ = make_blobs(300, 2, 3, seed=15)
+    mixed = pd.DataFrame(X, columns=["a", 1])
+    with pytest.raises(TypeError, match="string names"):
+        mbk.MiniBatchKMeans(3).fit(mixed)
+    centers, _ = mbk.kmeans_plusplus(mixed, 3, random_state=0)
+    assert_array_equal(centers, mbk.kmeans_plusplus(X, 3, random_state=0)[0])
+    init = pd.DataFrame(X[:3], columns=["a", 1])
+    assert mbk.MiniBatchKMeans(3, init=init, n_init=1).fit(X).cluster_centers_.shape == (3, 2)
+
+
+def test_a_later_partial_fit_with_a_bad_thread_count_names_it():
+    X, _ = make_blobs(300, 2, 3, seed=16)
+    with pytest.raises(mbk.InvalidParameterError, match="n_threads must be an int"):
+        mbk.MiniBatchKMeans(3, n_threads="two").partial_fit(X)

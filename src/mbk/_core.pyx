@@ -12,9 +12,8 @@ from cython.parallel cimport prange, threadid
 
 from mbk._dense cimport (
     Centers, FiniteScan, ScratchArena, StepScratch, _accumulate, _apply, _assign_rows,
-    _batch_weights, _check_centers, _check_step_shapes, _distance_chunk, _finish_scan,
-    _minibatch_step, _padded_count, _prepare_centers, _scan_until, _start_scan, _step_scratch,
-    _tile_scratch, _worth_packing,
+    _batch_weights, _check_centers, _distance_chunk, _finish_scan, _minibatch_step,
+    _padded_count, _prepare_centers, _scan_until, _start_scan, _step_setup, _tile_scratch,
 )
 from mbk._kernels cimport MBK_OPENMP_ENABLED, mbk_omp_max_threads
 from mbk._rows cimport CHUNK_ROWS, Rows, _fill_rows, _n_chunks
@@ -173,18 +172,10 @@ def minibatch_step(
     cdef StepScratch scratch
     cdef ScratchArena arena = ScratchArena()
     cdef double inertia
-    cdef char* chunk_finite = NULL
+    cdef char* chunk_finite
     cdef bint finite = True
-    _fill_rows(&rows, X, sample_indices, sample_weight)
-    _check_step_shapes(centers_old, centers_new, weight_sums, labels.shape[0], rows.n_rows,
-                       X.shape[1])
-    _step_scratch(&scratch, arena, rows.n_rows, centers_old.shape[0], X.shape[1],
-                  sizeof(floating), n_threads, _worth_packing(&rows, sizeof(floating)))
-    if check_finite:
-        if sample_indices is not None:
-            # The scan reads the batch's chunks of X in place: rows of X, not of the batch.
-            raise ValueError("check_finite scans all rows of X: pass no sample_indices")
-        chunk_finite = <char*> arena.take(_n_chunks(rows.n_rows))
+    _step_setup(&rows, &scratch, &chunk_finite, arena, X, sample_indices, sample_weight,
+                centers_old, centers_new, weight_sums, labels.shape[0], n_threads, check_finite)
     with nogil:
         inertia = _minibatch_step(&rows, centers_old, centers_new, &weight_sums[0],
                                   &labels[0], &scratch, NULL, chunk_finite, &finite)

@@ -55,8 +55,10 @@ cdef struct StepScratch:
 
 
 cdef enum:
-    # Blocks one ScratchArena holds, at most (a kernel call takes at most 14).
-    ARENA_BLOCKS = 16
+    # Blocks one ScratchArena holds, at most (a kernel call takes 14 at the most). The table
+    # is inline so that nothing is allocated before a kernel's first block: the kernels are
+    # sensitive to where their buffers land.
+    ARENA_BLOCKS = 32
 
 
 cdef class ScratchArena:
@@ -112,6 +114,11 @@ cdef void _apply(
 cdef int _step_scratch(
     StepScratch* out, ScratchArena arena, Py_ssize_t n_batch, Py_ssize_t n_clusters,
     Py_ssize_t n_features, size_t itemsize, int n_threads, bint pack_rows) except -1
+cdef int _step_setup(
+    Rows* rows, StepScratch* scratch, char** chunk_finite, ScratchArena arena,
+    const floating[:, :] X, const Py_ssize_t[::1] sample_indices, object sample_weight,
+    const floating[:, ::1] centers_old, floating[:, ::1] centers_new, double[::1] weight_sums,
+    Py_ssize_t n_labels, int n_threads, bint check_finite) except -1
 cdef bint _worth_packing(const Rows* rows, size_t itemsize) noexcept nogil
 cdef double _minibatch_step(
     const Rows* rows, const floating[:, ::1] centers_old, floating[:, ::1] centers_new,

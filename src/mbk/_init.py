@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _sampling_kernels
 from ._kmeans_plusplus import kmeans_plusplus_seeds
-from ._sources import DenseInput, DenseSource
+from ._sources import DenseSource, open_dense
 
 
 def given_centers(params, n_features, dtype):
@@ -17,7 +17,7 @@ def given_centers(params, n_features, dtype):
     kinds of init."""
     if params.init_kind != "array":
         return None
-    centers = DenseInput(params.init, input_name="init", dtype=dtype).open().X
+    centers = open_dense(params.init, input_name="init", dtype=dtype, names=False).X
     centers = np.array(centers, dtype=dtype, order="C", copy=True)
     check_center_shape(centers, params.n_clusters, n_features)
     return centers
@@ -83,7 +83,8 @@ def seed_centers(X, sample_weight, params, random_state, n_threads, scan_rows=Fa
         )
         return X[seeds]
     centers = params.init(X, n_clusters, random_state=random_state)
-    centers = DenseInput(centers, input_name="the centers returned by init", dtype=X.dtype)
-    centers = np.array(centers.open().X, order="C", copy=True)
+    centers = open_dense(centers, input_name="the centers returned by init", dtype=X.dtype,
+                         names=False).X  # fmt: skip
+    centers = np.array(centers, order="C", copy=True)
     check_center_shape(centers, n_clusters, X.shape[1])
     return centers

@@ -49,7 +49,8 @@ def _all_or_nothing(fit_method):
 
 def _fitted_view(field, name):
     """A fitted attribute: the state's ``field``, absent (AttributeError) before a fit or
-    when the state has none."""
+    when the state has none. Setting it on a fitted model sets the state's (as code written
+    for scikit-learn sets ``cluster_centers_``); new centers must keep the centers' shape."""
 
     def get(self):
         state = self.__dict__.get("_fitted")
@@ -58,7 +59,26 @@ def _fitted_view(field, name):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         return value
 
-    return property(get, doc=f"View of the fitted state's {field} (see the class docstring).")
+    def set(self, value):
+        state = self.__dict__.get("_fitted")
+        if state is None:
+            raise AttributeError(f"{name} can only be set on a fitted {type(self).__name__}")
+        if field == "centers":
+            value = _replacement_centers(state.centers, value)
+        setattr(state, field, value)
+
+    return property(get, set, doc=f"View of the fitted state's {field} (see the class docstring).")
+
+
+def _replacement_centers(centers, value):
+    """value as the model's new centers: the same shape and dtype, C-ordered and finite."""
+    value = np.array(value, dtype=centers.dtype, order="C", copy=True)
+    if value.shape != centers.shape or not np.isfinite(value).all():
+        raise ValueError(
+            f"cluster_centers_ must be finite and keep its shape {centers.shape}; got "
+            f"{value.shape}."
+        )
+    return value
 
 
 class MiniBatchKMeans(*ESTIMATOR_BASES):
@@ -164,9 +184,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
     - ``batch_size``: only through the default ``init_size``.
     - ``n_init``: seedings tried, as above. "auto" means 3 for every kind of ``init`` except
       given centers (1): a Lloyd run from one k-means++ seeding often ends in a poor local
-      minimum on data with several (California housing: 5-7% above the best for one seed
-      in four or five), the best of three settled seedings rarely does, and settling costs
-      little next to the run.
+      minimum on data with several (such as California housing), the best of three settled
+      seedings rarely does, and settling costs little next to the run.
     - ``max_iter``: a bound on the passes over the data, counted as rows visited over all
       rounds divided by n_samples (``n_iter_``). ``n_steps_`` counts rounds.
     - ``tol``: 0 (default) runs until no label changes on the whole data set, a Lloyd fixed
@@ -320,10 +339,10 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
                 "algorithm='sculley' for partial_fit."
             )
         state = self.__dict__.get("_fitted")
-        n_threads = resolve_n_threads(self.n_threads)
         if state is None:
             # The first call seeds the centers on this batch, scanned first.
             params = check_params(self)
+            n_threads = resolve_n_threads(params.n_threads)
             incoming = DenseInput(X)
             source = incoming.open(sample_weight, n_threads=n_threads)
             settings = resolve_settings(params, incoming.n_samples, type(self).__name__)
@@ -331,6 +350,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             state = _sculley.start(source, params, settings, random_state, n_threads)
         else:
             # Later calls scan the batch on the step's own pass over it.
+            n_threads = resolve_n_threads(self.n_threads)
             source = self._new_data(X, sample_weight, n_threads, finite=False)
             if state.random_state is None:  # fitted by fit: the stream starts now
                 state.random_state = check_random_state(self.random_state)
@@ -348,15 +368,13 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
     # -- new data -------------------------------------------------------------------------
 
     def _new_data(self, X, sample_weight=None, n_threads=1, *, finite=True):
-        """A source of new data for the fitted model: read in the centers' dtype, checked
-        against the columns fit saw."""
-        state = self.__dict__.get("_fitted") or self._fitted_state()
+        """A source of new data for the fitted model: checked against the columns fit saw
+        (before anything is read), read in the centers' dtype."""
+        state = self._fitted_state()
         incoming = DenseInput(X, dtype=state.centers.dtype)
-        source = incoming.open(sample_weight, finite=finite, n_threads=n_threads)
-        if state.feature_names is not None or incoming.feature_names is not None:
-            check_feature_names(state.feature_names, incoming.feature_names, type(self).__name__)
+        check_feature_names(state.feature_names, incoming.feature_names, type(self).__name__)
         check_n_features(incoming.n_features, state.n_features, type(self).__name__)
-        return source
+        return incoming.open(sample_weight, finite=finite, n_threads=n_threads)
 
     def predict(self, X):
         """Index of the nearest center of each row of X.
@@ -413,8 +431,9 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         score : float
             ``-sum_i w_i * min_j ||x_i - c_j||^2``.
         """
+        # One pass over X: the kernel scans for NaN and infinity as it assigns.
         n_threads = resolve_n_threads(self.n_threads)
-        source = self._new_data(X, sample_weight, n_threads)
+        source = self._new_data(X, sample_weight, n_threads, finite=False)
         return -source.labels_inertia(self._fitted.centers, n_threads)[1]
 
     def fit_predict(self, X, y=None, sample_weight=None):

@@ -131,7 +131,7 @@ def kmeans_plusplus(
     indices : ndarray of shape (n_clusters,)
         Row of X that each seed was taken from.
     """
-    source = open_dense(X)
+    source = open_dense(X, names=False)
     n_samples = source.n_samples
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
         raise TypeError(f"n_clusters must be an int; got {n_clusters!r}.")

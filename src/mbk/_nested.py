@@ -337,7 +337,7 @@ def fit(source, params, settings, random_state, n_threads):
                 "(it belongs to Sculley's algorithm).",
                 UserWarning,
             )
-    tol = params.tol * source.mean_variance() if params.tol > 0 else 0.0
+    tol = _sculley.scaled_tol(params, source)
 
     def seed(X_sample, weight_sample):
         if given is not None:

@@ -20,14 +20,12 @@ Two forms of the cdf give the same draws:
 import numpy as np
 
 from . import _sampling_kernels
+from ._sources import BLOCK_ROWS
 
 # cdf entries per guide-table bucket, at least: a few, so a search touches a cache line or
 # two, while the table costs at most a quarter of the cdf's memory.
 _ROWS_PER_BUCKET = 4
 
-
-# Rows per block while the cdf is built: bounds the temporaries to a few hundred KiB.
-_BLOCK_ROWS = 65536
 
 # Buckets of the segments' guide, at most: a draw's search starts at its bucket's segment.
 _SEGMENT_BUCKETS = 1024
@@ -96,8 +94,8 @@ class WeightedRowSampler(_sampling_kernels.RowTables):
         n_samples = len(p)
         self.cdf = np.empty(n_samples)
         carry = 0.0
-        for start in range(0, n_samples, _BLOCK_ROWS):
-            stop = min(start + _BLOCK_ROWS, n_samples)
+        for start in range(0, n_samples, BLOCK_ROWS):
+            stop = min(start + BLOCK_ROWS, n_samples)
             block = np.empty(stop - start + 1)
             block[0] = carry
             block[1:] = p[start:stop]

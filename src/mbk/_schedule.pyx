@@ -148,7 +148,7 @@ cdef class Schedule:
         self.last_batch_inertia = batch_inertia
         if n_reassigned and self.verbose:
             print(f"[MiniBatchKMeans] Reassigning {n_reassigned} cluster centers.")
-        if self.n_steps > 0:
+        if self.early_stopping:
             self._early_stop(step, batch_inertia / self.batch_size, center_shift)
             if self.stop_reason is None and self.steps_run >= self.n_steps:
                 self.stop_reason = STOPPED_AT_MAX_STEPS
@@ -199,7 +199,7 @@ cdef class Schedule:
             step=self.first_step + self.steps_run,
             batch_inertia=batch_inertia,
             mean_batch_inertia=batch_inertia / self.batch_size,
-            ewa_inertia=self.ewa_inertia if self.n_steps > 0 else None,
+            ewa_inertia=self.ewa_inertia if self.early_stopping else None,
             center_shift=None if isnan(center_shift) else center_shift,
             n_reassigned=n_reassigned,
             elapsed=perf_counter() - self.started,

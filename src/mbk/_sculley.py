@@ -37,6 +37,12 @@ def working_bytes(params, settings, incoming):
     return centers + init + batch + labels
 
 
+def scaled_tol(params, source):
+    """tol in the data's units: times the mean feature variance (scikit-learn's rule); 0 when
+    tol is 0."""
+    return params.tol * source.mean_variance() if params.tol > 0 else 0.0
+
+
 def _scans_on_the_way(params, settings, n_samples):
     """Whether fit can leave the NaN scan of X, which reads all of it, until later: to the
     final labels pass (on the same read) or the steps (in a thread's idle time). Not when
@@ -64,7 +70,7 @@ def fit(source, params, settings, random_state, n_threads, listeners=(), compile
         source.check_finite(n_threads)
     given = given_centers(params, source.n_features, source.dtype)
     sampler = WeightedRowSampler(source.sample_weight, n_samples, source.dtype)
-    tol = params.tol * source.mean_variance() if params.tol > 0 else 0.0
+    tol = scaled_tol(params, source)
     centers = _best_initial_centers(source, params, settings, random_state, given, n_threads)
     state = SculleyState(
         centers=np.array(centers, dtype=source.dtype, order="C", copy=True),

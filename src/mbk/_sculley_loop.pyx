@@ -16,9 +16,10 @@ from libc.math cimport NAN
 
 from mbk._dense cimport (
     FiniteScan, ScratchArena, StepScratch, _center_shift, _check_step_shapes, _finish_scan,
-    _minibatch_step, _reassign_small_centers, _start_scan, _step_scratch, _worth_packing,
+    _minibatch_step, _reassign_small_centers, _start_scan, _step_scratch, _step_setup,
+    _worth_packing,
 )
-from mbk._rows cimport Rows, _fill_rows, _n_chunks
+from mbk._rows cimport Rows, _fill_rows
 from mbk._sampling_kernels cimport RandomStream, RowTables, Sampling, _search_rows
 from mbk._schedule cimport Schedule
 from mbk._tuning cimport MAX_PROBE_PERIOD, PROBE_PERIOD, knobs
@@ -144,26 +145,22 @@ def scheduled_step(
     fit's compiled loop does for each of its steps, on a batch given here.
 
     Returns whether the loop stops after it; or None when, with ``check_finite`` (all rows
-    of X only), the batch holds NaN or infinity: then nothing moved and the schedule did not
-    record the step.
+    of X only), the batch holds NaN or infinity: then no center moved and the step is not
+    recorded (the reassignment timing has advanced: the caller raises and drops the
+    schedule).
     """
     cdef Rows batch
     cdef StepScratch scratch
     cdef ScratchArena arena = ScratchArena()
-    cdef char* chunk_finite = NULL
+    cdef char* chunk_finite
     cdef bint finite = True, reassign
     cdef double inertia
     cdef int* labels
     cdef floating[:, ::1] before = centers
-    _fill_rows(&batch, X, sample_indices, sample_weight)
-    _check_step_shapes(centers, centers, weight_sums, batch.n_rows, batch.n_rows, X.shape[1])
-    _step_scratch(&scratch, arena, batch.n_rows, centers.shape[0], X.shape[1],
-                  sizeof(floating), n_threads, _worth_packing(&batch, sizeof(floating)))
+    cdef Py_ssize_t n_rows = X.shape[0] if sample_indices is None else sample_indices.shape[0]
+    _step_setup(&batch, &scratch, &chunk_finite, arena, X, sample_indices, sample_weight,
+                centers, centers, weight_sums, n_rows, n_threads, check_finite)
     labels = <int*> arena.take(batch.n_rows * sizeof(int))
-    if check_finite:
-        if sample_indices is not None:
-            raise ValueError("check_finite scans all rows of X: pass no sample_indices")
-        chunk_finite = <char*> arena.take(_n_chunks(batch.n_rows))
     reassign = schedule.reassign_now(weight_sums)
     if schedule.wants_center_shift:
         before = np.array(centers, copy=True)

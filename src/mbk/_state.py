@@ -124,8 +124,9 @@ def _is_int(value, minimum):
 
 
 def _is_real(value, minimum=-np.inf):
+    """A real number >= minimum (infinity too: a sum of huge distances may overflow)."""
     return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and np.isfinite(value) and value >= minimum)  # fmt: skip
+            and not np.isnan(value) and value >= minimum)  # fmt: skip
 
 
 def _problem(values, settings, n_features):
@@ -167,13 +168,13 @@ def _problem(values, settings, n_features):
         or not all(isinstance(name, str) for name in names)
     ):
         return "feature_names_in_ must be n_features_in_ strings"
-    if values["tol"] is not None and not _is_real(values["tol"], 0):
+    if values["tol"] is not None and not (_is_real(values["tol"], 0) and values["tol"] < np.inf):
         return "_tol must be a finite number >= 0"
     if values["n_iter"] is not None and not _is_int(values["n_iter"], 0):
         return "n_iter_ must be an int >= 0"
     for name in ("ewa_inertia", "ewa_inertia_min", "inertia"):
         if values[name] is not None and not _is_real(values[name]):
-            return f"{_FLAT_NAMES[name]} must be a finite number"
+            return f"{_FLAT_NAMES[name]} must be a number"
     for name in ("no_improvement", "n_since_last_reassign"):
         if values[name] is not None and not _is_int(values[name], 0):
             return f"{_FLAT_NAMES[name]} must be an int >= 0"

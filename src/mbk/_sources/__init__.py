@@ -3,9 +3,9 @@
 A public call builds one source from its input (``DenseInput(X).open(...)``): the dtype rule,
 the column names, the sample weights, the copy reading the input makes (counted by the
 memory check before it is made) and whether the rows are scanned for NaN and infinity yet.
-The drivers then ask the source for what they need: passes over row blocks, gathered rows,
-and the kernel calls on its rows (assign, step, reassign, distances), which is where a
-source's kind of rows meets its kernel family.
+The drivers then ask the source for what they need: block-wise passes, gathered rows, and the
+kernel calls on its rows (``labels_inertia``, ``distances``, ``scheduled_step``), which is
+where a source's kind of rows meets its kernel family.
 
 Today every source is dense rows in memory (``dense``). CSR rows and chunked or streamed
 sources are further members of this layer (see docs/architecture.md).

@@ -30,12 +30,12 @@ BLOCK_ROWS = 65536
 _LOAD_BLOCK_BYTES = 64 << 20
 
 
-def row_blocks(X, n_rows=BLOCK_ROWS, dtype=None):
-    """(start, block) for consecutive blocks of n_rows rows of X, each C-ordered (a copy
+def row_blocks(X, dtype=None):
+    """(start, block) for consecutive blocks of BLOCK_ROWS rows of X, each C-ordered (a copy
     when X's rows are not) and in ``dtype`` when given: a pass over all rows with bounded
     temporaries whose rounding does not depend on X's layout."""
-    for start in range(0, X.shape[0], n_rows):
-        yield start, np.ascontiguousarray(X[start : start + n_rows], dtype=dtype)
+    for start in range(0, X.shape[0], BLOCK_ROWS):
+        yield start, np.ascontiguousarray(X[start : start + BLOCK_ROWS], dtype=dtype)
 
 
 def _has_extension_dtypes(X):
@@ -52,8 +52,8 @@ def _has_own_memory(X):
     than a read of all of X from somewhere else (chunked or remote storage, a task graph)."""
     if isinstance(X, np.ndarray) or hasattr(X, "to_numpy"):  # pandas, xarray: views
         return True
-    if hasattr(X, "__array_interface__") or hasattr(X, "__array_struct__"):
-        return True
+    if any(hasattr(X, name) for name in ("__array_interface__", "__array_struct__", "__dlpack__")):
+        return True  # (DLPack: torch and the like, whose np.asarray is a view)
     try:
         memoryview(X)
     except TypeError:
@@ -103,6 +103,9 @@ class DenseInput:
         Its name in error messages.
     dtype : numpy dtype or None
         Force this dtype (new data for a fitted model is read in the centers' dtype).
+    names : bool, default=True
+        Read the column names of a DataFrame-like X (an estimator's data); False ignores
+        them (centers, k-means++'s input), as scikit-learn does.
 
     Attributes
     ----------
@@ -121,7 +124,7 @@ class DenseInput:
     __slots__ = ("input_name", "feature_names", "dtype", "shape", "copy", "copy_bytes",
                  "_array", "_unread")  # fmt: skip
 
-    def __init__(self, X, *, input_name="X", dtype=None):
+    def __init__(self, X, *, input_name="X", dtype=None, names=True):
         self.input_name = input_name
         if type(X) is np.ndarray:  # the common case, without the checks it cannot fail
             self._init_from_array(X, dtype, None)
@@ -135,7 +138,7 @@ class DenseInput:
             raise TypeError(
                 f"np.matrix is not supported for {input_name}; convert it with np.asarray first."
             )
-        self.feature_names = feature_names_of(X)
+        self.feature_names = feature_names_of(X) if names else None
         if _has_extension_dtypes(X):
             # pandas nullable columns (Float64, Int64, ...): missing values become NaN, which
             # the finiteness check then reports by name.
@@ -145,8 +148,13 @@ class DenseInput:
             # in an object array are fine.
             self._init_from_array(np.asarray(X), dtype, self.feature_names)
             return
+        try:
+            stored = np.dtype(X.dtype)
+        except TypeError:  # not a NumPy dtype: left to np.asarray
+            self._init_from_array(np.asarray(X), dtype, self.feature_names)
+            return
         self._unread, self._array = X, None
-        shape, stored = tuple(X.shape), np.dtype(X.dtype)
+        shape = tuple(X.shape)
         if any(not isinstance(size, numbers.Integral) for size in shape):
             raise ValueError(
                 f"{input_name} has an unknown shape {shape}: its sizes must be known before "
@@ -249,7 +257,7 @@ class DenseInput:
             check_memory(self.copy_bytes + working_bytes, lambda: self._needs_memory_for(what))
         X = self._array if self.copy is None else self._read()
         weights = check_sample_weight(sample_weight, self.n_samples, self.dtype)
-        source = DenseSource(X, weights, self.feature_names, self.copy, self.input_name)
+        source = DenseSource(X, weights, self.feature_names, self.input_name)
         if finite:
             source.check_finite(n_threads)
         return source
@@ -259,8 +267,8 @@ class DenseSource:
     """Rows of a 2-D float32/float64 array in memory, read in place by the dense kernels.
 
     Built by DenseInput.open, once per public call. The drivers ask it for what they need:
-    passes over row blocks, gathered rows, and the kernel calls on its rows, which scan
-    them for NaN and infinity on the way while they are not scanned yet.
+    block-wise passes (mean_variance, the NaN report), gathered rows, and the kernel calls on
+    its rows, which scan them for NaN and infinity on the way while they are not scanned yet.
 
     Attributes
     ----------
@@ -269,19 +277,16 @@ class DenseSource:
     sample_weight : ndarray of shape (n_samples,) or None
         Row weights in X's dtype; None for unit weights.
     feature_names : ndarray or None
-    copy : str or None
-        The copy of the input that X is (see DenseInput), or None when it is read in place.
     finite : bool or None
         True once the rows are known to be finite; None while they are not scanned.
     """
 
-    __slots__ = ("X", "sample_weight", "feature_names", "copy", "input_name", "finite")
+    __slots__ = ("X", "sample_weight", "feature_names", "input_name", "finite")
 
-    def __init__(self, X, sample_weight=None, feature_names=None, copy=None, input_name="X"):
+    def __init__(self, X, sample_weight=None, feature_names=None, input_name="X"):
         self.X = X
         self.sample_weight = sample_weight
         self.feature_names = feature_names
-        self.copy = copy
         self.input_name = input_name
         self.finite = None
 
@@ -385,8 +390,6 @@ class DenseSource:
         return stop
 
 
-def open_dense(X, sample_weight=None, *, input_name="X", dtype=None, finite=True, n_threads=1):
-    """DenseInput(X).open(...) for callers with no memory of their own to check."""
-    return DenseInput(X, input_name=input_name, dtype=dtype).open(
-        sample_weight, finite=finite, n_threads=n_threads
-    )
+def open_dense(X, *, input_name="X", dtype=None, names=True):
+    """DenseInput(X, ...).open(): the finite rows of an input no caller's memory comes with."""
+    return DenseInput(X, input_name=input_name, dtype=dtype, names=names).open()

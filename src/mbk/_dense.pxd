@@ -7,7 +7,7 @@
 from cython cimport floating
 
 from mbk._kernels cimport MBK_MAX_FEW_FEATURES, MBK_MAX_TILE_ROWS, mbk_variant
-from mbk._rows cimport CHUNK_ROWS, Rows
+from mbk._rows cimport CHUNK_ROWS, Rows, _fill_rows, _n_chunks
 from mbk._sampling_kernels cimport RandomStream, Sampling
 
 
@@ -114,11 +114,6 @@ cdef void _apply(
 cdef int _step_scratch(
     StepScratch* out, ScratchArena arena, Py_ssize_t n_batch, Py_ssize_t n_clusters,
     Py_ssize_t n_features, size_t itemsize, int n_threads, bint pack_rows) except -1
-cdef int _step_setup(
-    Rows* rows, StepScratch* scratch, char** chunk_finite, ScratchArena arena,
-    const floating[:, :] X, const Py_ssize_t[::1] sample_indices, object sample_weight,
-    const floating[:, ::1] centers_old, floating[:, ::1] centers_new, double[::1] weight_sums,
-    Py_ssize_t n_labels, int n_threads, bint check_finite) except -1
 cdef bint _worth_packing(const Rows* rows, size_t itemsize) noexcept nogil
 cdef double _minibatch_step(
     const Rows* rows, const floating[:, ::1] centers_old, floating[:, ::1] centers_new,
@@ -160,3 +155,35 @@ cdef inline Py_ssize_t _tile_scratch(Py_ssize_t n_features) noexcept nogil:
     if n_features <= MBK_MAX_FEW_FEATURES:
         return CHUNK_ROWS * n_features
     return MBK_MAX_TILE_ROWS * n_features
+
+
+cdef inline int _step_setup(
+        Rows* rows,                          # OUT the view of X (or of X[sample_indices])
+        StepScratch* scratch,                # OUT
+        char** chunk_finite,                 # OUT with check_finite, the scan's chunk flags
+        ScratchArena arena,                  # owns the scratch
+        const floating[:, :] X,
+        const Py_ssize_t[::1] sample_indices,
+        object sample_weight,
+        const floating[:, ::1] centers_old,
+        floating[:, ::1] centers_new,
+        double[::1] weight_sums,
+        Py_ssize_t n_labels,
+        int n_threads,
+        bint check_finite,
+) except -1:
+    """What an entry point does before a step on a batch: the row view, the shapes checked,
+    the step's scratch, and with check_finite the flags of the scan on the assignment pass,
+    which reads the batch's chunks of X in place (so all rows of X only). Inline: compiled
+    into the entry points that call it rather than into _dense, whose hot code it moved."""
+    _fill_rows(rows, X, sample_indices, sample_weight)
+    _check_step_shapes(centers_old, centers_new, weight_sums, n_labels, rows.n_rows,
+                       X.shape[1])
+    _step_scratch(scratch, arena, rows.n_rows, centers_old.shape[0], X.shape[1],
+                  sizeof(floating), n_threads, _worth_packing(rows, sizeof(floating)))
+    chunk_finite[0] = NULL
+    if check_finite:
+        if sample_indices is not None:
+            raise ValueError("check_finite scans all rows of X: pass no sample_indices")
+        chunk_finite[0] = <char*> arena.take(_n_chunks(rows.n_rows))
+    return 0

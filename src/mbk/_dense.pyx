@@ -764,37 +764,6 @@ cdef int _step_scratch(
     return 0
 
 
-cdef int _step_setup(
-        Rows* rows,                          # OUT the view of X (or of X[sample_indices])
-        StepScratch* scratch,                # OUT
-        char** chunk_finite,                 # OUT with check_finite, the scan's chunk flags
-        ScratchArena arena,                  # owns the scratch
-        const floating[:, :] X,
-        const Py_ssize_t[::1] sample_indices,
-        object sample_weight,
-        const floating[:, ::1] centers_old,
-        floating[:, ::1] centers_new,
-        double[::1] weight_sums,
-        Py_ssize_t n_labels,
-        int n_threads,
-        bint check_finite,
-) except -1:
-    """What an entry point does before a step on a batch: the row view, the shapes checked,
-    the step's scratch, and with check_finite the flags of the scan on the assignment pass,
-    which reads the batch's chunks of X in place (so all rows of X only)."""
-    _fill_rows(rows, X, sample_indices, sample_weight)
-    _check_step_shapes(centers_old, centers_new, weight_sums, n_labels, rows.n_rows,
-                       X.shape[1])
-    _step_scratch(scratch, arena, rows.n_rows, centers_old.shape[0], X.shape[1],
-                  sizeof(floating), n_threads, _worth_packing(rows, sizeof(floating)))
-    chunk_finite[0] = NULL
-    if check_finite:
-        if sample_indices is not None:
-            raise ValueError("check_finite scans all rows of X: pass no sample_indices")
-        chunk_finite[0] = <char*> arena.take(_n_chunks(rows.n_rows))
-    return 0
-
-
 cdef bint _worth_packing(const Rows* rows, size_t itemsize) noexcept nogil:
     """Whether the update should read a packed copy of the batch (see _minibatch_step), with
     unit weights (the copy does not carry them): for rows with strided features (Fortran

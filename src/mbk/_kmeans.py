@@ -370,7 +370,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
     def _new_data(self, X, sample_weight=None, n_threads=1, *, finite=True):
         """A source of new data for the fitted model: checked against the columns fit saw
         (before anything is read), read in the centers' dtype."""
-        state = self._fitted_state()
+        state = self.__dict__.get("_fitted") or self._fitted_state()  # (raises when unfitted)
         incoming = DenseInput(X, dtype=state.centers.dtype)
         check_feature_names(state.feature_names, incoming.feature_names, type(self).__name__)
         check_n_features(incoming.n_features, state.n_features, type(self).__name__)

@@ -256,7 +256,9 @@ class DenseInput:
         if self.copy_bytes + working_bytes:
             check_memory(self.copy_bytes + working_bytes, lambda: self._needs_memory_for(what))
         X = self._array if self.copy is None else self._read()
-        weights = check_sample_weight(sample_weight, self.n_samples, self.dtype)
+        weights = None
+        if sample_weight is not None:
+            weights = check_sample_weight(sample_weight, self.n_samples, self.dtype)
         source = DenseSource(X, weights, self.feature_names, self.input_name)
         if finite:
             source.check_finite(n_threads)

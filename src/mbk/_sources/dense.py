@@ -206,7 +206,7 @@ class DenseInput:
         return self.copy in ("loaded", "aligned") or self._array.flags.c_contiguous
 
     def describe(self):
-        """ "n_samples x n_features dtype", as error messages name the data."""
+        """The data as error messages name it: n_samples x n_features dtype."""
         return f"{self.n_samples} x {self.n_features} {self.dtype}"
 
     def _needs_memory_for(self, what):

@@ -132,12 +132,29 @@ def test_bad_X_is_refused(method, X, exception, match):
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
-@pytest.mark.parametrize("container", ["csr_matrix", "csr_array", "csc_matrix"])
-def test_sparse_X_is_refused_with_type_error(method, container):
+@pytest.mark.parametrize("container", ["csr_matrix", "csr_array", "csc_matrix", "coo_array"])
+def test_sparse_X_gives_the_dense_result(method, container):
+    # Sparse X is read as CSR (other formats converted): every method returns what it
+    # returns for the same data dense, up to the rounding of the sparse formulas.
     sparse = pytest.importorskip("scipy.sparse")
-    X = getattr(sparse, container)(_data())
-    with pytest.raises(TypeError, match=rf"Sparse input is not supported.*{container}"):
-        _call(method, X)
+    X = _data()
+    X[X < 0] = 0
+    dense, sparse_result = _call(method, X), _call(method, getattr(sparse, container)(X))
+    if isinstance(dense, MiniBatchKMeans):
+        dense, sparse_result = dense.cluster_centers_, sparse_result.cluster_centers_
+    np.testing.assert_allclose(sparse_result, dense, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["init", "sample_weight"])
+def test_a_sparse_init_or_weight_is_refused(name):
+    sparse = pytest.importorskip("scipy.sparse")
+    X = _data()
+    value = sparse.csr_matrix(X[:N_CLUSTERS] if name == "init" else X[:, :1].T)
+    with pytest.raises(TypeError, match="(must be a dense array|not a sparse matrix)"):
+        if name == "init":
+            _estimator(init=value, n_init=1).fit(X)
+        else:
+            _estimator().fit(X, sample_weight=value)
 
 
 def _subclass(kind, X):

@@ -90,7 +90,7 @@ def test_is_a_clusterer_and_a_transformer():
     tags = model.__sklearn_tags__()
     assert tags.estimator_type == "clusterer"
     assert tags.transformer_tags is not None
-    assert not tags.input_tags.sparse
+    assert tags.input_tags.sparse
 
 
 # -- Signature, clone, parameters, repr ----------------------------------------------------------

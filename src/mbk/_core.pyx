@@ -1,8 +1,9 @@
 """mbk's compiled entry points: assign, step (assign then update), accumulate and apply (the
-update's two halves), distances and the finiteness scan.
+update's two halves), distances and the finiteness scan; and for CSR rows the check of a
+matrix, its rows' norms, assign and distances.
 
 Each ``def`` here takes arrays, checks their shapes, builds the row view (_rows.pxd) and its
-scratch, releases the GIL and calls the dense kernel family (_dense). Python validates the
+scratch, releases the GIL and calls a kernel family (_dense, _sparse). Python validates the
 data once per public call before it gets here (mbk._sources); the steps with their schedule
 (reassignment, early stopping) have theirs in _sculley_loop.
 """
@@ -16,8 +17,13 @@ from mbk._dense cimport (
     _padded_count, _prepare_centers, _scan_until, _start_scan, _step_setup, _tile_scratch,
 )
 from mbk._kernels cimport MBK_OPENMP_ENABLED, mbk_omp_max_threads
-from mbk._rows cimport CHUNK_ROWS, Rows, _fill_rows, _n_chunks
-from mbk._tuning cimport clamp_threads
+from mbk._rows cimport CHUNK_ROWS, CsrRows, Rows, csr_index, _fill_csr_rows, _fill_rows, _n_chunks
+from mbk._sparse cimport (
+    CsrCenters, _assign_csr, _csr_centers_size, _csr_distance_chunk, _prepare_csr_centers,
+)
+from mbk._tuning cimport SCAN_CHUNK_BYTES, clamp_threads, threads_for
+
+import numpy as np
 
 OPENMP_ENABLED = bool(MBK_OPENMP_ENABLED)
 CHUNK_SIZE = CHUNK_ROWS
@@ -264,3 +270,187 @@ def apply(
     with nogil:
         _apply(centers_old, centers_new, &weight_sums[0], &sums[0, 0], &batch_weights[0],
                seeded)
+
+
+# ---------------------------------------------------------------------------------------------
+# CSR rows
+# ---------------------------------------------------------------------------------------------
+
+# What check_csr finds, by bit.
+cdef enum:
+    INDEX_OUT_OF_RANGE = 1
+    HAS_NAN = 2
+    HAS_INFINITY = 4
+
+
+cdef int _check_entries(
+        const floating* data, const csr_index* indices, Py_ssize_t start, Py_ssize_t end,
+        Py_ssize_t n_features) noexcept nogil:
+    cdef Py_ssize_t p
+    cdef int found = 0
+    cdef floating x
+    for p in range(start, end):
+        if not 0 <= indices[p] < n_features:
+            found |= INDEX_OUT_OF_RANGE
+        x = data[p]
+        if x - x != 0:  # NaN or infinity
+            found |= HAS_NAN if x != x else HAS_INFINITY
+    return found
+
+
+def check_csr(
+        const floating[::1] data,
+        const csr_index[::1] indices,
+        const csr_index[::1] indptr,
+        Py_ssize_t n_features,
+        int n_threads=1):
+    """What makes (data, indices, indptr) an unusable CSR matrix of n_features columns, as a
+    phrase ("indptr ...", "an index ...", "NaN", "infinity"), or None when it is sound: indptr
+    starts at 0, never decreases and ends within indices and data; every stored column is in
+    [0, n_features); every stored value is finite. The kernels rely on all of it."""
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, i, nnz, chunk, n_chunks
+    cdef Py_ssize_t per_chunk = SCAN_CHUNK_BYTES // sizeof(floating)
+    cdef int found = 0
+    cdef ScratchArena arena = ScratchArena()
+    cdef int* chunk_found
+    if n_rows < 0:
+        return "indptr is empty"
+    if indptr[0] != 0:
+        return f"indptr starts at {indptr[0]}, not 0"
+    for i in range(n_rows):
+        if indptr[i + 1] < indptr[i]:
+            return f"indptr decreases from {indptr[i]} to {indptr[i + 1]} at row {i}"
+    nnz = indptr[n_rows]
+    if nnz > indices.shape[0] or nnz > data.shape[0]:
+        return (f"indptr ends at {nnz} but indices and data hold {indices.shape[0]} and "
+                f"{data.shape[0]} entries")
+    if nnz == 0:
+        return None
+    n_chunks = (nnz + per_chunk - 1) // per_chunk
+    chunk_found = <int*> arena.take(n_chunks * sizeof(int))
+    n_threads = threads_for(n_threads, n_chunks, 0.25 * nnz)
+    with nogil:
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
+            chunk_found[chunk] = _check_entries(
+                &data[0], &indices[0], chunk * per_chunk, min((chunk + 1) * per_chunk, nnz),
+                n_features)
+        for chunk in range(n_chunks):
+            found = found | chunk_found[chunk]
+    if found & INDEX_OUT_OF_RANGE:
+        return f"an index in indices is outside [0, {n_features})"
+    if found & HAS_NAN:
+        return "NaN"
+    if found & HAS_INFINITY:
+        return "infinity"
+    return None
+
+
+def csr_row_sq_norms(const floating[::1] data, const csr_index[::1] indptr):
+    """Each row's squared norm, the stored values' squares summed in stored order in the
+    data's type (scikit-learn's row_norms of a CSR matrix; duplicates count one by one)."""
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, i, p
+    out = np.zeros(n_rows, dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] norms = out
+    cdef floating total
+    with nogil:
+        for i in range(n_rows):
+            total = 0
+            for p in range(indptr[i], indptr[i + 1]):
+                total = total + data[p] * data[p]
+            norms[i] = total
+    return out
+
+
+cdef int _check_csr_centers(
+        const floating[:, ::1] centers, Py_ssize_t n_features) except -1:
+    if centers.shape[0] < 1:
+        raise ValueError("at least one center is needed")
+    if centers.shape[1] != n_features:
+        raise ValueError(f"centers have {centers.shape[1]} features, X has {n_features}")
+    return 0
+
+
+def assign_labels_csr(
+        const floating[::1] data,                            # IN a checked CSR matrix
+        const csr_index[::1] indices,                        # IN
+        const csr_index[::1] indptr,                         # IN
+        Py_ssize_t n_features,
+        const floating[:, ::1] centers,                      # IN
+        int[::1] labels,                                     # OUT
+        const Py_ssize_t[::1] sample_indices=None,           # IN rows to use; None = all
+        sample_weight=None,             # IN floating[::1] per row; None = unit
+        int n_threads=1,
+        bint compute_inertia=True):
+    """Write each CSR row's nearest center to ``labels`` and return the weighted inertia
+    (scikit-learn's sparse formula, per row; float64 per chunk of 256 rows, chunks added in
+    order); 0.0 without ``compute_inertia``. The matrix must pass check_csr."""
+    cdef CsrRows rows
+    cdef CsrCenters prepared
+    cdef ScratchArena arena = ScratchArena()
+    cdef Py_ssize_t n_clusters = centers.shape[0], n_chunks
+    cdef double inertia
+    cdef floating* storage
+    cdef floating* dots
+    cdef double* chunk_inertia
+    _fill_csr_rows(&rows, data, indices, indptr, n_features, sample_indices, sample_weight)
+    _check_csr_centers(centers, n_features)
+    if labels.shape[0] != rows.n_rows:
+        raise ValueError("labels must have one entry per assigned row")
+    if rows.n_rows == 0:
+        return 0.0
+    n_chunks = _n_chunks(rows.n_rows)
+    n_threads = threads_for(n_threads, n_chunks, 32.0 * rows.n_rows * n_clusters)
+    storage = <floating*> arena.take(_csr_centers_size(n_clusters, n_features) * sizeof(floating))
+    dots = <floating*> arena.take(n_threads * n_clusters * sizeof(floating))
+    chunk_inertia = <double*> arena.take(n_chunks * sizeof(double))
+    with nogil:
+        _prepare_csr_centers(&prepared, centers, storage, n_threads)
+        inertia = _assign_csr(&rows, <const floating*> rows.data,
+                              <const csr_index*> rows.indices, &indptr[0], &prepared,
+                              &labels[0], dots, chunk_inertia, n_threads, compute_inertia)
+    return inertia
+
+
+def euclidean_distances_csr(
+        const floating[::1] data,               # IN a checked CSR matrix
+        const csr_index[::1] indices,           # IN
+        const csr_index[::1] indptr,            # IN
+        Py_ssize_t n_features,
+        const floating[:, ::1] centers,         # IN
+        floating[:, ::1] out,                   # OUT (n_samples, n_clusters)
+        int n_threads=1):
+    """Euclidean distance from every CSR row to every center, scikit-learn's way for sparse
+    rows (the norms' expansion, in float64)."""
+    cdef CsrRows rows
+    cdef CsrCenters prepared
+    cdef ScratchArena arena = ScratchArena()
+    cdef const Py_ssize_t[::1] all_rows = None
+    cdef Py_ssize_t n_clusters = centers.shape[0], chunk, start, n_chunks, j, f
+    cdef floating* storage
+    cdef double* dots
+    cdef double* sq_norms
+    cdef double norm
+    _fill_csr_rows(&rows, data, indices, indptr, n_features, all_rows, None)
+    _check_csr_centers(centers, n_features)
+    if out.shape[0] != rows.n_rows or out.shape[1] != n_clusters:
+        raise ValueError("out must have shape (n_samples, n_clusters)")
+    if rows.n_rows == 0:
+        return
+    n_chunks = _n_chunks(rows.n_rows)
+    n_threads = threads_for(n_threads, n_chunks, 32.0 * rows.n_rows * n_clusters)
+    storage = <floating*> arena.take(_csr_centers_size(n_clusters, n_features) * sizeof(floating))
+    dots = <double*> arena.take(n_threads * n_clusters * sizeof(double))
+    sq_norms = <double*> arena.take(n_clusters * sizeof(double))
+    with nogil:
+        _prepare_csr_centers(&prepared, centers, storage, n_threads)
+        for j in range(n_clusters):
+            norm = 0
+            for f in range(n_features):
+                norm += <double> centers[j, f] * centers[j, f]
+            sq_norms[j] = norm
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
+            start = chunk * CHUNK_ROWS
+            _csr_distance_chunk(&rows, <const floating*> rows.data,
+                                <const csr_index*> rows.indices, &indptr[0], &prepared,
+                                sq_norms, start, min(start + CHUNK_ROWS, rows.n_rows),
+                                &out[0, 0], dots + threadid() * n_clusters)

@@ -126,7 +126,13 @@ cdef int _check_step_shapes(
 cdef double _center_shift(
     const floating[:, ::1] a, const floating[:, ::1] b) noexcept nogil
 
-# Reassignment of small centers onto batch rows
+# Reassignment of small centers onto batch rows: which centers move and onto which batch
+# positions, their weights' restart (every kernel family), and the move onto dense rows
+cdef Py_ssize_t _small_centers(
+    double[::1] weight_sums, double ratio, Py_ssize_t n_batch, RandomStream stream,
+    Py_ssize_t* order, signed char* small) except -1
+cdef void _restart_small_weights(
+    double[::1] weight_sums, const signed char* small, Py_ssize_t n_small) noexcept
 cdef Py_ssize_t _reassign_small_centers(
     const Rows* batch, floating[:, ::1] centers, double[::1] weight_sums, double ratio,
     RandomStream stream, Py_ssize_t* order, signed char* small) except -1
@@ -187,3 +193,43 @@ cdef inline int _step_setup(
             raise ValueError("check_finite scans all rows of X: pass no sample_indices")
         chunk_finite[0] = <char*> arena.take(_n_chunks(rows.n_rows))
     return 0
+
+
+# The update's arithmetic for one center, shared by every kernel family (inline: compiled into
+# each family's update as it always was).
+
+cdef inline void _seed_sums(
+        const floating* center, double weight_sum, double* sums, Py_ssize_t n_features,
+) noexcept nogil:
+    """sums = center * weight_sum: the running mean's sum so far ("undo the scaling")."""
+    cdef Py_ssize_t f
+    for f in range(n_features):
+        sums[f] = center[f] * weight_sum
+
+
+cdef inline void _apply_center(
+        const floating* center_old,
+        floating* center_new,                # OUT (may be center_old)
+        double* weight_sum,                  # INOUT this center's running weight
+        double batch_weight,
+        const double* sums,                  # IN this center's sums
+        Py_ssize_t n_features,
+        bint seeded,                         # sums start from center_old * weight_sum
+) noexcept nogil:
+    """One center's incremental mean from its sums, and its running weight."""
+    cdef Py_ssize_t f
+    cdef double alpha, weight_before = weight_sum[0]
+    if not batch_weight > 0:
+        # Nothing (or only zero/negative weight) landed here: the center stays put.
+        if center_new != center_old:
+            for f in range(n_features):
+                center_new[f] = center_old[f]
+        return
+    weight_sum[0] = weight_before + batch_weight
+    alpha = 1 / weight_sum[0]
+    if seeded:
+        for f in range(n_features):
+            center_new[f] = <floating> (sums[f] * alpha)
+    else:
+        for f in range(n_features):
+            center_new[f] = <floating> ((center_old[f] * weight_before + sums[f]) * alpha)

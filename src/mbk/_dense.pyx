@@ -571,15 +571,6 @@ cdef void _add_rows(
             s[f] += x[f * rows.col_stride] * w
 
 
-cdef inline void _seed_sums(
-        const floating* center, double weight_sum, double* sums, Py_ssize_t n_features,
-) noexcept nogil:
-    """sums = center * weight_sum: the running mean's sum so far ("undo the scaling")."""
-    cdef Py_ssize_t f
-    for f in range(n_features):
-        sums[f] = center[f] * weight_sum
-
-
 cdef void _batch_weights(
         const Rows* rows,                  # IN the batch (its weights)
         const floating* witness,           # the data's type (not read)
@@ -614,34 +605,6 @@ cdef void _accumulate(
             for f in range(n_features):
                 sums[j * n_features + f] = 0
     _add_rows(rows, <const floating*> rows.data, NULL, labels, rows.n_rows, sums)
-
-
-cdef inline void _apply_center(
-        const floating* center_old,
-        floating* center_new,                # OUT (may be center_old)
-        double* weight_sum,                  # INOUT this center's running weight
-        double batch_weight,
-        const double* sums,                  # IN this center's sums
-        Py_ssize_t n_features,
-        bint seeded,                         # sums start from center_old * weight_sum
-) noexcept nogil:
-    """One center's incremental mean from its sums, and its running weight."""
-    cdef Py_ssize_t f
-    cdef double alpha, weight_before = weight_sum[0]
-    if not batch_weight > 0:
-        # Nothing (or only zero/negative weight) landed here: the center stays put.
-        if center_new != center_old:
-            for f in range(n_features):
-                center_new[f] = center_old[f]
-        return
-    weight_sum[0] = weight_before + batch_weight
-    alpha = 1 / weight_sum[0]
-    if seeded:
-        for f in range(n_features):
-            center_new[f] = <floating> (sums[f] * alpha)
-    else:
-        for f in range(n_features):
-            center_new[f] = <floating> ((center_old[f] * weight_before + sums[f]) * alpha)
 
 
 cdef void _apply(
@@ -882,27 +845,24 @@ cdef double _center_shift(const floating[:, ::1] a, const floating[:, ::1] b) no
 # Reassignment of small centers
 # ---------------------------------------------------------------------------------------------
 
-cdef Py_ssize_t _reassign_small_centers(
-        const Rows* batch,               # IN the batch: its rows of X
-        floating[:, ::1] centers,        # INOUT
-        double[::1] weight_sums,         # INOUT the running weights
+cdef Py_ssize_t _small_centers(
+        double[::1] weight_sums,         # IN the running weights
         double ratio,
+        Py_ssize_t n_batch,
         RandomStream stream,             # the draws
-        Py_ssize_t* order,               # TMP (batch.n_rows,)
-        signed char* small,              # TMP (n_clusters,)
+        Py_ssize_t* order,               # OUT (n_batch,) with centers to move: order[k] is the
+                                         # batch position the k-th small center moves onto
+        signed char* small,              # OUT (n_clusters,) which centers move
 ) except -1:
-    """scikit-learn's random reassignment; returns how many centers moved.
+    """scikit-learn's choice of the centers to reassign; returns how many move.
 
     The centers whose running weight is below ratio times the largest move onto rows of
     the batch drawn without replacement (``random_state.choice(n_batch, n, replace=False)``,
-    the same draws), at most half a batch of them (the largest weights stay), and restart
-    from the smallest weight that stays. Compiled because fit runs it between steps, when
-    Python and NumPy are cold in the caches.
+    the same draws), at most half a batch of them (the largest weights stay). Compiled
+    because fit runs it between steps, when Python and NumPy are cold in the caches.
     """
-    cdef Py_ssize_t n_clusters = weight_sums.shape[0], n_batch = batch.n_rows, j, f, k
-    cdef Py_ssize_t n_small = 0
-    cdef double largest = weight_sums[0], smallest_kept = INFINITY
-    cdef const floating* x
+    cdef Py_ssize_t n_clusters = weight_sums.shape[0], j, n_small = 0
+    cdef double largest = weight_sums[0]
     for j in range(1, n_clusters):
         largest = max(largest, weight_sums[j])
     for j in range(n_clusters):
@@ -918,19 +878,47 @@ cdef Py_ssize_t _reassign_small_centers(
             small[j] = False
     if n_small > 0:
         stream.shuffled_range(order, n_batch)
-        k = 0
-        for j in range(n_clusters):
-            if small[j]:
-                x = (<const floating*> batch.data
-                     + _source_row(batch, order[k]) * batch.row_stride)
-                for f in range(batch.n_features):
-                    centers[j, f] = x[f * batch.col_stride]
-                k += 1
-    if n_small < n_clusters:
-        for j in range(n_clusters):
-            if not small[j]:
-                smallest_kept = min(smallest_kept, weight_sums[j])
-        for j in range(n_clusters):
-            if small[j]:
-                weight_sums[j] = smallest_kept
+    return n_small
+
+
+cdef void _restart_small_weights(
+        double[::1] weight_sums, const signed char* small, Py_ssize_t n_small) noexcept:
+    """The moved centers restart from the smallest running weight that stays."""
+    cdef Py_ssize_t n_clusters = weight_sums.shape[0], j
+    cdef double smallest_kept = INFINITY
+    if n_small == 0 or n_small == n_clusters:
+        return
+    for j in range(n_clusters):
+        if not small[j]:
+            smallest_kept = min(smallest_kept, weight_sums[j])
+    for j in range(n_clusters):
+        if small[j]:
+            weight_sums[j] = smallest_kept
+
+
+cdef Py_ssize_t _reassign_small_centers(
+        const Rows* batch,               # IN the batch: its rows of X
+        floating[:, ::1] centers,        # INOUT
+        double[::1] weight_sums,         # INOUT the running weights
+        double ratio,
+        RandomStream stream,             # the draws
+        Py_ssize_t* order,               # TMP (batch.n_rows,)
+        signed char* small,              # TMP (n_clusters,)
+) except -1:
+    """scikit-learn's random reassignment onto dense batch rows (_small_centers); returns
+    how many centers moved."""
+    cdef Py_ssize_t n_small = _small_centers(weight_sums, ratio, batch.n_rows, stream, order,
+                                             small)
+    cdef Py_ssize_t j, f, k = 0
+    cdef const floating* x
+    if n_small == 0:
+        return 0
+    for j in range(weight_sums.shape[0]):
+        if small[j]:
+            x = (<const floating*> batch.data
+                 + _source_row(batch, order[k]) * batch.row_stride)
+            for f in range(batch.n_features):
+                centers[j, f] = x[f * batch.col_stride]
+            k += 1
+    _restart_small_weights(weight_sums, small, n_small)
     return n_small

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _sampling_kernels
 from ._kmeans_plusplus import kmeans_plusplus_seeds
-from ._sources import DenseSource, open_dense
+from ._sources import DenseSource, is_sparse, open_dense
 
 
 def given_centers(params, n_features, dtype):
@@ -58,7 +58,8 @@ def draw_initial_centers(source, params, settings, random_state, given, n_thread
 def seed_centers(X, sample_weight, params, random_state, n_threads, scan_rows=False):
     """Centers seeded on the rows X (k-means++, random rows or the callable).
 
-    sample_weight may be None (unit weights). ``scan_rows``: X has not been scanned for NaN
+    X may be dense or CSR (scipy); the centers are dense. sample_weight may be None (unit
+    weights). ``scan_rows``: X has not been scanned for NaN
     and infinity, which k-means++ then does first.
     """
     n_clusters = params.n_clusters
@@ -71,7 +72,7 @@ def seed_centers(X, sample_weight, params, random_state, n_threads, scan_rows=Fa
     if sample_weight is None:
         sample_weight = np.ones(X.shape[0], dtype=X.dtype)
     if params.init == "k-means++":
-        if scan_rows:
+        if scan_rows:  # (CSR rows are checked when their source is opened)
             DenseSource(X).check_finite(n_threads)
         centers, _ = kmeans_plusplus_seeds(
             X, n_clusters, sample_weight, random_state, n_threads=n_threads
@@ -81,7 +82,7 @@ def seed_centers(X, sample_weight, params, random_state, n_threads, scan_rows=Fa
         seeds = random_state.choice(
             X.shape[0], size=n_clusters, replace=False, p=sample_weight / sample_weight.sum()
         )
-        return X[seeds]
+        return X[seeds].toarray() if is_sparse(X) else X[seeds]
     centers = params.init(X, n_clusters, random_state=random_state)
     centers = open_dense(centers, input_name="the centers returned by init", dtype=X.dtype,
                          names=False).X  # fmt: skip

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _nested, _sculley
 from ._compat import ESTIMATOR_BASES, NotFittedError
-from ._sources import DenseInput, check_feature_names, check_n_features
+from ._sources import CsrInput, check_feature_names, check_n_features, read_input
 from ._state import FLAT_NAMES, SculleyState
 from ._validation import (
     InvalidParameterError,
@@ -262,6 +262,11 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
     def __sklearn_is_fitted__(self):
         return "_fitted" in self.__dict__
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()  # (only called where scikit-learn is installed)
+        tags.input_tags.sparse = True
+        return tags
+
     # -- fitting ------------------------------------------------------------------------------
 
     @_all_or_nothing
@@ -288,10 +293,16 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             The fitted estimator.
         """
         params = check_params(self)
-        incoming = DenseInput(X)
+        incoming = read_input(X)
         settings = resolve_settings(params, incoming.n_samples, type(self).__name__)
         n_threads = resolve_n_threads(params.n_threads)
         driver = _DRIVERS[params.algorithm]
+        if isinstance(incoming, CsrInput) and not driver.ACCEPTS_SPARSE:
+            raise TypeError(
+                f"algorithm={params.algorithm!r} does not take sparse input: its rounds "
+                "read dense rows. Use algorithm='sculley' (the default) for sparse X, or "
+                "densify it with X.toarray()."
+            )
         # Before any work (and any copy): fail at once if the memory cannot be had.
         source = incoming.open(
             sample_weight,
@@ -343,7 +354,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             # The first call seeds the centers on this batch, scanned first.
             params = check_params(self)
             n_threads = resolve_n_threads(params.n_threads)
-            incoming = DenseInput(X)
+            incoming = read_input(X)
             source = incoming.open(sample_weight, n_threads=n_threads)
             settings = resolve_settings(params, incoming.n_samples, type(self).__name__)
             random_state = check_random_state(params.random_state)
@@ -371,7 +382,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         """A source of new data for the fitted model: checked against the columns fit saw
         (before anything is read), read in the centers' dtype."""
         state = self.__dict__.get("_fitted") or self._fitted_state()  # (raises when unfitted)
-        incoming = DenseInput(X, dtype=state.centers.dtype)
+        incoming = read_input(X, dtype=state.centers.dtype)
         check_feature_names(state.feature_names, incoming.feature_names, type(self).__name__)
         check_n_features(incoming.n_features, state.n_features, type(self).__name__)
         return incoming.open(sample_weight, finite=finite, n_threads=n_threads)

@@ -3,12 +3,14 @@
 The arithmetic follows scikit-learn 1.9 operation by operation (norm expansion, float64
 upcast for float32 data, plain cumulative sums, BLAS matrix products of the same shapes), and
 the random draws come in the same order, so the same ``random_state`` picks the same seeds.
+Dense rows go through the compiled loop (_seeding_kernels); CSR rows through scipy's sparse
+products, the ones scikit-learn uses, in the same shapes.
 """
 
 import numpy as np
 
-from . import _seeding_kernels
-from ._sources import check_sample_weight, open_dense, row_blocks
+from . import _core, _seeding_kernels
+from ._sources import BLOCK_ROWS, check_sample_weight, is_sparse, read_input, row_blocks
 from ._validation import check_random_state, resolve_n_threads
 
 
@@ -53,14 +55,17 @@ def kmeans_plusplus_seeds(
 ):
     """Seeds from validated data: returns (centers, indices). No input checks here.
 
-    sample_weight is an array of X's dtype (not None); random_state a RandomState.
-    The loop over seeds is compiled (_seeding_kernels.kmeanspp_seeds); the matrix product
-    that sums each candidate's potential is NumPy's, as in scikit-learn.
+    X is a dense array or a checked CSR matrix (scipy); sample_weight an array of X's dtype
+    (not None); random_state a RandomState. For dense X the loop over seeds is compiled
+    (_seeding_kernels.kmeanspp_seeds); the matrix product that sums each candidate's
+    potential is NumPy's, as in scikit-learn.
     """
     n_samples = X.shape[0]
     if n_local_trials is None:
         # Arthur & Vassilvitskii's suggestion, as scikit-learn uses it: 2 + floor(ln k).
         n_local_trials = 2 + int(np.log(n_clusters))
+    if is_sparse(X):
+        return _sparse_seeds(X, n_clusters, sample_weight, random_state, n_local_trials)
     n_threads = resolve_n_threads(n_threads)
     x_sq_norms = _sq_norms64(X)
     centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
@@ -93,6 +98,58 @@ def kmeans_plusplus_seeds(
     return centers, indices
 
 
+def _sparse_sq_distances(A, X, x_sq_norms64):
+    """Squared distances from each row of A (dense, or CSR) to each row of the CSR X, in X's
+    dtype, as scikit-learn's euclidean_distances computes them: -2 A.X^T + ||a||^2 + ||x||^2,
+    at least 0, in float64 (float32 rows widened a block of X's rows at a time, the result
+    rounded back). x_sq_norms64: X's rows' squared norms in float64 (of the widened rows)."""
+    if X.dtype == np.float64:
+        blocks = [(0, X)]
+        A64 = A
+    else:
+        blocks = ((start, X[start : start + BLOCK_ROWS].astype(np.float64))
+                  for start in range(0, X.shape[0], BLOCK_ROWS))  # fmt: skip
+        A64 = A.astype(np.float64)
+    a_sq = _core.csr_row_sq_norms(A64.data, A64.indptr) if is_sparse(A64) else _row_sq_norms(A64)
+    out = np.empty((A.shape[0], X.shape[0]), dtype=X.dtype)
+    for start, block in blocks:
+        product = A64 @ block.T
+        product = product.toarray() if is_sparse(product) else np.asarray(product)
+        distances = -2 * product
+        distances += a_sq[:, None]
+        distances += x_sq_norms64[None, start : start + block.shape[0]]
+        out[:, start : start + block.shape[0]] = distances
+    np.maximum(out, 0, out=out)
+    return out
+
+
+def _sparse_seeds(X, n_clusters, sample_weight, random_state, n_local_trials):
+    """Greedy k-means++ on CSR rows: scikit-learn's draws and products, the centers dense."""
+    widened = X if X.dtype == np.float64 else X.astype(np.float64)
+    x_sq_norms64 = _core.csr_row_sq_norms(widened.data, widened.indptr)
+    del widened
+    centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
+    indices = np.full(n_clusters, -1, dtype=np.intp)
+    first = _weighted_choice(random_state, sample_weight)
+    centers[0] = X[[first]].toarray()
+    indices[0] = first
+    closest_sq = _sparse_sq_distances(centers[:1], X, x_sq_norms64)
+    potential = closest_sq @ sample_weight  # (1, n) @ (n,): scikit-learn's product
+    for seed in range(1, n_clusters):
+        targets = random_state.uniform(size=n_local_trials) * potential
+        candidates = np.searchsorted(np.cumsum(sample_weight * closest_sq), targets)
+        np.clip(candidates, None, closest_sq.size - 1, out=candidates)  # rounding at the top
+        trial_sq = _sparse_sq_distances(X[candidates], X, x_sq_norms64)
+        np.minimum(closest_sq, trial_sq, out=trial_sq)
+        trial_potentials = trial_sq @ sample_weight.reshape(-1, 1)
+        best = np.argmin(trial_potentials)
+        potential = trial_potentials[best]
+        closest_sq = trial_sq[best]
+        centers[seed] = X[[candidates[best]]].toarray()
+        indices[seed] = candidates[best]
+    return centers, indices
+
+
 def kmeans_plusplus(
     X,
     n_clusters,
@@ -108,8 +165,9 @@ def kmeans_plusplus(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
-        The data to pick seeds from.
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        The data to pick seeds from. A scipy sparse matrix or array is read as CSR (other
+        formats are converted, a copy), with 32- or 64-bit indices.
     n_clusters : int
         The number of seeds, 1 <= n_clusters <= n_samples.
     sample_weight : array-like of shape (n_samples,), default=None
@@ -131,7 +189,7 @@ def kmeans_plusplus(
     indices : ndarray of shape (n_clusters,)
         Row of X that each seed was taken from.
     """
-    source = open_dense(X, names=False)
+    source = read_input(X, names=False).open()
     n_samples = source.n_samples
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
         raise TypeError(f"n_clusters must be an int; got {n_clusters!r}.")

@@ -316,6 +316,10 @@ def fit_nested(X, sample_weight, random_state, seed_centers, *, n_clusters, n_in
     return result
 
 
+# Its rounds, bounds and swaps are written for dense rows.
+ACCEPTS_SPARSE = False
+
+
 def working_bytes(params, settings, incoming):
     """An estimate of the memory a nested fit allocates besides the rows, in bytes: the
     seeding's (as Sculley's), and per row the permutation, labels, three bounds, runner,

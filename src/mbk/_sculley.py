@@ -23,6 +23,9 @@ from ._sampling import WeightedRowSampler
 from ._schedule import Schedule
 from ._state import SculleyState
 
+# Every source: dense rows and CSR rows.
+ACCEPTS_SPARSE = True
+
 
 def working_bytes(params, settings, incoming):
     """An estimate of the memory fit allocates besides the rows (read in place), in bytes."""
@@ -31,7 +34,7 @@ def working_bytes(params, settings, incoming):
     n_clusters = int(params.n_clusters)  # a NumPy integer would overflow below
     centers = 3 * (n_clusters + 64) * (n_features + 1) * itemsize  # 2 buffers + the kernels'
     # init subsample, k-means++'s packed copy, its distance buffers, norms and sums
-    init = int(settings.init_size) * (2 * n_features * itemsize + 24 * itemsize + 40)
+    init = int(settings.init_size) * (2 * incoming.row_bytes + 24 * itemsize + 40)
     batch = int(settings.batch_size) * 24 + n_clusters * 16
     labels = n_samples * 4 if params.compute_labels else 0
     return centers + init + batch + labels
@@ -116,7 +119,7 @@ def _run_loop(source, state, schedule, sampler, random_state, n_threads, *, scan
     updates); otherwise they are left to the caller.
     """
     stream = _sampling_kernels.RandomStream(random_state)
-    if compiled:
+    if compiled and source.compiled_loop:
         scan_x = scan_x and source.finite is None
         state.centers, finite = _sculley_loop.fit_steps(
             source.X, state.centers, state.weight_sums, sampler, stream, schedule, n_threads,

@@ -1,4 +1,5 @@
-"""fit's loop of Sculley's steps, compiled, for rows in memory.
+"""fit's loop of Sculley's steps, compiled, for dense rows in memory; and the scheduled step of
+the step-by-step loop, for dense and CSR rows.
 
 Each step draws its batch (uniforms from the random stream, searched in the sampler's cdf
 inside the parallel assignment), labels it and moves the centers from one buffer into the
@@ -19,9 +20,10 @@ from mbk._dense cimport (
     _minibatch_step, _reassign_small_centers, _start_scan, _step_scratch, _step_setup,
     _worth_packing,
 )
-from mbk._rows cimport Rows, _fill_rows
+from mbk._rows cimport CsrRows, Rows, csr_index, _fill_csr_rows, _fill_rows
 from mbk._sampling_kernels cimport RandomStream, RowTables, Sampling, _search_rows
 from mbk._schedule cimport Schedule
+from mbk._sparse cimport _csr_minibatch_step, _csr_step_scratch, _reassign_small_centers_csr
 from mbk._tuning cimport MAX_PROBE_PERIOD, PROBE_PERIOD, knobs
 
 from time import perf_counter
@@ -107,6 +109,21 @@ def thread_choices(Py_ssize_t n_steps, double all_threads_seconds, double one_th
 # What follows every step
 # ---------------------------------------------------------------------------------------------
 
+cdef bint _finish_step(
+        Schedule schedule,
+        floating[:, ::1] centers,                # IN the centers after the step
+        const floating[:, ::1] before,           # IN the centers before it (for the shift)
+        double inertia,                          # IN the step's batch inertia
+        Py_ssize_t n_moved,                      # IN centers the reassignment moved
+) except -1:
+    """Measure the centers' shift if it is wanted, and record the step; returns whether the
+    loop stops."""
+    cdef double shift = NAN
+    if schedule.wants_center_shift:
+        shift = _center_shift(centers, before)
+    return schedule.record(inertia, shift, n_moved)
+
+
 cdef bint _after_step(
         Schedule schedule,
         bint reassign,                           # IN what the schedule said before the step
@@ -119,16 +136,13 @@ cdef bint _after_step(
         Py_ssize_t* order,                       # TMP (batch.n_rows,)
         signed char* small,                      # TMP (n_clusters,)
 ) except -1:
-    """Reassign small centers onto batch rows if the schedule said so, measure the centers'
-    shift if it is wanted, and record the step; returns whether the loop stops."""
+    """Reassign small centers onto batch rows if the schedule said so, then finish the step
+    (_finish_step); returns whether the loop stops."""
     cdef Py_ssize_t n_moved = 0
-    cdef double shift = NAN
     if reassign:
         n_moved = _reassign_small_centers(batch, centers, weight_sums,
                                           schedule.reassignment_ratio, stream, order, small)
-    if schedule.wants_center_shift:
-        shift = _center_shift(centers, before)
-    return schedule.record(inertia, shift, n_moved)
+    return _finish_step(schedule, centers, before, inertia, n_moved)
 
 
 def scheduled_step(
@@ -173,6 +187,48 @@ def scheduled_step(
                        inertia,
                        <Py_ssize_t*> arena.take(batch.n_rows * sizeof(Py_ssize_t)),
                        <signed char*> arena.take(weight_sums.shape[0]))
+
+
+def scheduled_step_csr(
+        const floating[::1] data,                # IN a checked CSR matrix (_core.check_csr)
+        const csr_index[::1] indices,            # IN
+        const csr_index[::1] indptr,             # IN
+        Py_ssize_t n_features,
+        floating[:, ::1] centers,                # INOUT moved in place
+        double[::1] weight_sums,                 # INOUT running weight per center
+        Schedule schedule,                       # INOUT
+        RandomStream stream,                     # IN/OUT the reassignment's draws
+        const Py_ssize_t[::1] sample_indices=None,   # IN the batch; None = all rows
+        sample_weight=None,             # IN floating[::1] per row; None = unit
+        int n_threads=1):
+    """scheduled_step for a batch of CSR rows: the CSR kernel family's step (_sparse), the
+    reassignment onto CSR rows, and the same schedule. Returns whether the loop stops."""
+    cdef CsrRows batch
+    cdef StepScratch scratch
+    cdef ScratchArena arena = ScratchArena()
+    cdef bint reassign
+    cdef double inertia
+    cdef int* labels
+    cdef Py_ssize_t n_moved = 0
+    cdef floating[:, ::1] before = centers
+    _fill_csr_rows(&batch, data, indices, indptr, n_features, sample_indices, sample_weight)
+    _check_step_shapes(centers, centers, weight_sums, batch.n_rows, batch.n_rows, n_features)
+    _csr_step_scratch(&scratch, arena, &batch, centers.shape[0], sizeof(floating), n_threads)
+    labels = <int*> arena.take(batch.n_rows * sizeof(int))
+    reassign = schedule.reassign_now(weight_sums)
+    if schedule.wants_center_shift:
+        before = np.array(centers, copy=True)
+    with nogil:
+        inertia = _csr_minibatch_step(&batch, <const floating*> batch.data,
+                                      <const csr_index*> batch.indices, &indptr[0], centers,
+                                      centers, &weight_sums[0], labels, &scratch)
+    if reassign:
+        n_moved = _reassign_small_centers_csr(
+            &batch, <const floating*> batch.data, <const csr_index*> batch.indices,
+            &indptr[0], centers, weight_sums, schedule.reassignment_ratio, stream,
+            <Py_ssize_t*> arena.take(batch.n_rows * sizeof(Py_ssize_t)),
+            <signed char*> arena.take(weight_sums.shape[0]))
+    return _finish_step(schedule, centers, before, inertia, n_moved)
 
 
 # ---------------------------------------------------------------------------------------------

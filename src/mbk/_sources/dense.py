@@ -129,10 +129,10 @@ class DenseInput:
         if type(X) is np.ndarray:  # the common case, without the checks it cannot fail
             self._init_from_array(X, dtype, None)
             return
-        if is_sparse(X):
+        if is_sparse(X):  # (sources.read_input routes the data itself to CsrInput)
             raise TypeError(
-                f"Sparse input is not supported yet: {input_name} is a sparse "
-                f"{type(X).__name__}. Convert it with {input_name}.toarray() first."
+                f"{input_name} must be a dense array, not a sparse {type(X).__name__}: "
+                f"convert it with {input_name}.toarray() first."
             )
         if isinstance(X, np.matrix):
             raise TypeError(
@@ -198,6 +198,11 @@ class DenseInput:
     @property
     def n_features(self):
         return self.shape[1]
+
+    @property
+    def row_bytes(self):
+        """Bytes a gathered row takes (memory estimates)."""
+        return self.n_features * self.dtype.itemsize
 
     @property
     def c_contiguous(self):
@@ -284,6 +289,8 @@ class DenseSource:
     """
 
     __slots__ = ("X", "sample_weight", "feature_names", "input_name", "finite")
+    # fit's steps may run in the compiled loop (_sculley_loop.fit_steps), which reads X.
+    compiled_loop = True
 
     def __init__(self, X, sample_weight=None, feature_names=None, input_name="X"):
         self.X = X

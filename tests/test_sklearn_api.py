@@ -43,8 +43,8 @@ def _model(**params):
 
 # The same expected failures scikit-learn lists for its own MiniBatchKMeans: fit draws its
 # batches in proportion to sample_weight, so a weight equals repeated rows only in
-# distribution, not draw for draw. (The sparse variant is not generated: sparse input is
-# refused, and the estimator's tags say so.)
+# distribution, not draw for draw, on dense and on sparse data alike (the estimator's tags
+# say it takes sparse input, so the sparse variants of the checks run too).
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data": (
         "weighted batch sampling is equivalent to repetition only in expectation"
@@ -91,6 +91,11 @@ def test_is_a_clusterer_and_a_transformer():
     assert tags.estimator_type == "clusterer"
     assert tags.transformer_tags is not None
     assert tags.input_tags.sparse
+
+
+def test_tags_say_sparse_input_is_supported():
+    # what makes scikit-learn's checks (and meta-estimators) pass sparse data to the estimator
+    assert MiniBatchKMeans().__sklearn_tags__().input_tags.sparse is True
 
 
 # -- Signature, clone, parameters, repr ----------------------------------------------------------

@@ -18,9 +18,7 @@ from mbk._dense cimport (
 )
 from mbk._kernels cimport MBK_OPENMP_ENABLED, mbk_omp_max_threads
 from mbk._rows cimport CHUNK_ROWS, CsrRows, Rows, csr_index, _fill_csr_rows, _fill_rows, _n_chunks
-from mbk._sparse cimport (
-    CsrCenters, _assign_csr, _csr_centers_size, _csr_distance_chunk, _prepare_csr_centers,
-)
+from mbk._sparse cimport FeatureMajorCenters, _assign_csr, _csr_distance_chunk, _double_norms
 from mbk._tuning cimport SCAN_CHUNK_BYTES, clamp_threads, threads_for
 
 import numpy as np
@@ -361,12 +359,12 @@ def csr_row_sq_norms(const floating[::1] data, const csr_index[::1] indptr):
     return out
 
 
-cdef int _check_csr_centers(
-        const floating[:, ::1] centers, Py_ssize_t n_features) except -1:
-    if centers.shape[0] < 1:
-        raise ValueError("at least one center is needed")
-    if centers.shape[1] != n_features:
-        raise ValueError(f"centers have {centers.shape[1]} features, X has {n_features}")
+cdef int _check_held(
+        FeatureMajorCenters centers, Py_ssize_t n_features, bint is_double) except -1:
+    if centers.view.n_features != n_features:
+        raise ValueError(f"centers have {centers.view.n_features} features, X has {n_features}")
+    if centers.is_double != is_double:
+        raise ValueError("the centers and X must have the same dtype")
     return 0
 
 
@@ -375,7 +373,7 @@ def assign_labels_csr(
         const csr_index[::1] indices,                        # IN
         const csr_index[::1] indptr,                         # IN
         Py_ssize_t n_features,
-        const floating[:, ::1] centers,                      # IN
+        FeatureMajorCenters centers,                         # IN
         int[::1] labels,                                     # OUT
         const Py_ssize_t[::1] sample_indices=None,           # IN rows to use; None = all
         sample_weight=None,             # IN floating[::1] per row; None = unit
@@ -385,28 +383,24 @@ def assign_labels_csr(
     (scikit-learn's sparse formula, per row; float64 per chunk of 256 rows, chunks added in
     order); 0.0 without ``compute_inertia``. The matrix must pass check_csr."""
     cdef CsrRows rows
-    cdef CsrCenters prepared
     cdef ScratchArena arena = ScratchArena()
-    cdef Py_ssize_t n_clusters = centers.shape[0], n_chunks
+    cdef Py_ssize_t n_padded = centers.view.n_padded, n_chunks
     cdef double inertia
-    cdef floating* storage
     cdef floating* dots
     cdef double* chunk_inertia
     _fill_csr_rows(&rows, data, indices, indptr, n_features, sample_indices, sample_weight)
-    _check_csr_centers(centers, n_features)
+    _check_held(centers, n_features, floating is double)
     if labels.shape[0] != rows.n_rows:
         raise ValueError("labels must have one entry per assigned row")
     if rows.n_rows == 0:
         return 0.0
     n_chunks = _n_chunks(rows.n_rows)
-    n_threads = threads_for(n_threads, n_chunks, 32.0 * rows.n_rows * n_clusters)
-    storage = <floating*> arena.take(_csr_centers_size(n_clusters, n_features) * sizeof(floating))
-    dots = <floating*> arena.take(n_threads * n_clusters * sizeof(floating))
+    n_threads = threads_for(n_threads, n_chunks, 32.0 * rows.n_rows * n_padded)
+    dots = <floating*> arena.take(n_threads * n_padded * sizeof(floating))
     chunk_inertia = <double*> arena.take(n_chunks * sizeof(double))
     with nogil:
-        _prepare_csr_centers(&prepared, centers, storage, n_threads)
         inertia = _assign_csr(&rows, <const floating*> rows.data,
-                              <const csr_index*> rows.indices, &indptr[0], &prepared,
+                              <const csr_index*> rows.indices, &indptr[0], &centers.view,
                               &labels[0], dots, chunk_inertia, n_threads, compute_inertia)
     return inertia
 
@@ -416,41 +410,32 @@ def euclidean_distances_csr(
         const csr_index[::1] indices,           # IN
         const csr_index[::1] indptr,            # IN
         Py_ssize_t n_features,
-        const floating[:, ::1] centers,         # IN
+        FeatureMajorCenters centers,            # IN
         floating[:, ::1] out,                   # OUT (n_samples, n_clusters)
         int n_threads=1):
-    """Euclidean distance from every CSR row to every center, scikit-learn's way for sparse
-    rows (the norms' expansion, in float64)."""
+    """Squared Euclidean distance from every CSR row to every center, scikit-learn's way for
+    sparse rows (the norms' expansion, in float64, at least 0), rounded to out's type."""
     cdef CsrRows rows
-    cdef CsrCenters prepared
     cdef ScratchArena arena = ScratchArena()
     cdef const Py_ssize_t[::1] all_rows = None
-    cdef Py_ssize_t n_clusters = centers.shape[0], chunk, start, n_chunks, j, f
-    cdef floating* storage
+    cdef Py_ssize_t n_padded = centers.view.n_padded, chunk, start, n_chunks
     cdef double* dots
     cdef double* sq_norms
-    cdef double norm
     _fill_csr_rows(&rows, data, indices, indptr, n_features, all_rows, None)
-    _check_csr_centers(centers, n_features)
-    if out.shape[0] != rows.n_rows or out.shape[1] != n_clusters:
+    _check_held(centers, n_features, floating is double)
+    if out.shape[0] != rows.n_rows or out.shape[1] != centers.view.n_clusters:
         raise ValueError("out must have shape (n_samples, n_clusters)")
     if rows.n_rows == 0:
         return
     n_chunks = _n_chunks(rows.n_rows)
-    n_threads = threads_for(n_threads, n_chunks, 32.0 * rows.n_rows * n_clusters)
-    storage = <floating*> arena.take(_csr_centers_size(n_clusters, n_features) * sizeof(floating))
-    dots = <double*> arena.take(n_threads * n_clusters * sizeof(double))
-    sq_norms = <double*> arena.take(n_clusters * sizeof(double))
+    n_threads = threads_for(n_threads, n_chunks, 32.0 * rows.n_rows * n_padded)
+    dots = <double*> arena.take(n_threads * n_padded * sizeof(double))
+    sq_norms = <double*> arena.take(centers.view.n_clusters * sizeof(double))
     with nogil:
-        _prepare_csr_centers(&prepared, centers, storage, n_threads)
-        for j in range(n_clusters):
-            norm = 0
-            for f in range(n_features):
-                norm += <double> centers[j, f] * centers[j, f]
-            sq_norms[j] = norm
+        _double_norms(&centers.view, centers.is_double, sq_norms)
         for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
             start = chunk * CHUNK_ROWS
             _csr_distance_chunk(&rows, <const floating*> rows.data,
-                                <const csr_index*> rows.indices, &indptr[0], &prepared,
+                                <const csr_index*> rows.indices, &indptr[0], &centers.view,
                                 sq_norms, start, min(start + CHUNK_ROWS, rows.n_rows),
-                                &out[0, 0], dots + threadid() * n_clusters)
+                                &out[0, 0], dots + threadid() * n_padded)

@@ -382,7 +382,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         """A source of new data for the fitted model: checked against the columns fit saw
         (before anything is read), read in the centers' dtype."""
         state = self.__dict__.get("_fitted") or self._fitted_state()  # (raises when unfitted)
-        incoming = read_input(X, dtype=state.centers.dtype)
+        incoming = read_input(X, dtype=state.dtype)
         check_feature_names(state.feature_names, incoming.feature_names, type(self).__name__)
         check_n_features(incoming.n_features, state.n_features, type(self).__name__)
         return incoming.open(sample_weight, finite=finite, n_threads=n_threads)
@@ -403,9 +403,9 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         # One pass over X: the kernel scans for NaN and infinity as it assigns.
         n_threads = resolve_n_threads(self.n_threads)
         source = self._new_data(X, n_threads=n_threads, finite=False)
-        labels, _ = source.labels_inertia(
-            self._fitted.centers, n_threads, weighted=False, compute_inertia=False
-        )
+        centers = source.centers_of(self._fitted, n_threads)
+        labels, _ = source.labels_inertia(centers, n_threads, weighted=False,
+                                          compute_inertia=False)  # fmt: skip
         return labels
 
     def transform(self, X):
@@ -423,7 +423,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         """
         n_threads = resolve_n_threads(self.n_threads)
         source = self._new_data(X, n_threads=n_threads)
-        return source.distances(self._fitted.centers, n_threads)
+        return source.distances(source.centers_of(self._fitted, n_threads), n_threads)
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the weighted inertia of X against the fitted centers.
@@ -445,7 +445,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         # One pass over X: the kernel scans for NaN and infinity as it assigns.
         n_threads = resolve_n_threads(self.n_threads)
         source = self._new_data(X, sample_weight, n_threads, finite=False)
-        return -source.labels_inertia(self._fitted.centers, n_threads)[1]
+        return -source.labels_inertia(source.centers_of(self._fitted, n_threads), n_threads)[1]
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the label of each training row (``labels_``).

@@ -98,7 +98,8 @@ def fit(source, params, settings, random_state, n_threads, listeners=(), compile
     _take_schedule(state, schedule)
     state.n_iter = math.ceil(state.n_steps * settings.batch_size / n_samples)
     if params.compute_labels:
-        state.labels, state.inertia = source.labels_inertia(state.centers, n_threads)
+        state.labels, state.inertia = source.labels_inertia(source.centers_of(state, n_threads),
+                                                            n_threads)  # fmt: skip
     else:
         # scikit-learn fails here when no step got past the first; mbk uses that step.
         ewa = state.ewa_inertia
@@ -198,21 +199,23 @@ def partial_fit(source, state, n_threads, *, reassignment_ratio, verbose, comput
     stream = _sampling_kernels.RandomStream(state.random_state)
     run_steps(source, state, schedule, (None,), stream, n_threads, weighted=True)
     if compute_labels:
-        state.labels, state.inertia = source.labels_inertia(state.centers, n_threads)
+        state.labels, state.inertia = source.labels_inertia(source.centers_of(state, n_threads),
+                                                            n_threads)  # fmt: skip
 
 
 def run_steps(source, state, schedule, batches, stream, n_threads, *, weighted):
     """Sculley's steps one by one, on the source's rows given by each of ``batches`` (an
     index array into its rows, or None for all of them), each one compiled call that does
     what fit's compiled loop does for a step, with the same schedule. The centers move in
-    place (state.centers keeps its identity, as partial_fit's must); the reassignment draws
-    from ``stream``, a RandomStream.
+    place (state.centers keeps its identity, as partial_fit's must: a source may move them in
+    its kernels' layout, held by the state, see SculleyState.hold_centers); the reassignment
+    draws from ``stream``, a RandomStream.
 
     ``weighted``: the steps use the source's weights (partial_fit) or unit weights (fit,
     whose batches are drawn in proportion to the weights).
     """
     for rows in batches:
-        if source.scheduled_step(state.centers, state.weight_sums, schedule, stream, n_threads,
-                                 rows=rows, weighted=weighted):  # fmt: skip
+        if source.scheduled_step(state, schedule, stream, n_threads, rows=rows,
+                                 weighted=weighted):  # fmt: skip
             break
     _take_schedule(state, schedule)

@@ -14,17 +14,21 @@ result does not depend on it.
 from cpython.exc cimport PyErr_CheckSignals
 from cython cimport floating
 from libc.math cimport NAN
+from libc.string cimport memcpy
 
 from mbk._dense cimport (
     FiniteScan, ScratchArena, StepScratch, _center_shift, _check_step_shapes, _finish_scan,
     _minibatch_step, _reassign_small_centers, _start_scan, _step_scratch, _step_setup,
     _worth_packing,
 )
-from mbk._rows cimport CsrRows, Rows, csr_index, _fill_csr_rows, _fill_rows
+from mbk._rows cimport CsrRows, Rows, csr_index, _fill_csr_rows, _fill_rows, _n_chunks
 from mbk._sampling_kernels cimport RandomStream, RowTables, Sampling, _search_rows
 from mbk._schedule cimport Schedule
-from mbk._sparse cimport _csr_minibatch_step, _csr_step_scratch, _reassign_small_centers_csr
-from mbk._tuning cimport MAX_PROBE_PERIOD, PROBE_PERIOD, knobs
+from mbk._sparse cimport (
+    FeatureMajorCenters, _batch_entries, _csr_center_shift, _csr_minibatch_step,
+    _reassign_small_centers_csr,
+)
+from mbk._tuning cimport MAX_PROBE_PERIOD, PROBE_PERIOD, knobs, threads_for
 
 from time import perf_counter
 
@@ -109,21 +113,6 @@ def thread_choices(Py_ssize_t n_steps, double all_threads_seconds, double one_th
 # What follows every step
 # ---------------------------------------------------------------------------------------------
 
-cdef bint _finish_step(
-        Schedule schedule,
-        floating[:, ::1] centers,                # IN the centers after the step
-        const floating[:, ::1] before,           # IN the centers before it (for the shift)
-        double inertia,                          # IN the step's batch inertia
-        Py_ssize_t n_moved,                      # IN centers the reassignment moved
-) except -1:
-    """Measure the centers' shift if it is wanted, and record the step; returns whether the
-    loop stops."""
-    cdef double shift = NAN
-    if schedule.wants_center_shift:
-        shift = _center_shift(centers, before)
-    return schedule.record(inertia, shift, n_moved)
-
-
 cdef bint _after_step(
         Schedule schedule,
         bint reassign,                           # IN what the schedule said before the step
@@ -136,13 +125,16 @@ cdef bint _after_step(
         Py_ssize_t* order,                       # TMP (batch.n_rows,)
         signed char* small,                      # TMP (n_clusters,)
 ) except -1:
-    """Reassign small centers onto batch rows if the schedule said so, then finish the step
-    (_finish_step); returns whether the loop stops."""
+    """Reassign small centers onto batch rows if the schedule said so, measure the centers'
+    shift if it is wanted, and record the step; returns whether the loop stops."""
     cdef Py_ssize_t n_moved = 0
+    cdef double shift = NAN
     if reassign:
         n_moved = _reassign_small_centers(batch, centers, weight_sums,
                                           schedule.reassignment_ratio, stream, order, small)
-    return _finish_step(schedule, centers, before, inertia, n_moved)
+    if schedule.wants_center_shift:
+        shift = _center_shift(centers, before)
+    return schedule.record(inertia, shift, n_moved)
 
 
 def scheduled_step(
@@ -194,41 +186,58 @@ def scheduled_step_csr(
         const csr_index[::1] indices,            # IN
         const csr_index[::1] indptr,             # IN
         Py_ssize_t n_features,
-        floating[:, ::1] centers,                # INOUT moved in place
+        FeatureMajorCenters centers,             # INOUT moved in place
         double[::1] weight_sums,                 # INOUT running weight per center
         Schedule schedule,                       # INOUT
         RandomStream stream,                     # IN/OUT the reassignment's draws
         const Py_ssize_t[::1] sample_indices=None,   # IN the batch; None = all rows
         sample_weight=None,             # IN floating[::1] per row; None = unit
         int n_threads=1):
-    """scheduled_step for a batch of CSR rows: the CSR kernel family's step (_sparse), the
-    reassignment onto CSR rows, and the same schedule. Returns whether the loop stops."""
+    """scheduled_step for a batch of CSR rows, on centers held feature-major: the CSR kernel
+    family's step (_sparse), the reassignment onto CSR rows, and the same schedule. Returns
+    whether the loop stops."""
     cdef CsrRows batch
-    cdef StepScratch scratch
     cdef ScratchArena arena = ScratchArena()
     cdef bint reassign
-    cdef double inertia
+    cdef double inertia, shift = NAN
     cdef int* labels
-    cdef Py_ssize_t n_moved = 0
-    cdef floating[:, ::1] before = centers
+    cdef floating* dots
+    cdef floating* before = NULL
+    cdef double* chunk_inertia
+    cdef Py_ssize_t n_moved = 0, n_padded = centers.view.n_padded, n_values
     _fill_csr_rows(&batch, data, indices, indptr, n_features, sample_indices, sample_weight)
-    _check_step_shapes(centers, centers, weight_sums, batch.n_rows, batch.n_rows, n_features)
-    _csr_step_scratch(&scratch, arena, &batch, centers.shape[0], sizeof(floating), n_threads)
+    if (centers.view.n_features != n_features
+            or centers.is_double != (sizeof(floating) == sizeof(double))):
+        raise ValueError("the centers must have X's features and dtype")
+    if weight_sums.shape[0] != centers.view.n_clusters:
+        raise ValueError("weight_sums must have one entry per center")
+    if batch.n_rows == 0:
+        raise ValueError("a mini-batch step needs at least one row")
+    n_threads = threads_for(max(n_threads, 1), _n_chunks(batch.n_rows),
+                            32.0 * batch.n_rows * n_padded)
     labels = <int*> arena.take(batch.n_rows * sizeof(int))
+    dots = <floating*> arena.take(n_threads * n_padded * sizeof(floating))
+    chunk_inertia = <double*> arena.take(_n_chunks(batch.n_rows) * sizeof(double))
+    centers._reserve(_batch_entries(&batch, &indptr[0]), n_threads)
     reassign = schedule.reassign_now(weight_sums)
     if schedule.wants_center_shift:
-        before = np.array(centers, copy=True)
+        n_values = n_features * n_padded
+        before = <floating*> arena.take(n_values * sizeof(floating))
+        memcpy(before, centers.view.values, n_values * sizeof(floating))
     with nogil:
         inertia = _csr_minibatch_step(&batch, <const floating*> batch.data,
-                                      <const csr_index*> batch.indices, &indptr[0], centers,
-                                      centers, &weight_sums[0], labels, &scratch)
+                                      <const csr_index*> batch.indices, &indptr[0],
+                                      &centers.view, &centers.scratch, &weight_sums[0], labels,
+                                      dots, chunk_inertia, n_threads)
     if reassign:
         n_moved = _reassign_small_centers_csr(
             &batch, <const floating*> batch.data, <const csr_index*> batch.indices,
-            &indptr[0], centers, weight_sums, schedule.reassignment_ratio, stream,
+            &indptr[0], &centers.view, weight_sums, schedule.reassignment_ratio, stream,
             <Py_ssize_t*> arena.take(batch.n_rows * sizeof(Py_ssize_t)),
             <signed char*> arena.take(weight_sums.shape[0]))
-    return _finish_step(schedule, centers, before, inertia, n_moved)
+    if before != NULL:
+        shift = _csr_center_shift(&centers.view, before)
+    return schedule.record(inertia, shift, n_moved)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,83 +1,262 @@
-"""The CSR kernel family: centers prepared feature-major, the nearest-center assignment with
-scikit-learn's sparse inertia, distances to every center, the center update in scikit-learn's
-order, the mini-batch step made of them, and the reassignment of small centers onto CSR rows.
-Declarations shared with the other modules are in _sparse.pxd; the entry points that check
-their arguments and raise are in _core (and the loops' scheduled step in _sculley_loop).
+"""The CSR kernel family: centers held feature-major (FeatureMajorCenters), the nearest-center
+assignment with scikit-learn's sparse inertia, distances to every center, the center update
+in scikit-learn's order, the mini-batch step made of them, and the reassignment of small
+centers onto CSR rows. Declarations shared with the other modules are in _sparse.pxd; the
+entry points that check their arguments and raise are in _core (and the loops' scheduled step
+in _sculley_loop).
 
 Each worker has one body per float type and per index type (fused ``floating`` and
-``csr_index``), and follows the dense family's rules for thread-count invariance: rows in
-fixed chunks of CHUNK_ROWS, chunk inertias summed in chunk order, and each center updated by
-the one thread that owns it.
+``csr_index``) and follows the dense family's rules for thread-count invariance: rows in fixed
+chunks of CHUNK_ROWS, chunk inertias summed in chunk order, every value computed by one thread
+in a fixed order (the update: each feature by the thread that owns its range of features; the
+norms: partial sums over fixed ranges of features, added in range order).
 
-Why feature-major: a stored entry (column f, value x) adds x * c[j, f] to the dot product of
-its row with every center j. With the centers row-major, that is k reads k x n_features
-values apart, one cache miss each on large problems; feature-major, it is one run of k
-values. The products are summed over the row's stored entries in stored order, center by
-center, as scikit-learn sums them, so the labels keep scikit-learn's bits.
+Why feature-major: a stored entry (column f, value x) adds x * c[j, f] to its row's dot
+product with every center j. Row-major, those are k reads n_features values apart (a cache
+miss each, on large problems); feature-major, one run of k values. The products are summed
+over the row's stored entries in stored order, center by center, as scikit-learn sums them,
+so the labels keep scikit-learn's bits; and the update, which rescales every feature of every
+center that received rows (that is what keeps scikit-learn's bits there), is one pass over
+the same layout, so the centers are transposed once per public call, not once per step.
 """
 
 from cython.parallel cimport prange, threadid
 from libc.float cimport DBL_MAX, FLT_MAX
-from libc.math cimport sqrt
+from libc.stdint cimport uintptr_t
+from libc.stdint cimport int32_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memset
 
-from mbk._dense cimport (
-    _apply_center, _restart_small_weights, _seed_sums, _small_centers,
-)
-from mbk._rows cimport CHUNK_ROWS, _csr_row, _n_chunks, _weight
-from mbk._tuning cimport threads_for
+from mbk._dense cimport _restart_small_weights, _small_centers, active_kernels
+from mbk._rows cimport CHUNK_ROWS, _csr_row, _n_chunks, _round_up, _weight
+from mbk._tuning cimport CSR_PREFETCH_BYTES, threads_for
 
-# Features per block of the transpose: a block of the feature-major copy (FEATURE_BLOCK x
-# n_clusters values) stays in cache while every center writes its part of it.
+import numpy as np
+
+# The inner loops per instruction set (the variant follows the dense family's).
+cdef extern from "_csr_tiles.h":
+    int mbk_csr_level(const char* name) noexcept nogil
+    void mbk_csr_dots_float_i32(int level, const void* data, const void* indices,
+                                Py_ssize_t start, Py_ssize_t end, const void* next,
+                                Py_ssize_t n_next, Py_ssize_t ahead, const void* values,
+                                Py_ssize_t n_padded, void* dots) noexcept nogil
+    void mbk_csr_dots_float_i64(int level, const void* data, const void* indices,
+                                Py_ssize_t start, Py_ssize_t end, const void* next,
+                                Py_ssize_t n_next, Py_ssize_t ahead, const void* values,
+                                Py_ssize_t n_padded, void* dots) noexcept nogil
+    void mbk_csr_dots_double_i32(int level, const void* data, const void* indices,
+                                 Py_ssize_t start, Py_ssize_t end, const void* next,
+                                 Py_ssize_t n_next, Py_ssize_t ahead, const void* values,
+                                 Py_ssize_t n_padded, void* dots) noexcept nogil
+    void mbk_csr_dots_double_i64(int level, const void* data, const void* indices,
+                                 Py_ssize_t start, Py_ssize_t end, const void* next,
+                                 Py_ssize_t n_next, Py_ssize_t ahead, const void* values,
+                                 Py_ssize_t n_padded, void* dots) noexcept nogil
+    void mbk_csr_update_float(int level, void* values, Py_ssize_t n_padded, Py_ssize_t start,
+                              Py_ssize_t end, const Py_ssize_t* offsets, const int* labels,
+                              const void* entry_values, const double* scale_in,
+                              const double* alpha, double* acc, void* partial) noexcept nogil
+    void mbk_csr_update_double(int level, void* values, Py_ssize_t n_padded, Py_ssize_t start,
+                               Py_ssize_t end, const Py_ssize_t* offsets, const int* labels,
+                               const void* entry_values, const double* scale_in,
+                               const double* alpha, double* acc, void* partial) noexcept nogil
+    void mbk_csr_load_group_float(const float* rows, Py_ssize_t n_clusters,
+                                  Py_ssize_t n_features, float* values, Py_ssize_t n_padded,
+                                  Py_ssize_t first, float* sq_norms) noexcept nogil
+    void mbk_csr_load_group_double(const double* rows, Py_ssize_t n_clusters,
+                                   Py_ssize_t n_features, double* values, Py_ssize_t n_padded,
+                                   Py_ssize_t first, double* sq_norms) noexcept nogil
+    void mbk_csr_store_group_float(const float* values, Py_ssize_t n_padded, Py_ssize_t first,
+                                   Py_ssize_t n_clusters, Py_ssize_t n_features,
+                                   float* rows) noexcept nogil
+    void mbk_csr_store_group_double(const double* values, Py_ssize_t n_padded,
+                                    Py_ssize_t first, Py_ssize_t n_clusters,
+                                    Py_ssize_t n_features, double* rows) noexcept nogil
+
+
+cdef int _csr_level() noexcept nogil:
+    """The instruction-set level of the CSR loops: the dense family's variant in use."""
+    return mbk_csr_level(active_kernels().name)
+
+
 cdef enum:
-    FEATURE_BLOCK = 64
+    # Bytes of one feature's run that a group of centers fills: a cache line.
+    LINE_BYTES = 64
+    # Features per range of the update and of the norms' partial sums (fixed, so that the
+    # order of every sum is the same whatever the thread count).
+    FEATURE_RANGE = 256
+
+
+cdef inline Py_ssize_t _n_ranges(Py_ssize_t n_features) noexcept nogil:
+    return (n_features + FEATURE_RANGE - 1) // FEATURE_RANGE
 
 
 # ---------------------------------------------------------------------------------------------
-# Centers
+# Centers held feature-major
 # ---------------------------------------------------------------------------------------------
 
-cdef Py_ssize_t _csr_centers_size(Py_ssize_t n_clusters, Py_ssize_t n_features) noexcept nogil:
-    """Values of storage the prepared centers need."""
-    return n_clusters * (n_features + 1)
+cdef class FeatureMajorCenters:
+    """Centers in the CSR kernels' layout for one public call: loaded from row-major centers
+    (``FeatureMajorCenters(centers, n_threads)``), moved in place by the steps
+    (_sculley_loop.scheduled_step_csr), written back with ``store(centers)``."""
+
+    def __cinit__(self, centers, int n_threads=1):
+        cdef Py_ssize_t n_clusters, n_features, itemsize, lanes
+        cdef unsigned char[::1] storage
+        cdef double[:, ::1] centers64
+        cdef float[:, ::1] centers32
+        if centers.ndim != 2 or centers.shape[0] < 1:
+            raise ValueError("centers must be a 2-D array of at least one center")
+        self.dtype = np.dtype(centers.dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError("centers must be float32 or float64")
+        self.is_double = self.dtype == np.float64
+        n_clusters, n_features = centers.shape
+        itemsize = self.dtype.itemsize
+        lanes = LINE_BYTES // itemsize
+        self.view.n_clusters = n_clusters
+        self.view.n_features = n_features
+        self.view.n_padded = _round_up(n_clusters, lanes)
+        # NumPy's allocation: large blocks get transparent huge pages where the system offers
+        # them, which makes their first touch several times cheaper than malloc's pages.
+        self.storage = np.empty((n_features + 1) * self.view.n_padded * itemsize + LINE_BYTES,
+                                dtype=np.uint8)
+        storage = self.storage
+        # Each group of centers' run in a feature starts a cache line.
+        self.view.values = <void*> ((<uintptr_t> &storage[0] + LINE_BYTES - 1)
+                                    & ~(<uintptr_t> (LINE_BYTES - 1)))
+        self.view.sq_norms = (<char*> self.view.values
+                              + n_features * self.view.n_padded * itemsize)
+        if self.is_double:
+            centers64 = centers
+            with nogil:
+                _load(&self.view, centers64, n_threads)
+        else:
+            centers32 = centers
+            with nogil:
+                _load(&self.view, centers32, n_threads)
+
+    def __dealloc__(self):
+        free(self.scratch.feature_offsets)
+        free(self.scratch.entry_labels)
+        free(self.scratch.entry_values)
+        free(self.scratch.scale_in)
+
+    @property
+    def shape(self):
+        """(n_clusters, n_features) of the centers held."""
+        return (self.view.n_clusters, self.view.n_features)
+
+    def to_array(self, int n_threads=1):
+        """The centers held, as a new row-major array."""
+        out = np.empty(self.shape, dtype=self.dtype)
+        self.store(out, n_threads)
+        return out
+
+    def store(self, centers, int n_threads=1):
+        """Write the centers held into ``centers`` (row-major, same shape and dtype)."""
+        cdef double[:, ::1] centers64
+        cdef float[:, ::1] centers32
+        if tuple(centers.shape) != self.shape or np.dtype(centers.dtype) != self.dtype:
+            raise ValueError("centers must have the shape and dtype of the centers held")
+        if self.is_double:
+            centers64 = centers
+            with nogil:
+                _store(&self.view, centers64, n_threads)
+        else:
+            centers32 = centers
+            with nogil:
+                _store(&self.view, centers32, n_threads)
+
+    cdef int _reserve(self, Py_ssize_t n_entries, int n_threads) except -1:
+        """The update's scratch, for a batch of n_entries stored entries on n_threads."""
+        cdef CsrUpdateScratch* s = &self.scratch
+        cdef Py_ssize_t n_padded = self.view.n_padded, itemsize = self.dtype.itemsize
+        cdef Py_ssize_t n_doubles
+        cdef void* grown
+        n_threads = max(n_threads, 1)
+        if s.feature_offsets == NULL:
+            s.feature_offsets = <Py_ssize_t*> malloc(
+                (self.view.n_features + 1) * sizeof(Py_ssize_t))
+            if s.feature_offsets == NULL:
+                raise MemoryError("mbk: no memory for the CSR update")
+        if n_entries > s.capacity or s.entry_labels == NULL:
+            n_entries = max(n_entries, 2 * s.capacity, 1)
+            grown = realloc(s.entry_labels, n_entries * sizeof(int))
+            if grown == NULL:
+                raise MemoryError("mbk: no memory for the CSR update")
+            s.entry_labels = <int*> grown
+            grown = realloc(s.entry_values, n_entries * itemsize)
+            if grown == NULL:
+                raise MemoryError("mbk: no memory for the CSR update")
+            s.entry_values = grown
+            s.capacity = n_entries
+        if n_threads > s.n_threads or s.scale_in == NULL:
+            # scale_in, alpha, batch_weights, the accumulators, then the norms' partial sums
+            n_doubles = (3 + n_threads) * n_padded + _n_ranges(self.view.n_features) * n_padded
+            grown = realloc(s.scale_in, n_doubles * sizeof(double))
+            if grown == NULL:
+                raise MemoryError("mbk: no memory for the CSR update")
+            s.scale_in = <double*> grown
+            s.alpha = s.scale_in + n_padded
+            s.batch_weights = s.alpha + n_padded
+            s.acc = s.batch_weights + n_padded
+            s.range_norms = s.acc + n_threads * n_padded
+            s.n_threads = n_threads
+        return 0
 
 
-cdef void _transpose_block(
-        const floating* rows, floating* transposed, Py_ssize_t n_clusters,
-        Py_ssize_t n_features, Py_ssize_t first) noexcept nogil:
-    cdef Py_ssize_t last = min(first + FEATURE_BLOCK, n_features), j, f
-    for j in range(n_clusters):
-        for f in range(first, last):
-            transposed[f * n_clusters + j] = rows[j * n_features + f]
+cdef void _load(
+        CsrCenters* centers, const floating[:, ::1] rows, int n_threads) noexcept nogil:
+    """Row-major centers into the feature-major layout, with their squared norms (each a
+    sum over fixed ranges of features, in order: _column_norm's order), a group of centers
+    per work item."""
+    cdef Py_ssize_t lanes = LINE_BYTES // sizeof(floating), group
+    cdef Py_ssize_t n_groups = centers.n_padded // lanes
+    n_threads = threads_for(n_threads, n_groups,
+                            0.25 * centers.n_padded * centers.n_features)
+    for group in prange(n_groups, schedule="static", num_threads=n_threads):
+        if floating is float:
+            mbk_csr_load_group_float(&rows[0, 0], centers.n_clusters, centers.n_features,
+                                     <float*> centers.values, centers.n_padded, group * lanes,
+                                     <float*> centers.sq_norms)
+        else:
+            mbk_csr_load_group_double(&rows[0, 0], centers.n_clusters, centers.n_features,
+                                      <double*> centers.values, centers.n_padded,
+                                      group * lanes, <double*> centers.sq_norms)
 
 
-cdef void _prepare_csr_centers(
-        CsrCenters* prepared,
-        const floating[:, ::1] centers,
-        floating* storage,      # OUT _csr_centers_size values
-        int n_threads,
-) noexcept nogil:
-    cdef Py_ssize_t n_clusters = centers.shape[0], n_features = centers.shape[1]
-    cdef Py_ssize_t j, f, block, n_blocks = (n_features + FEATURE_BLOCK - 1) // FEATURE_BLOCK
-    cdef floating* transposed = storage
-    cdef floating* sq_norms = storage + n_clusters * n_features
-    cdef const floating* rows = &centers[0, 0]
-    cdef floating norm
-    # Squared norms as the dense family computes them (features in order, in the centers'
-    # type), and as scikit-learn's labelling uses them.
-    for j in range(n_clusters):
-        norm = 0
-        for f in range(n_features):
-            norm = norm + rows[j * n_features + f] * rows[j * n_features + f]
-        sq_norms[j] = norm
-    # A copy: the thread count changes nothing but its speed.
-    n_threads = threads_for(n_threads, n_blocks, 0.25 * n_clusters * n_features)
-    for block in prange(n_blocks, schedule="static", num_threads=n_threads):
-        _transpose_block(rows, transposed, n_clusters, n_features, block * FEATURE_BLOCK)
-    prepared.rows = rows
-    prepared.transposed = transposed
-    prepared.sq_norms = sq_norms
-    prepared.n_clusters = n_clusters
-    prepared.n_features = n_features
+cdef void _store(
+        const CsrCenters* centers, floating[:, ::1] rows, int n_threads) noexcept nogil:
+    cdef Py_ssize_t lanes = LINE_BYTES // sizeof(floating), group
+    cdef Py_ssize_t n_groups = centers.n_padded // lanes
+    n_threads = threads_for(n_threads, n_groups,
+                            0.25 * centers.n_padded * centers.n_features)
+    for group in prange(n_groups, schedule="static", num_threads=n_threads):
+        if floating is float:
+            mbk_csr_store_group_float(<const float*> centers.values, centers.n_padded,
+                                      group * lanes, centers.n_clusters, centers.n_features,
+                                      &rows[0, 0])
+        else:
+            mbk_csr_store_group_double(<const double*> centers.values, centers.n_padded,
+                                       group * lanes, centers.n_clusters, centers.n_features,
+                                       &rows[0, 0])
+
+
+cdef floating _column_norm(
+        const CsrCenters* centers, Py_ssize_t j, floating witness) noexcept nogil:
+    """Center j's squared norm in _load's order (partial sums over fixed feature ranges)."""
+    cdef const floating* values = <const floating*> centers.values
+    cdef Py_ssize_t start, f, range_index, n_features = centers.n_features
+    cdef floating norm = 0, partial, v
+    for range_index in range(_n_ranges(n_features)):
+        start = range_index * FEATURE_RANGE
+        partial = 0
+        for f in range(start, min(start + FEATURE_RANGE, n_features)):
+            v = values[f * centers.n_padded + j]
+            partial = partial + v * v
+        norm = norm + partial
+    return norm
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,21 +264,32 @@ cdef void _prepare_csr_centers(
 # ---------------------------------------------------------------------------------------------
 
 cdef inline void _csr_dots(
-        const floating* data, const csr_index* indices, Py_ssize_t start, Py_ssize_t end,
-        const floating* transposed, Py_ssize_t n_clusters,
-        floating* dots,         # OUT (n_clusters,) sum over the entries of x * c[j, column]
+        int level, const floating* data, const csr_index* indices, Py_ssize_t start,
+        Py_ssize_t end, const csr_index* next, Py_ssize_t n_next, Py_ssize_t ahead,
+        const floating* values, Py_ssize_t n_padded,
+        floating* dots,         # OUT (n_padded,) sum over the entries of x * c[j, column]
 ) noexcept nogil:
-    """A row's dot product with every center, over its stored entries in stored order."""
-    cdef Py_ssize_t p, j
-    cdef const floating* column
-    cdef floating x
-    for j in range(n_clusters):
-        dots[j] = 0
-    for p in range(start, end):
-        x = data[p]
-        column = transposed + indices[p] * n_clusters
-        for j in range(n_clusters):
-            dots[j] += column[j] * x
+    """A row's dot product with every center, over its stored entries in stored order (the
+    runs of the entries ``ahead`` places on, into the next row's ``next``, requested)."""
+    if floating is float:
+        if csr_index is int32_t:
+            mbk_csr_dots_float_i32(level, data, indices, start, end, next, n_next, ahead,
+                                   values, n_padded, dots)
+        else:
+            mbk_csr_dots_float_i64(level, data, indices, start, end, next, n_next, ahead,
+                                   values, n_padded, dots)
+    else:
+        if csr_index is int32_t:
+            mbk_csr_dots_double_i32(level, data, indices, start, end, next, n_next, ahead,
+                                    values, n_padded, dots)
+        else:
+            mbk_csr_dots_double_i64(level, data, indices, start, end, next, n_next, ahead,
+                                    values, n_padded, dots)
+
+
+cdef inline Py_ssize_t _entries_ahead(Py_ssize_t n_padded, size_t itemsize) noexcept nogil:
+    """How many entries ahead the dot products request runs: about CSR_PREFETCH_BYTES."""
+    return max(1, CSR_PREFETCH_BYTES // (n_padded * itemsize))
 
 
 cdef inline int _nearest(
@@ -118,13 +308,14 @@ cdef inline int _nearest(
 
 cdef inline floating _sparse_sq_distance(
         const floating* data, const csr_index* indices, Py_ssize_t start, Py_ssize_t end,
-        const floating* center, floating center_sq_norm) noexcept nogil:
+        const floating* center, Py_ssize_t stride, floating center_sq_norm) noexcept nogil:
     """||x - c||^2 as scikit-learn's sparse inertia computes it: the sum over stored entries
-    of (x - c)^2 - c^2, plus ||c||^2, at least 0 (duplicate entries count one by one)."""
+    of (x - c)^2 - c^2, plus ||c||^2, at least 0 (duplicate entries count one by one).
+    Feature f of the center is center[f * stride]."""
     cdef floating result = 0, b, t
     cdef Py_ssize_t p
     for p in range(start, end):
-        b = center[indices[p]]
+        b = center[indices[p] * stride]
         t = data[p] - b
         result += t * t - b * b
     result += center_sq_norm
@@ -136,20 +327,23 @@ cdef double _assign_csr_chunk(
         const csr_index* indptr, const CsrCenters* centers, Py_ssize_t start, Py_ssize_t end,
         int* labels, floating* dots, bint with_inertia) noexcept nogil:
     """Label positions [start, end) of the view; returns their weighted inertia."""
-    cdef Py_ssize_t i, r, n_clusters = centers.n_clusters, n_features = centers.n_features
-    cdef const floating* transposed = <const floating*> centers.transposed
+    cdef Py_ssize_t i, r, n_padded = centers.n_padded
+    cdef const floating* values = <const floating*> centers.values
     cdef const floating* sq_norms = <const floating*> centers.sq_norms
-    cdef const floating* center_rows = <const floating*> centers.rows
-    cdef int label
+    cdef int label, level = _csr_level()
     cdef double inertia = 0
+    cdef Py_ssize_t next_row, ahead = _entries_ahead(n_padded, sizeof(floating))
     for i in range(start, end):
         r = _csr_row(rows, i)
-        _csr_dots(data, indices, indptr[r], indptr[r + 1], transposed, n_clusters, dots)
-        label = _nearest(dots, sq_norms, n_clusters)
+        next_row = _csr_row(rows, i + 1) if i + 1 < end else r
+        _csr_dots(level, data, indices, indptr[r], indptr[r + 1], indices + indptr[next_row],
+                  indptr[next_row + 1] - indptr[next_row] if next_row != r else 0, ahead,
+                  values, n_padded, dots)
+        label = _nearest(dots, sq_norms, centers.n_clusters)
         labels[i] = label
         if with_inertia:
             inertia += (_sparse_sq_distance(data, indices, indptr[r], indptr[r + 1],
-                                            center_rows + label * n_features, sq_norms[label])
+                                            values + label, n_padded, sq_norms[label])
                         * _weight(<const floating*> rows.weights, r))
     return inertia
 
@@ -161,7 +355,7 @@ cdef double _assign_csr(
         const csr_index* indptr,           # rows.indptr, typed
         const CsrCenters* centers,
         int* labels,                       # OUT (rows.n_rows,)
-        floating* dots,                    # TMP (n_threads, n_clusters)
+        floating* dots,                    # TMP (n_threads, n_padded)
         double* chunk_inertia,             # TMP (n_chunks,)
         int n_threads,
         bint with_inertia,
@@ -173,10 +367,35 @@ cdef double _assign_csr(
         start = chunk * CHUNK_ROWS
         chunk_inertia[chunk] = _assign_csr_chunk(
             rows, data, indices, indptr, centers, start, min(start + CHUNK_ROWS, rows.n_rows),
-            labels, dots + threadid() * centers.n_clusters, with_inertia)
+            labels, dots + threadid() * centers.n_padded, with_inertia)
     for chunk in range(n_chunks):
         inertia += chunk_inertia[chunk]
     return inertia
+
+
+cdef void _double_norms(
+        const CsrCenters* centers, bint is_double, double* out) noexcept nogil:
+    """The centers' squared norms in float64 (for distances), in _load's order."""
+    cdef Py_ssize_t j
+    cdef double witness = 0
+    for j in range(centers.n_clusters):
+        out[j] = (_column_norm(centers, j, witness) if is_double
+                  else _column_norm64(centers, j))
+
+
+cdef double _column_norm64(const CsrCenters* centers, Py_ssize_t j) noexcept nogil:
+    """Center j's squared norm, float32 values widened, summed in float64 in _load's order."""
+    cdef const float* values = <const float*> centers.values
+    cdef Py_ssize_t start, f, range_index, n_features = centers.n_features
+    cdef double norm = 0, partial, v
+    for range_index in range(_n_ranges(n_features)):
+        start = range_index * FEATURE_RANGE
+        partial = 0
+        for f in range(start, min(start + FEATURE_RANGE, n_features)):
+            v = values[f * centers.n_padded + j]
+            partial = partial + v * v
+        norm = norm + partial
+    return norm
 
 
 cdef void _csr_distance_chunk(
@@ -184,150 +403,164 @@ cdef void _csr_distance_chunk(
         const csr_index* indptr, const CsrCenters* centers, const double* sq_norms,
         Py_ssize_t start, Py_ssize_t end,
         floating* out,          # OUT (rows.n_rows, n_clusters)
-        double* dots,           # TMP (n_clusters,)
+        double* dots,           # TMP (n_padded,)
 ) noexcept nogil:
-    """Euclidean distances of positions [start, end) to every center, as scikit-learn's
-    euclidean_distances computes them for sparse rows: sqrt(max(-2 x.c + ||x||^2 + ||c||^2,
-    0)) in float64 (float32 rows and centers widened first, the result rounded back).
-    sq_norms: the centers' squared norms in float64."""
-    cdef Py_ssize_t i, r, p, j, n_clusters = centers.n_clusters
-    cdef const floating* transposed = <const floating*> centers.transposed
+    """Squared Euclidean distances of positions [start, end) to every center, as
+    scikit-learn's euclidean_distances computes them for sparse rows: max(-2 x.c + ||x||^2 +
+    ||c||^2, 0) in float64 (float32 rows and centers widened first), rounded to the output's
+    type (the caller takes the square root there). sq_norms: the centers' squared norms in
+    float64."""
+    cdef Py_ssize_t i, r, p, j, n_clusters = centers.n_clusters, n_padded = centers.n_padded
+    cdef const floating* values = <const floating*> centers.values
     cdef const floating* column
     cdef double x, x_sq, distance
     cdef floating* row_out
     for i in range(start, end):
         r = _csr_row(rows, i)
         x_sq = 0
-        for j in range(n_clusters):
+        for j in range(n_padded):
             dots[j] = 0
         for p in range(indptr[r], indptr[r + 1]):
             x = data[p]
             x_sq += x * x
-            column = transposed + indices[p] * n_clusters
-            for j in range(n_clusters):
+            column = values + indices[p] * n_padded
+            for j in range(n_padded):
                 dots[j] += <double> column[j] * x
         row_out = out + i * n_clusters
         for j in range(n_clusters):
             distance = -2 * dots[j] + x_sq + sq_norms[j]
             row_out[j] = <floating> (distance if distance > 0 else 0)
-            row_out[j] = <floating> sqrt(row_out[j])
 
 
 # ---------------------------------------------------------------------------------------------
 # The update
 # ---------------------------------------------------------------------------------------------
 #
-# scikit-learn's order, as in the dense family: each center's sums start from center *
-# running weight, its batch rows' stored entries are added in batch order (and within a row
-# in stored order), then the sums are scaled by 1 / (running weight + batch weight). Every
-# feature of a center that received rows is rescaled, which is what keeps scikit-learn's bits:
-# O(n_features) per such center, plus O(stored entries).
+# scikit-learn's arithmetic and order, feature-major: for a center that received weight W in
+# this batch, every feature becomes (c * v + sum of x * w over its batch rows' entries in that
+# feature, in batch order and stored order) * (1 / (v + W)), v the running weight (v += W).
+# The batch's entries are first grouped by feature (a stable counting sort), so that the
+# update is one pass over the centers; a center that received nothing is scaled by 1 and 1,
+# which leaves it as it was.
 
-cdef void _update_csr_center(
+cdef Py_ssize_t _batch_entries(const CsrRows* rows, const csr_index* indptr) noexcept nogil:
+    """The number of stored entries in the view's rows."""
+    cdef Py_ssize_t i, r, total = 0
+    for i in range(rows.n_rows):
+        r = _csr_row(rows, i)
+        total += indptr[r + 1] - indptr[r]
+    return total
+
+
+cdef void _group_entries(
         const CsrRows* rows, const floating* data, const csr_index* indices,
-        const csr_index* indptr, const floating* center_old, floating* center_new,
-        double* weight_sum, double batch_weight, const Py_ssize_t* members,
-        Py_ssize_t n_members, double* sums,
-) noexcept nogil:
-    """One center from its members (batch positions in batch order); sums is (n_features,)
-    scratch."""
-    cdef Py_ssize_t q, r, p
+        const csr_index* indptr, const int* labels, CsrUpdateScratch* scratch,
+        Py_ssize_t n_features) noexcept nogil:
+    """The entries of the rows whose center received weight, grouped by feature (in batch
+    order, then stored order, within a feature): entry_labels and entry_values (x * w)."""
+    cdef Py_ssize_t i, r, p, f, position
+    cdef Py_ssize_t* offsets = scratch.feature_offsets
+    cdef floating* values = <floating*> scratch.entry_values
     cdef floating w
-    if batch_weight > 0:
-        _seed_sums(center_old, weight_sum[0], sums, rows.n_features)
-        for q in range(n_members):
-            r = _csr_row(rows, members[q])
+    memset(offsets, 0, (n_features + 1) * sizeof(Py_ssize_t))
+    for i in range(rows.n_rows):
+        if scratch.batch_weights[labels[i]] > 0:
+            r = _csr_row(rows, i)
+            for p in range(indptr[r], indptr[r + 1]):
+                offsets[indices[p] + 1] += 1
+    for f in range(n_features):
+        offsets[f + 1] += offsets[f]
+    for i in range(rows.n_rows):
+        if scratch.batch_weights[labels[i]] > 0:
+            r = _csr_row(rows, i)
             w = _weight(<const floating*> rows.weights, r)
             for p in range(indptr[r], indptr[r + 1]):
-                sums[indices[p]] += data[p] * w
-    _apply_center(center_old, center_new, weight_sum, batch_weight, sums, rows.n_features,
-                  True)
-
-
-cdef void _update_csr(
-        const CsrRows* rows, const floating* data, const csr_index* indices,
-        const csr_index* indptr,
-        const floating[:, ::1] centers_old,  # IN
-        floating[:, ::1] centers_new,        # OUT (may be centers_old)
-        double* weight_sums,                 # INOUT (n_clusters,)
-        const int* labels,                   # IN (n_batch,)
-        const StepScratch* scratch,          # TMP
-) noexcept nogil:
-    """Every center from its batch rows, center by center on the thread that owns it."""
-    cdef Py_ssize_t n_clusters = centers_old.shape[0], n_batch = rows.n_rows, i, j
-    cdef double* batch_weights = scratch.batch_weights
-    cdef Py_ssize_t* offsets = scratch.offsets
-    cdef Py_ssize_t* members = scratch.members
-    for j in range(n_clusters):
-        batch_weights[j] = 0
-    for i in range(n_batch):
-        batch_weights[labels[i]] += _weight(<const floating*> rows.weights, _csr_row(rows, i))
-    # Batch positions grouped by center, in batch order inside each group (counting sort).
-    for j in range(n_clusters + 1):
-        offsets[j] = 0
-    for i in range(n_batch):
-        offsets[labels[i] + 1] += 1
-    for j in range(n_clusters):
-        offsets[j + 1] += offsets[j]
-    for i in range(n_batch):
-        members[offsets[labels[i]]] = i
-        offsets[labels[i]] += 1
-    for j in range(n_clusters, 0, -1):
-        offsets[j] = offsets[j - 1]
+                position = offsets[indices[p]]
+                scratch.entry_labels[position] = labels[i]
+                values[position] = data[p] * w
+                offsets[indices[p]] = position + 1
+    for f in range(n_features, 0, -1):
+        offsets[f] = offsets[f - 1]
     offsets[0] = 0
-    for j in prange(n_clusters, schedule="static", num_threads=scratch.n_update_threads):
-        _update_csr_center(rows, data, indices, indptr, &centers_old[j, 0], &centers_new[j, 0],
-                           &weight_sums[j], batch_weights[j], members + offsets[j],
-                           offsets[j + 1] - offsets[j],
-                           scratch.sums + threadid() * rows.n_features)
 
 
-# ---------------------------------------------------------------------------------------------
-# The mini-batch step
-# ---------------------------------------------------------------------------------------------
-
-cdef int _csr_step_scratch(
-        StepScratch* out, ScratchArena arena, const CsrRows* rows, Py_ssize_t n_clusters,
-        size_t itemsize, int n_threads) except -1:
-    """Allocate (owned by ``arena``) the scratch of a step on the view's rows."""
-    cdef Py_ssize_t n_batch = rows.n_rows, n_features = rows.n_features
-    cdef Py_ssize_t n_chunks = _n_chunks(n_batch)
-    n_threads = max(n_threads, 1)
-    out.batch_order = False
-    out.packed_rows = NULL
-    out.n_threads = threads_for(n_threads, n_chunks, 32.0 * n_batch * n_clusters)
-    # Each updated center is rescaled whole: work in n_features per center.
-    out.n_update_threads = threads_for(n_threads, n_clusters, 2.0 * n_clusters * n_features)
-    out.prepared_centers = arena.take(_csr_centers_size(n_clusters, n_features) * itemsize)
-    out.row_tiles = arena.take(out.n_threads * n_clusters * itemsize)
-    out.chunk_inertia = <double*> arena.take(n_chunks * sizeof(double))
-    out.sums = <double*> arena.take(out.n_update_threads * n_features * sizeof(double))
-    out.batch_weights = <double*> arena.take(n_clusters * sizeof(double))
-    out.offsets = <Py_ssize_t*> arena.take((n_clusters + 1 + n_batch) * sizeof(Py_ssize_t))
-    out.members = out.offsets + n_clusters + 1
-    return 0
+cdef void _update_range(
+        CsrCenters* centers, const CsrUpdateScratch* scratch, Py_ssize_t range_index,
+        const floating* entry_values, double* acc, int level) noexcept nogil:
+    """The update of the features of one range, for every center; its norms' partial sums
+    (mbk_csr_update in _csr_tiles.h)."""
+    cdef Py_ssize_t n_padded = centers.n_padded
+    cdef Py_ssize_t start = range_index * FEATURE_RANGE
+    cdef Py_ssize_t end = min(start + FEATURE_RANGE, centers.n_features)
+    cdef floating* partial = <floating*> scratch.range_norms + range_index * n_padded
+    if floating is float:
+        mbk_csr_update_float(level, centers.values, n_padded, start, end,
+                             scratch.feature_offsets, scratch.entry_labels, entry_values,
+                             scratch.scale_in, scratch.alpha, acc, partial)
+    else:
+        mbk_csr_update_double(level, centers.values, n_padded, start, end,
+                              scratch.feature_offsets, scratch.entry_labels, entry_values,
+                              scratch.scale_in, scratch.alpha, acc, partial)
 
 
 cdef double _csr_minibatch_step(
         const CsrRows* rows, const floating* data, const csr_index* indices,
         const csr_index* indptr,
-        const floating[:, ::1] centers_old,  # IN
-        floating[:, ::1] centers_new,        # OUT (may be centers_old)
+        CsrCenters* centers,                 # INOUT moved in place, norms included
+        CsrUpdateScratch* scratch,           # TMP reserved for this batch (_reserve)
         double* weight_sums,                 # INOUT (n_clusters,)
         int* labels,                         # OUT (n_batch,)
-        const StepScratch* scratch,          # TMP
+        floating* dots,                      # TMP (n_threads, n_padded)
+        double* chunk_inertia,               # TMP (n_chunks,)
+        int n_threads,
 ) noexcept nogil:
-    """Label the batch with centers_old, move every center; return the batch inertia."""
-    cdef CsrCenters prepared
-    cdef double inertia
-    _prepare_csr_centers(&prepared, centers_old, <floating*> scratch.prepared_centers,
-                         scratch.n_threads)
-    inertia = _assign_csr(rows, data, indices, indptr, &prepared, labels,
-                          <floating*> scratch.row_tiles, scratch.chunk_inertia,
-                          scratch.n_threads, True)
-    _update_csr(rows, data, indices, indptr, centers_old, centers_new, weight_sums, labels,
-                scratch)
+    """Label the batch with the centers, move every center; return the batch inertia."""
+    cdef Py_ssize_t n_clusters = centers.n_clusters, n_padded = centers.n_padded, i, j
+    cdef Py_ssize_t n_ranges = _n_ranges(centers.n_features), range_index
+    cdef double inertia, weight
+    cdef floating norm
+    cdef floating* partial
+    cdef int n_update_threads, level = _csr_level()
+    inertia = _assign_csr(rows, data, indices, indptr, centers, labels, dots, chunk_inertia,
+                          n_threads, True)
+    for j in range(n_padded):
+        scratch.batch_weights[j] = 0
+        scratch.scale_in[j] = 1
+        scratch.alpha[j] = 1
+    for i in range(rows.n_rows):
+        scratch.batch_weights[labels[i]] += _weight(<const floating*> rows.weights,
+                                                    _csr_row(rows, i))
+    for j in range(n_clusters):
+        weight = scratch.batch_weights[j]
+        if weight > 0:
+            scratch.scale_in[j] = weight_sums[j]
+            weight_sums[j] += weight
+            scratch.alpha[j] = 1 / weight_sums[j]
+    _group_entries(rows, data, indices, indptr, labels, scratch, centers.n_features)
+    n_update_threads = threads_for(min(n_threads, scratch.n_threads), n_ranges,
+                                   2.0 * n_padded * centers.n_features)
+    for range_index in prange(n_ranges, schedule="static", num_threads=n_update_threads):
+        _update_range(centers, scratch, range_index, <const floating*> scratch.entry_values,
+                      scratch.acc + threadid() * n_padded, level)
+    for j in range(n_padded):
+        norm = 0
+        for range_index in range(n_ranges):
+            partial = <floating*> scratch.range_norms + range_index * n_padded
+            norm = norm + partial[j]
+        (<floating*> centers.sq_norms)[j] = norm
     return inertia
+
+
+cdef double _csr_center_shift(
+        const CsrCenters* centers, const floating* before) noexcept nogil:
+    """sum over features and centers of (c - before)^2 (before: a copy of the values)."""
+    cdef const floating* values = <const floating*> centers.values
+    cdef Py_ssize_t i, n = centers.n_features * centers.n_padded
+    cdef double total = 0, diff
+    for i in range(n):
+        diff = values[i] - before[i]
+        total += diff * diff
+    return total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +570,7 @@ cdef double _csr_minibatch_step(
 cdef Py_ssize_t _reassign_small_centers_csr(
         const CsrRows* batch, const floating* data, const csr_index* indices,
         const csr_index* indptr,
-        floating[:, ::1] centers,        # INOUT
+        CsrCenters* centers,             # INOUT
         double[::1] weight_sums,         # INOUT the running weights
         double ratio,
         RandomStream stream,             # the draws
@@ -350,16 +583,18 @@ cdef Py_ssize_t _reassign_small_centers_csr(
     same column, the later one stays). Returns how many centers moved."""
     cdef Py_ssize_t n_small = _small_centers(weight_sums, ratio, batch.n_rows, stream, order,
                                              small)
-    cdef Py_ssize_t j, f, p, r, k = 0
+    cdef Py_ssize_t j, f, p, r, k = 0, n_padded = centers.n_padded
+    cdef floating* values = <floating*> centers.values
     if n_small == 0:
         return 0
-    for j in range(weight_sums.shape[0]):
+    for j in range(centers.n_clusters):
         if small[j]:
             r = _csr_row(batch, order[k])
-            for f in range(batch.n_features):
-                centers[j, f] = 0
+            for f in range(centers.n_features):
+                values[f * n_padded + j] = 0
             for p in range(indptr[r], indptr[r + 1]):
-                centers[j, indices[p]] = data[p]
+                values[indices[p] * n_padded + j] = data[p]
+            (<floating*> centers.sq_norms)[j] = _column_norm(centers, j, values[0])
             k += 1
     _restart_small_weights(weight_sums, small, n_small)
     return n_small

@@ -89,11 +89,37 @@ class SculleyState:
 
     @property
     def n_clusters(self):
-        return self.centers.shape[0]
+        return self.__dict__["_rows"].shape[0]
 
     @property
     def n_features(self):
-        return self.centers.shape[1]
+        return self.__dict__["_rows"].shape[1]
+
+    @property
+    def dtype(self):
+        """The centers' dtype (float32 or float64)."""
+        return self.__dict__["_rows"].dtype
+
+    # -- the centers in a kernel family's layout ------------------------------------------------
+
+    def held_centers(self):
+        """The centers in the layout a kernel family moved them in last (the CSR kernels'
+        FeatureMajorCenters), or None: then ``centers`` is all there is."""
+        held = self.__dict__.get("_held")
+        return None if held is None else held[0]
+
+    def hold_centers(self, kernel_centers, n_threads):
+        """Make ``kernel_centers`` the authoritative centers: the steps move them there, and
+        ``centers`` is brought up to date from them (in place, on n_threads) when it is read
+        next. partial_fit on CSR batches then transposes the centers neither in nor out."""
+        self.__dict__["_held"] = (kernel_centers, n_threads)
+
+    def __getstate__(self):
+        # (pickles store to_flat(); a copy of the state itself carries the centers up to date)
+        state = dict(self.__dict__)
+        state["_rows"] = self.centers
+        state["_held"] = None
+        return state
 
     def to_flat(self):
         """The state as {name: array, number, RandomState or None}, with scikit-learn's
@@ -190,3 +216,27 @@ def _problem(values, settings, n_features):
     ):
         return "labels_ must be int32 labels of the centers"
     return None
+
+
+def _current_centers(state):
+    held = state.__dict__.get("_held")
+    if held is not None:
+        kernel_centers, n_threads = held
+        kernel_centers.store(state.__dict__["_rows"], n_threads)
+        state.__dict__["_held"] = None
+    return state.__dict__["_rows"]
+
+
+def _replace_centers(state, centers):
+    state.__dict__["_rows"] = centers
+    state.__dict__["_held"] = None
+
+
+# The dataclass field ``centers`` through a property: reading it brings the row-major array
+# up to date from centers a kernel family holds (hold_centers), in place, so that the array
+# keeps its identity; setting it drops what was held.
+SculleyState.centers = property(
+    _current_centers,
+    _replace_centers,
+    doc="(n_clusters, n_features) C-ordered float32/float64 centers, up to date when read.",
+)

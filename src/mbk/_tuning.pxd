@@ -21,6 +21,9 @@ cdef enum:
     # How far ahead of the tile being computed scattered batch rows are requested: enough
     # rows for a memory latency's worth of arithmetic on small problems.
     PREFETCH_ROWS = 48
+    # How far ahead (in bytes of center values) a CSR row's dot products request the runs of
+    # the entries to come: far enough to hide a memory latency, near enough to stay in L1.
+    CSR_PREFETCH_BYTES = 10240
     # Bytes of X a piecewise finiteness scan reads between looks at its stop flag: the thread
     # that raised it waits at most about a microsecond for the scan to notice.
     SCAN_PIECE_BYTES = 8192

@@ -383,17 +383,21 @@ class DenseSource:
         _core.euclidean_distances(self.X, centers, out, n_threads)
         return out
 
-    def scheduled_step(self, centers, weight_sums, schedule, stream, n_threads, *, rows=None,
-                       weighted=True):  # fmt: skip
-        """One step on every row (or on X[rows]) with its schedule (_sculley_loop): the centers
-        move in place; returns whether the loop stops after it. A step on every row scans it
-        on the assignment pass if it is not scanned yet, and moves nothing if it is not
-        finite (then a ValueError)."""
+    def centers_of(self, state, n_threads):
+        """The state's centers as the dense kernels take them: the row-major array."""
+        return state.centers
+
+    def scheduled_step(self, state, schedule, stream, n_threads, *, rows=None, weighted=True):
+        """One step on every row (or on X[rows]) with its schedule (_sculley_loop): the state's
+        centers move in place; returns whether the loop stops after it. A step on every row
+        scans it on the assignment pass if it is not scanned yet, and moves nothing if it is
+        not finite (then a ValueError)."""
         scan = rows is None and self.finite is None
         weights = self.sample_weight if weighted else None
         stop = _sculley_loop.scheduled_step(
-            self.X, centers, weight_sums, schedule, stream, rows, weights, n_threads, scan
-        )
+            self.X, state.centers, state.weight_sums, schedule, stream, rows, weights, n_threads,
+            scan,
+        )  # fmt: skip
         if scan:
             self.record_scan(stop is not None)
         return stop

@@ -18,11 +18,18 @@ counted it: ``CsrInput(X)`` checks and describes X, ``CsrInput.open`` makes the 
 import numpy as np
 
 from .. import _core, _sculley_loop
+from .._sparse import FeatureMajorCenters
 from .._validation import check_memory, format_bytes
 from .common import check_sample_weight
-from .dense import _check_dtype, _check_shape
+from .dense import _FLOAT_DTYPES, _check_dtype, _check_shape
 
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+def _one_index_type(X):
+    """X's (indices, indptr), both of the wider of their two types."""
+    index_dtype = np.result_type(X.indices.dtype, X.indptr.dtype)
+    return X.indices.astype(index_dtype, copy=False), X.indptr.astype(index_dtype, copy=False)
 
 
 def _scipy_sparse():
@@ -151,6 +158,10 @@ class CsrInput:
             X = X.tocsr()
             index_dtype = np.result_type(X.indices.dtype, X.indptr.dtype)
             self._index_dtype = index_dtype if index_dtype in _INDEX_DTYPES else np.int64
+        if X.dtype not in _FLOAT_DTYPES:
+            # scikit-learn's conversion of other numbers: scipy's astype, which also merges
+            # duplicate entries and sorts each row's columns (in the copy).
+            X = X.astype(np.float64)
         data = np.ascontiguousarray(X.data, dtype=self.dtype.newbyteorder("="))
         indices = np.ascontiguousarray(X.indices, dtype=self._index_dtype)
         indptr = np.ascontiguousarray(X.indptr, dtype=self._index_dtype)
@@ -230,30 +241,66 @@ class CsrSource:
 
     # -- the kernels on these rows ----------------------------------------------------------
 
+    def centers_of(self, state, n_threads):
+        """The state's centers as the CSR kernels take them, feature-major: those the state
+        holds, or loaded from its row-major centers and then held by it (the steps move them
+        there; SculleyState.centers brings the row-major array up to date when it is read)."""
+        held = state.held_centers()
+        if held is None:
+            held = FeatureMajorCenters(state.centers, n_threads)
+            state.hold_centers(held, n_threads)
+        return held
+
+    @staticmethod
+    def _kernel_centers(centers, n_threads):
+        """centers (row-major, or already FeatureMajorCenters) as the CSR kernels take them."""
+        if isinstance(centers, FeatureMajorCenters):
+            return centers
+        return FeatureMajorCenters(centers, n_threads)
+
     def labels_inertia(self, centers, n_threads, *, rows=None, weighted=True,
                        compute_inertia=True):  # fmt: skip
-        """Nearest center of each row (or of the rows ``rows``) and the weighted inertia."""
+        """Nearest center of each row (or of the rows ``rows``) and the weighted inertia;
+        centers: row-major, or FeatureMajorCenters (centers_of)."""
         labels = np.empty(self.n_samples if rows is None else rows.shape[0], dtype=np.int32)
         weights = self.sample_weight if weighted else None
         inertia = _core.assign_labels_csr(
-            self.data, self.indices, self.indptr, self.n_features, centers, labels, rows,
-            weights, n_threads, compute_inertia,
+            self.data, self.indices, self.indptr, self.n_features,
+            self._kernel_centers(centers, n_threads), labels, rows, weights, n_threads,
+            compute_inertia,
         )  # fmt: skip
         return labels, inertia
 
     def distances(self, centers, n_threads):
-        """Euclidean distances of every row to every center, (n_samples, n_clusters)."""
+        """Euclidean distances of every row to every center, (n_samples, n_clusters), as
+        scikit-learn computes them: for float32 rows, on the rows widened to float64 by
+        scipy, which merges duplicate entries and sorts the columns (a float64 copy of X
+        when it is not in canonical form)."""
         out = np.empty((self.n_samples, centers.shape[0]), dtype=centers.dtype)
-        _core.euclidean_distances_csr(self.data, self.indices, self.indptr, self.n_features,
-                                      centers, out, n_threads)  # fmt: skip
-        return out
+        X = self.X
+        if self.dtype == np.float32 and not X.has_canonical_format:
+            if isinstance(centers, FeatureMajorCenters):
+                centers = centers.to_array()
+            wide = X.astype(np.float64)
+            squared = np.empty(out.shape)
+            _core.euclidean_distances_csr(
+                wide.data, *_one_index_type(wide), self.n_features,
+                FeatureMajorCenters(centers.astype(np.float64), n_threads), squared, n_threads,
+            )  # fmt: skip
+            out[...] = squared
+        else:
+            _core.euclidean_distances_csr(
+                self.data, self.indices, self.indptr, self.n_features,
+                self._kernel_centers(centers, n_threads), out, n_threads,
+            )  # fmt: skip
+        return np.sqrt(out, out=out)
 
-    def scheduled_step(self, centers, weight_sums, schedule, stream, n_threads, *, rows=None,
-                       weighted=True):  # fmt: skip
-        """One step on every row (or on the rows ``rows``) with its schedule; the centers
-        move in place; returns whether the loop stops after it."""
+    def scheduled_step(self, state, schedule, stream, n_threads, *, rows=None, weighted=True):
+        """One step on every row (or on the rows ``rows``) with its schedule; returns whether
+        the loop stops after it. The state's centers move feature-major (centers_of)."""
         weights = self.sample_weight if weighted else None
         return _sculley_loop.scheduled_step_csr(
-            self.data, self.indices, self.indptr, self.n_features, centers, weight_sums,
-            schedule, stream, rows, weights, n_threads,
+            self.data, self.indices, self.indptr, self.n_features,
+            self.centers_of(state, n_threads), state.weight_sums, schedule, stream, rows,
+            weights, n_threads,
         )  # fmt: skip

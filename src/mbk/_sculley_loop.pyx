@@ -232,9 +232,11 @@ def scheduled_step_csr(
     if reassign:
         n_moved = _reassign_small_centers_csr(
             &batch, <const floating*> batch.data, <const csr_index*> batch.indices,
-            &indptr[0], &centers.view, weight_sums, schedule.reassignment_ratio, stream,
+            &indptr[0], &centers.view, &centers.scratch, weight_sums,
+            schedule.reassignment_ratio, stream,
             <Py_ssize_t*> arena.take(batch.n_rows * sizeof(Py_ssize_t)),
-            <signed char*> arena.take(weight_sums.shape[0]))
+            <signed char*> arena.take(weight_sums.shape[0]),
+            <Py_ssize_t*> arena.take(weight_sums.shape[0] * sizeof(Py_ssize_t)), n_threads)
     if before != NULL:
         shift = _csr_center_shift(&centers.view, before)
     return schedule.record(inertia, shift, n_moved)

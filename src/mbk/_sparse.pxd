@@ -70,5 +70,6 @@ cdef double _csr_center_shift(
     const CsrCenters* centers, const floating* before) noexcept nogil
 cdef Py_ssize_t _reassign_small_centers_csr(
     const CsrRows* batch, const floating* data, const csr_index* indices,
-    const csr_index* indptr, CsrCenters* centers, double[::1] weight_sums, double ratio,
-    RandomStream stream, Py_ssize_t* order, signed char* small) except -1
+    const csr_index* indptr, CsrCenters* centers, CsrUpdateScratch* scratch,
+    double[::1] weight_sums, double ratio, RandomStream stream, Py_ssize_t* order,
+    signed char* small, Py_ssize_t* moved, int n_threads) except -1

@@ -567,34 +567,84 @@ cdef double _csr_center_shift(
 # Reassignment of small centers
 # ---------------------------------------------------------------------------------------------
 
+cdef void _zero_columns(
+        floating* values, Py_ssize_t n_padded, Py_ssize_t n_features, Py_ssize_t range_index,
+        const Py_ssize_t* moved, Py_ssize_t n_moved) noexcept nogil:
+    """Zero the moved centers' values in the features of one range."""
+    cdef Py_ssize_t f, m, start = range_index * FEATURE_RANGE
+    cdef Py_ssize_t end = min(start + FEATURE_RANGE, n_features)
+    cdef floating* row
+    for f in range(start, end):
+        row = values + f * n_padded
+        for m in range(n_moved):
+            row[moved[m]] = 0
+
+
+cdef void _range_norms(
+        const floating* values, Py_ssize_t n_padded, Py_ssize_t n_features,
+        Py_ssize_t range_index, floating* partial) noexcept nogil:
+    """Every center's partial squared norm over the features of one range, in order."""
+    cdef Py_ssize_t f, j, start = range_index * FEATURE_RANGE
+    cdef Py_ssize_t end = min(start + FEATURE_RANGE, n_features)
+    cdef const floating* row
+    for j in range(n_padded):
+        partial[j] = 0
+    for f in range(start, end):
+        row = values + f * n_padded
+        for j in range(n_padded):
+            partial[j] = partial[j] + row[j] * row[j]
+
+
 cdef Py_ssize_t _reassign_small_centers_csr(
         const CsrRows* batch, const floating* data, const csr_index* indices,
         const csr_index* indptr,
         CsrCenters* centers,             # INOUT
+        CsrUpdateScratch* scratch,       # TMP reserved for this batch (_reserve)
         double[::1] weight_sums,         # INOUT the running weights
         double ratio,
         RandomStream stream,             # the draws
         Py_ssize_t* order,               # TMP (batch.n_rows,)
         signed char* small,              # TMP (n_clusters,)
+        Py_ssize_t* moved,               # TMP (n_clusters,)
+        int n_threads,
 ) except -1:
     """scikit-learn's random reassignment onto CSR batch rows: the same centers onto the same
     rows as for dense ones (_small_centers), each moved center set to its row as scikit-learn
     copies one (zeros, then each stored entry written in stored order: of two entries in the
-    same column, the later one stays). Returns how many centers moved."""
+    same column, the later one stays). Returns how many centers moved.
+
+    Feature-major, a center is a column: the moved centers are zeroed in one pass over the
+    features and their norms recomputed in another (_load's order), however many move."""
     cdef Py_ssize_t n_small = _small_centers(weight_sums, ratio, batch.n_rows, stream, order,
                                              small)
-    cdef Py_ssize_t j, f, p, r, k = 0, n_padded = centers.n_padded
+    cdef Py_ssize_t j, p, r, range_index, k = 0, n_padded = centers.n_padded
+    cdef Py_ssize_t n_ranges = _n_ranges(centers.n_features)
     cdef floating* values = <floating*> centers.values
+    cdef floating* sq_norms = <floating*> centers.sq_norms
+    cdef floating* partials = <floating*> scratch.range_norms
+    cdef floating norm
     if n_small == 0:
         return 0
     for j in range(centers.n_clusters):
         if small[j]:
-            r = _csr_row(batch, order[k])
-            for f in range(centers.n_features):
-                values[f * n_padded + j] = 0
-            for p in range(indptr[r], indptr[r + 1]):
-                values[indices[p] * n_padded + j] = data[p]
-            (<floating*> centers.sq_norms)[j] = _column_norm(centers, j, values[0])
+            moved[k] = j
             k += 1
+    n_threads = threads_for(min(n_threads, scratch.n_threads), n_ranges,
+                            2.0 * n_padded * centers.n_features)
+    with nogil:
+        for range_index in prange(n_ranges, schedule="static", num_threads=n_threads):
+            _zero_columns(values, n_padded, centers.n_features, range_index, moved, n_small)
+        for k in range(n_small):
+            r = _csr_row(batch, order[k])
+            for p in range(indptr[r], indptr[r + 1]):
+                values[indices[p] * n_padded + moved[k]] = data[p]
+        for range_index in prange(n_ranges, schedule="static", num_threads=n_threads):
+            _range_norms(values, n_padded, centers.n_features, range_index,
+                         partials + range_index * n_padded)
+        for k in range(n_small):
+            norm = 0
+            for range_index in range(n_ranges):
+                norm = norm + partials[range_index * n_padded + moved[k]]
+            sq_norms[moved[k]] = norm
     _restart_small_weights(weight_sums, small, n_small)
     return n_small

@@ -170,3 +170,14 @@ def test_dense_data_after_sparse_calls_continues_from_the_held_centers():
     twin.cluster_centers_  # noqa: B018
     twin.partial_fit(X[200:300].toarray())
     np.testing.assert_array_equal(model.cluster_centers_, twin.cluster_centers_)
+
+
+def test_predict_leaves_the_state_as_it_is():
+    # (calls from several threads at once must not race to change what the state holds)
+    X = _csr(600, 40, seed=9)
+    model = _streamed(X, 2)
+    model.cluster_centers_  # noqa: B018 - now nothing is held
+    model.predict(X), model.transform(X), model.score(X)
+    assert model._fitted.held_centers() is None
+    model.partial_fit(X[200:300])
+    assert model._fitted.held_centers() is not None

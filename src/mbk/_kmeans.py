@@ -403,7 +403,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         # One pass over X: the kernel scans for NaN and infinity as it assigns.
         n_threads = resolve_n_threads(self.n_threads)
         source = self._new_data(X, n_threads=n_threads, finite=False)
-        centers = source.centers_of(self._fitted, n_threads)
+        centers = source.centers_of(self._fitted, n_threads, hold=False)
         labels, _ = source.labels_inertia(centers, n_threads, weighted=False,
                                           compute_inertia=False)  # fmt: skip
         return labels
@@ -423,7 +423,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         """
         n_threads = resolve_n_threads(self.n_threads)
         source = self._new_data(X, n_threads=n_threads)
-        return source.distances(source.centers_of(self._fitted, n_threads), n_threads)
+        return source.distances(source.centers_of(self._fitted, n_threads, hold=False), n_threads)
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the weighted inertia of X against the fitted centers.
@@ -445,7 +445,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         # One pass over X: the kernel scans for NaN and infinity as it assigns.
         n_threads = resolve_n_threads(self.n_threads)
         source = self._new_data(X, sample_weight, n_threads, finite=False)
-        return -source.labels_inertia(source.centers_of(self._fitted, n_threads), n_threads)[1]
+        centers = source.centers_of(self._fitted, n_threads, hold=False)
+        return -source.labels_inertia(centers, n_threads)[1]
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the label of each training row (``labels_``).

@@ -383,7 +383,7 @@ class DenseSource:
         _core.euclidean_distances(self.X, centers, out, n_threads)
         return out
 
-    def centers_of(self, state, n_threads):
+    def centers_of(self, state, n_threads, *, hold=True):
         """The state's centers as the dense kernels take them: the row-major array."""
         return state.centers
 

@@ -241,14 +241,17 @@ class CsrSource:
 
     # -- the kernels on these rows ----------------------------------------------------------
 
-    def centers_of(self, state, n_threads):
+    def centers_of(self, state, n_threads, *, hold=True):
         """The state's centers as the CSR kernels take them, feature-major: those the state
-        holds, or loaded from its row-major centers and then held by it (the steps move them
-        there; SculleyState.centers brings the row-major array up to date when it is read)."""
+        holds, or loaded from its row-major centers, and with ``hold`` then held by it (the
+        steps move them there; SculleyState.centers brings the row-major array up to date
+        when it is read). predict and the like do not hold: they leave the state as it is,
+        as calls from several threads at once must."""
         held = state.held_centers()
         if held is None:
             held = FeatureMajorCenters(state.centers, n_threads)
-            state.hold_centers(held, n_threads)
+            if hold:
+                state.hold_centers(held, n_threads)
         return held
 
     @staticmethod

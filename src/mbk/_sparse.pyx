@@ -208,9 +208,9 @@ cdef class FeatureMajorCenters:
 
 cdef void _load(
         CsrCenters* centers, const floating[:, ::1] rows, int n_threads) noexcept nogil:
-    """Row-major centers into the feature-major layout, with their squared norms (each a
-    sum over fixed ranges of features, in order: _column_norm's order), a group of centers
-    per work item."""
+    """Row-major centers into the feature-major layout, with their squared norms (partial sums
+    over fixed ranges of FEATURE_RANGE features, in order, added in range order: the order of
+    the update's norms and of the reassignment's), a group of centers per work item."""
     cdef Py_ssize_t lanes = LINE_BYTES // sizeof(floating), group
     cdef Py_ssize_t n_groups = centers.n_padded // lanes
     n_threads = threads_for(n_threads, n_groups,
@@ -241,22 +241,6 @@ cdef void _store(
             mbk_csr_store_group_double(<const double*> centers.values, centers.n_padded,
                                        group * lanes, centers.n_clusters, centers.n_features,
                                        &rows[0, 0])
-
-
-cdef floating _column_norm(
-        const CsrCenters* centers, Py_ssize_t j, floating witness) noexcept nogil:
-    """Center j's squared norm in _load's order (partial sums over fixed feature ranges)."""
-    cdef const floating* values = <const floating*> centers.values
-    cdef Py_ssize_t start, f, range_index, n_features = centers.n_features
-    cdef floating norm = 0, partial, v
-    for range_index in range(_n_ranges(n_features)):
-        start = range_index * FEATURE_RANGE
-        partial = 0
-        for f in range(start, min(start + FEATURE_RANGE, n_features)):
-            v = values[f * centers.n_padded + j]
-            partial = partial + v * v
-        norm = norm + partial
-    return norm
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,29 +357,34 @@ cdef double _assign_csr(
     return inertia
 
 
-cdef void _double_norms(
-        const CsrCenters* centers, bint is_double, double* out) noexcept nogil:
-    """The centers' squared norms in float64 (for distances), in _load's order."""
-    cdef Py_ssize_t j
-    cdef double witness = 0
-    for j in range(centers.n_clusters):
-        out[j] = (_column_norm(centers, j, witness) if is_double
-                  else _column_norm64(centers, j))
-
-
-cdef double _column_norm64(const CsrCenters* centers, Py_ssize_t j) noexcept nogil:
-    """Center j's squared norm, float32 values widened, summed in float64 in _load's order."""
-    cdef const float* values = <const float*> centers.values
-    cdef Py_ssize_t start, f, range_index, n_features = centers.n_features
+cdef double _column_norm64(
+        const floating* values, Py_ssize_t n_padded, Py_ssize_t n_features,
+        Py_ssize_t j) noexcept nogil:
+    """Center j's squared norm in float64 (float32 values widened), in _load's order: partial
+    sums over the fixed ranges of features, added in range order."""
+    cdef Py_ssize_t start, f, range_index
     cdef double norm = 0, partial, v
     for range_index in range(_n_ranges(n_features)):
         start = range_index * FEATURE_RANGE
         partial = 0
         for f in range(start, min(start + FEATURE_RANGE, n_features)):
-            v = values[f * centers.n_padded + j]
+            v = values[f * n_padded + j]
             partial = partial + v * v
         norm = norm + partial
     return norm
+
+
+cdef void _double_norms(
+        const CsrCenters* centers, bint is_double, double* out) noexcept nogil:
+    """The centers' squared norms in float64 (for distances), in _load's order."""
+    cdef Py_ssize_t j
+    for j in range(centers.n_clusters):
+        if is_double:
+            out[j] = _column_norm64(<const double*> centers.values, centers.n_padded,
+                                    centers.n_features, j)
+        else:
+            out[j] = _column_norm64(<const float*> centers.values, centers.n_padded,
+                                    centers.n_features, j)
 
 
 cdef void _csr_distance_chunk(

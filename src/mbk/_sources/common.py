@@ -7,6 +7,20 @@ import numpy as np
 from .._validation import warn_user
 
 
+class RowsShape:
+    """n_samples and n_features from a ``shape`` attribute (inputs and sources)."""
+
+    __slots__ = ()
+
+    @property
+    def n_samples(self):
+        return self.shape[0]
+
+    @property
+    def n_features(self):
+        return self.shape[1]
+
+
 def is_sparse(X):
     return hasattr(X, "tocsr") and hasattr(X, "nnz")
 

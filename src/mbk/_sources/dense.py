@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import _core, _sculley_loop
 from .._validation import check_memory, format_bytes
-from .common import check_sample_weight, feature_names_of, is_sparse
+from .common import RowsShape, check_sample_weight, feature_names_of, is_sparse
 
 _FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 # Rows per block of a block-wise pass (bounded temporaries, C order whatever X's layout).
@@ -92,7 +92,7 @@ def _check_shape(shape, input_name):
         )
 
 
-class DenseInput:
+class DenseInput(RowsShape):
     """An array-like checked and described, before any copy of it is made.
 
     Parameters
@@ -190,14 +190,6 @@ class DenseInput:
         else:
             self.copy = None
         self.copy_bytes = 0 if self.copy is None else X.shape[0] * X.shape[1] * itemsize
-
-    @property
-    def n_samples(self):
-        return self.shape[0]
-
-    @property
-    def n_features(self):
-        return self.shape[1]
 
     @property
     def row_bytes(self):

@@ -20,7 +20,7 @@ import numpy as np
 from .. import _core, _sculley_loop
 from .._sparse import FeatureMajorCenters
 from .._validation import check_memory, format_bytes
-from .common import check_sample_weight
+from .common import RowsShape, check_sample_weight
 from .dense import _FLOAT_DTYPES, _check_dtype, _check_shape
 
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
@@ -40,7 +40,7 @@ def _scipy_sparse():
     return scipy.sparse
 
 
-class CsrInput:
+class CsrInput(RowsShape):
     """A scipy sparse matrix or array checked and described, before any copy of it is made.
 
     Parameters
@@ -96,14 +96,6 @@ class CsrInput:
             if array.dtype != self._index_dtype or not array.dtype.isnative:
                 self.copy = self.copy or "indices"
                 self.copy_bytes += array.shape[0] * self._index_dtype.itemsize
-
-    @property
-    def n_samples(self):
-        return self.shape[0]
-
-    @property
-    def n_features(self):
-        return self.shape[1]
 
     @property
     def row_bytes(self):
@@ -168,7 +160,7 @@ class CsrInput:
         return data, indices, indptr
 
 
-class CsrSource:
+class CsrSource(RowsShape):
     """Rows of a checked CSR matrix, read in place by the CSR kernels.
 
     Built by CsrInput.open, once per public call; the drivers use it as they use a
@@ -194,14 +186,6 @@ class CsrSource:
         self.shape = shape
         self.sample_weight = sample_weight
         self.input_name = input_name
-
-    @property
-    def n_samples(self):
-        return self.shape[0]
-
-    @property
-    def n_features(self):
-        return self.shape[1]
 
     @property
     def dtype(self):

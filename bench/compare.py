@@ -1,9 +1,11 @@
 """mbk against scikit-learn (and faiss, when installed), measured in the same run on the same data.
 
-    python bench/compare.py                    # every workload and section (several minutes)
+    python bench/compare.py                    # every dense workload and section (several minutes)
     python bench/compare.py --quick            # a tenth of the rows everywhere: a smoke run
     python bench/compare.py --only W1 W4       # some workloads; W1 includes W1-f64
     python bench/compare.py --repeat 5 --skip-memory --skip-contention
+    python bench/compare.py --sparse           # only the sparse section (a few minutes)
+    python bench/compare.py --sparse-full      # the same with the full RCV1-like shape
 
 Workloads are Gaussian blobs around k true centers (``bench/benchmarks/common.py``, which the
 asv suite uses too) and the California housing table (W4, which ``--quick`` leaves whole).
@@ -61,6 +63,48 @@ the measurement cannot be silently reused by it. Without clear_refs, a thread sa
 RssAnon every millisecond instead (the output says which method ran); that can miss peaks
 shorter than its period.
 
+Sparse section (``--sparse``, instead of all the above): CSR rows from
+``scipy.sparse.random_array`` (``benchmarks.common.sparse_rows``: values uniform in [0, 1),
+float64, fixed seed), batch 1024. RCV1-like: 20,000 x 47,000, 0.16% stored (about 75 entries a
+row), k=100; ``--sparse-full`` makes it 200,000 rows (fit's steps stay capped at about 200:
+one pass). 20-newsgroups-like: 11,314 x 130,107, 0.1% stored, k=20. ``--quick`` leaves both
+whole. Each runs with 32-bit indices and then as the same matrix with 64-bit indptr and
+indices (a ``csr_array``: ``csr_matrix`` would downcast them), which scikit-learn rejects: its
+column says n/a and the ratio column compares mbk int64 with mbk int32 (each measure runs on
+scikit-learn int32, mbk int32 and mbk int64 one after the other). Rows: ``partial_fit``
+per call with ``compute_labels=True`` (the default) and ``False``: the median call of
+``--repeat`` runs of up to 50 calls on consecutive batches after a seeding call; fit per step
+and the default fit as in the table above; predict over all rows, centers from one
+partial_fit step. Each is printed beside issue 15's target (the speed-up over scikit-learn;
+int64 within 10% of int32) and beside its floor, measured in the same run on the same matrix
+(``bench/sparse_floor.c``, compiled at run time with the system's C compiler and OpenMP,
+-O3 -march=native, loaded with ctypes, 2 threads), with the target mbk/floor <= 1.5:
+
+- label floor: for every stored entry of the rows labelled, the k center values of its
+  feature read as one contiguous run of a d x k C-ordered array (the layout a sparse label
+  pass needs) and summed into the row's k sums, whose smallest is the row's label; the runs of
+  the entries about 10 KB on are requested meanwhile (software prefetching, as mbk's kernel
+  does: without it the pass waits on memory latency and takes about twice as long). The
+  nearest-center search without the multiplies, the norms and the inertia. Per batch, averaged
+  over the same consecutive batches as partial_fit (for partial_fit) or over 50 batches of
+  rows drawn at random (for fit's steps).
+- update floor: ``centers *= 1.0`` in place over a k x d array on 2 threads, one read and one
+  write of each value: the least a step whose update rescales every center does (scikit-learn's
+  update order rescales every center that received rows).
+- each floor is the best of 5 runs at least (10 for the update), measured just before and just
+  after each of mbk's and scikit-learn's figures, the faster of the two: on this host the
+  32 MiB L3 is shared with other tenants, and whether the centers (20-36 MiB) stay in it
+  changes every figure by up to several times, memory-bound passes most.
+- partial_fit = 2 label passes (the step's, then labels_ and inertia_) + update; with
+  compute_labels=False, 1 + update; a fit step = 1 label pass on drawn rows + update; the
+  default fit = its steps x a fit step + a label pass over all rows (labels_; k-means++
+  seeding not counted); predict = a label pass over all rows.
+
+Then peak memory growth of a default ``fit`` (k-means++) per matrix, each in a fresh
+subprocess as above, against the bound 4 x the centers (k x d x 8 bytes) + batch-sized buffers
+(k-means++'s subsample of 3 x batch_size rows and one batch, as CSR, and 32 bytes a row of
+them) + labels_ (4 bytes a row).
+
 This machine is shared: read ratios, not absolute times, and run it twice.
 """
 
@@ -78,6 +122,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy
+import scipy.sparse
 from threadpoolctl import threadpool_info, threadpool_limits
 
 # scikit-learn and faiss are imported before mbk, which sets GOMP_SPINCOUNT (unless a wait
@@ -95,7 +141,8 @@ except ImportError:
     faiss = None
 
 import mbk
-from benchmarks.common import blobs, housing
+from benchmarks.common import blobs, housing, sparse_rows
+from sparse_floor import SparseFloor
 
 N_THREADS = 2
 IMPLEMENTATIONS = {"sklearn": SklearnMiniBatchKMeans, "mbk": mbk.MiniBatchKMeans}
@@ -180,12 +227,14 @@ def make_estimator(cls, n_threads, **params):
 
 
 def step_estimator(cls, X, workload, n_threads, **params):
-    """Explicit init (X's first k rows), seed 0: the setting every step measurement uses."""
+    """Explicit init (X's first k rows, dense), seed 0: the setting every step measurement
+    uses."""
+    init = X[: workload.n_clusters]
     return make_estimator(
         cls,
         n_threads,
         n_clusters=workload.n_clusters,
-        init=X[: workload.n_clusters].copy(),
+        init=init.toarray() if scipy.sparse.issparse(init) else init.copy(),
         batch_size=workload.batch_size,
         random_state=0,
         **params,
@@ -252,6 +301,18 @@ def default_fit_time(cls, X, workload, repeat, n_threads=N_THREADS):
     with threadpool_limits(n_threads, user_api="openmp"):
         seconds = best_time(lambda: estimator.fit(X), repeat)
     return seconds, estimator.n_steps_
+
+
+def sklearn_default_fit(X, workload, repeat):
+    """scikit-learn's default_fit_time, its steps, and the number of runs it took: best of
+    ``repeat`` where a fit is short, of 20 at least where it takes milliseconds (one such fit
+    varies by a third from run to run on this shared host, for either library), a single run
+    where it takes a second or more. mbk's fit then runs as many times."""
+    seconds, steps = default_fit_time(SklearnMiniBatchKMeans, X, workload, 1)
+    repeat = 1 if seconds >= 1.0 else repeat if seconds >= 0.1 else max(repeat, 20)
+    if repeat > 1:
+        seconds = min(seconds, default_fit_time(SklearnMiniBatchKMeans, X, workload, repeat - 1)[0])
+    return seconds, steps, repeat
 
 
 def gemm_time(workload, n_features, dtype, n_threads=N_THREADS, repeat=20):
@@ -414,9 +475,14 @@ def memory_case(implementation, layout, quick, path):
 
 def fit_memory_growth(implementation, layout, quick, path):
     """(bytes, method) from a fresh `python compare.py --memory-case ...` process."""
-    command = [sys.executable, __file__, "--memory-case", implementation, layout, path]
+    arguments = ["--memory-case", implementation, layout, path]
+    return child_memory_growth(arguments + (["--quick"] if quick else []))
+
+
+def child_memory_growth(arguments):
+    """(bytes, method) printed by a fresh `python compare.py <arguments>` process."""
     output = subprocess.run(
-        command + (["--quick"] if quick else []),
+        [sys.executable, __file__, *arguments],
         check=True,
         capture_output=True,
         text=True,
@@ -519,12 +585,7 @@ def table_rows(workload, X, args):
     sk = partial_fit_step_time(sk_class, X, workload, args.repeat)
     ours = partial_fit_step_time(our_class, X, workload, args.repeat)
     rows.append(step_row("partial_fit, per call", sk, ours))
-    sk, sk_steps = default_fit_time(sk_class, X, workload, 1)
-    # Best of several where a fit is short; of 20 at least where it takes milliseconds (one
-    # such fit varies by a third from run to run on this shared host, for either library).
-    repeat = 1 if sk >= 1.0 else args.repeat if sk >= 0.1 else max(args.repeat, 20)
-    if repeat > 1:
-        sk = min(sk, default_fit_time(sk_class, X, workload, repeat - 1)[0])
+    sk, sk_steps, repeat = sklearn_default_fit(X, workload, args.repeat)
     ours, our_steps = default_fit_time(our_class, X, workload, repeat)
     steps = f"{our_steps}" if our_steps == sk_steps else f"{sk_steps}/{our_steps}"
     rows.append(
@@ -718,6 +779,310 @@ def print_contention(workloads, args):
         print(f"{workload.name:8} | " + " | ".join(cells))
 
 
+# -- sparse CSR input (--sparse) ----------------------------------------------------------------
+
+
+class SparseRows(Workload):
+    """Random CSR rows of a text-like shape (``benchmarks.common.sparse_rows``), float64."""
+
+    def __init__(self, name, kind, n_samples, n_features, density, n_clusters, full_samples):
+        super().__init__(name, n_clusters, 1024)
+        self.kind = kind
+        self.shape = (n_samples, n_features)
+        self.density = density
+        self.full_samples = full_samples
+
+    def data(self, full, index_dtype):
+        n_samples = self.full_samples if full else self.shape[0]
+        return sparse_rows(n_samples, self.shape[1], self.density, index_dtype)
+
+    def describe(self, X):
+        density = X.nnz / (X.shape[0] * X.shape[1])
+        return f"{self.kind} {X.shape[0]:,} x {X.shape[1]:,} {density:.2%} {X.indices.dtype.name}"
+
+
+SPARSE_WORKLOADS = [
+    SparseRows("RCV1", "RCV1-like", 20_000, 47_000, 0.0016, 100, full_samples=200_000),
+    SparseRows("20NG", "20news-like", 11_314, 130_107, 0.001, 20, full_samples=11_314),
+]
+
+# Issue 15's targets: mbk's speed-up over scikit-learn, per measure; with 64-bit indices at
+# most 10% slower than with 32-bit ones; every mbk figure within 1.5x of its floor.
+SPEED_UP_TARGETS = {
+    "partial_fit, per call": 8,
+    "  compute_labels=False": 5,
+    "fit, per step": 8,
+    "default fit": 10,
+    "predict, all rows": 5,
+}
+INT64_TARGET = 1.10
+FLOOR_TARGET = 1.5
+
+
+def partial_fit_median_time(cls, X, workload, repeat, compute_labels, n_calls=50):
+    """Median seconds of a partial_fit call on consecutive batches after a first (seeding)
+    call, over ``repeat`` runs of up to n_calls calls each: on this shared host one slow call
+    moves a median less than a mean."""
+    batches = [
+        X[i * workload.batch_size : (i + 1) * workload.batch_size]
+        for i in range(min(n_calls + 1, X.shape[0] // workload.batch_size))
+    ]
+    if batches[0].indices.dtype != X.indices.dtype:
+        raise AssertionError(f"a batch of {X.indices.dtype} X has {batches[0].indices.dtype}")
+    seconds = []
+    with threadpool_limits(N_THREADS, user_api="openmp"):
+        for _ in range(repeat):
+            estimator = step_estimator(cls, X, workload, N_THREADS, compute_labels=compute_labels)
+            estimator.partial_fit(batches[0])
+            for batch in batches[1:]:
+                start = time.perf_counter()
+                estimator.partial_fit(batch)
+                seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds))
+
+
+def sparse_floor_times(floor, X, workload, repeat, n_batches=50):
+    """Seconds of the floors on X (``bench/sparse_floor.c``), each the best of several runs.
+
+    Returns (consecutive, drawn, all_rows, update): the label pass on one batch, averaged
+    over the consecutive batches partial_fit_median_time calls on and over n_batches batches
+    of rows drawn at random as fit draws them; the label pass over all rows; the update pass
+    over a k x d array.
+    """
+    n_samples, batch_size = X.shape[0], workload.batch_size
+    centers = X[: workload.n_clusters].toarray()
+    centers_t = np.ascontiguousarray(centers.T)
+    rng = np.random.default_rng(0)
+    consecutive = [
+        np.arange(i * batch_size, (i + 1) * batch_size, dtype=np.int64)
+        for i in range(1, min(n_batches + 1, n_samples // batch_size))
+    ]
+    drawn = [rng.integers(0, n_samples, batch_size, dtype=np.int64) for _ in range(n_batches)]
+    out = np.empty(n_samples, np.int32)
+
+    def per_batch(batches):
+        def passes():
+            for rows in batches:
+                floor.labels(centers_t, X, rows, out[: len(rows)])
+
+        return best_time(passes, max(repeat, 5)) / len(batches)
+
+    all_rows = np.arange(n_samples, dtype=np.int64)
+    return (
+        per_batch(consecutive),
+        per_batch(drawn),
+        best_time(lambda: floor.labels(centers_t, X, all_rows, out), max(repeat, 5)),
+        best_time(lambda: floor.update(centers), max(repeat, 10)),
+    )
+
+
+def sparse_measures(workload, matrices, args, floor):
+    """mbk on each matrix (the same rows with int32, then int64 indices) and scikit-learn on
+    the first, one measure after the other so that the figures of a measure are taken close
+    together in time.
+
+    Returns
+    -------
+    rows : list of (measure, sklearn seconds, [mbk seconds per matrix], [floor seconds per
+        matrix], [default fit's steps per matrix, "sklearn's/mbk's" where they differ] or None)
+    """
+    our_class = IMPLEMENTATIONS["mbk"]
+
+    def all_of(seconds_of, **params):
+        """seconds_of(cls, X, workload, args.repeat, **params): scikit-learn's on the first
+        matrix and mbk's on each."""
+        sk = seconds_of(SklearnMiniBatchKMeans, matrices[0], workload, args.repeat, **params)
+        ours = [seconds_of(our_class, X, workload, args.repeat, **params) for X in matrices]
+        return sk, ours
+
+    fit_steps = {}  # the default fits' steps: scikit-learn's, and mbk's per matrix
+
+    def default_fit():
+        sk, fit_steps["sklearn"], repeat = sklearn_default_fit(matrices[0], workload, args.repeat)
+        ours = [default_fit_time(our_class, X, workload, repeat) for X in matrices]
+        fit_steps["mbk"] = [n_steps for _, n_steps in ours]
+        return sk, [seconds for seconds, _ in ours]
+
+    # (measure, its seconds, its floor from the label pass on a consecutive batch, on a drawn
+    # batch, over all rows, the update pass, and the matrix's position)
+    measures = [
+        (
+            "partial_fit, per call",
+            lambda: all_of(partial_fit_median_time, compute_labels=True),
+            lambda consecutive, drawn, all_rows, update, i: 2 * consecutive + update,
+        ),  # the step's label pass, then labels_ and inertia_
+        (
+            "  compute_labels=False",
+            lambda: all_of(partial_fit_median_time, compute_labels=False),
+            lambda consecutive, drawn, all_rows, update, i: consecutive + update,
+        ),
+        (
+            "fit, per step",
+            lambda: all_of(lambda *arguments: fit_step_time(*arguments)[0]),
+            lambda consecutive, drawn, all_rows, update, i: drawn + update,
+        ),
+        (
+            "default fit",
+            default_fit,
+            lambda consecutive, drawn, all_rows, update, i: (
+                fit_steps["mbk"][i] * (drawn + update) + all_rows
+            ),
+        ),  # its steps, then labels_ over all rows; seeding not counted
+        (
+            "predict, all rows",
+            lambda: all_of(predict_time),
+            lambda consecutive, drawn, all_rows, update, i: all_rows,
+        ),
+    ]
+
+    def floor_times():
+        return [sparse_floor_times(floor, X, workload, args.repeat) for X in matrices]
+
+    # The floors just before and just after each measure, the faster of the two: this host's
+    # 32 MiB L3 is shared with other tenants, and whether the centers (20-36 MiB) stay in it
+    # changes every figure here by up to several times, the floors' and scikit-learn's most.
+    rows = []
+    floors_before = floor_times()
+    for measure, seconds, floor_of in measures:
+        sk, ours = seconds()
+        floors_after = floor_times()
+        floor_seconds = [
+            floor_of(*map(min, before, after), i)
+            for i, (before, after) in enumerate(zip(floors_before, floors_after, strict=True))
+        ]
+        floors_before = floors_after
+        steps = None
+        if measure == "default fit":
+            sk_steps = fit_steps["sklearn"]
+            steps = [f"{n}" if n == sk_steps else f"{sk_steps}/{n}" for n in fit_steps["mbk"]]
+        rows.append((measure, sk, ours, floor_seconds, steps))
+    return rows
+
+
+def verdict(value, target, at_least):
+    return "ok" if (value >= target if at_least else value <= target) else "NO"
+
+
+def print_sparse(args):
+    section(
+        f"sparse CSR input (scipy {scipy.__version__} random_array, float64, batch 1024), "
+        f"{N_THREADS} threads. ratio: sklearn/mbk on int32 rows (target: the speed-up), "
+        f"mbk int64/mbk int32 on int64 rows (target <= {INT64_TARGET:.2f}x); "
+        f"mbk/floor target <= {FLOOR_TARGET}x"
+    )
+    print(
+        "# floors: label pass = per stored entry, the k center values of its feature (d x k "
+        "array) summed, in C, prefetched 10 KB ahead, no multiply; update = one read and one "
+        "write of the k x d centers. partial_fit: 2 label passes (1 with "
+        "compute_labels=False) + update; fit step: 1 label pass on drawn rows + update; "
+        "default fit: steps x that + a label pass over all rows (seeding not counted); "
+        "predict: a label pass over all rows"
+    )
+    widths = (10, 10, 7, 8, 3, 10, 9, 3)
+
+    def cells_line(cells):
+        return " ".join(f"{cell:>{width}}" for cell, width in zip(cells, widths, strict=True))
+
+    header = f"{'workload':8} {'data':42} {'k':>4} | {'measure':22} " + cells_line(
+        ["sklearn", "mbk", "ratio", "target", "", "floor", "mbk/floor", ""]
+    )
+    print(header)
+    print("-" * len(header))
+    floor = SparseFloor(N_THREADS)
+    for workload in SPARSE_WORKLOADS:
+        matrices = [workload.data(args.sparse_full, dtype) for dtype in (np.int32, np.int64)]
+        rows = sparse_measures(workload, matrices, args, floor)
+        for i, X in enumerate(matrices):
+            label = f"{workload.name:8} {workload.describe(X):42} {workload.n_clusters:4}"
+            for measure, sk, ours, floor_seconds, steps in rows:
+                if i == 0:
+                    value, target, at_least = sk / ours[0], SPEED_UP_TARGETS[measure], True
+                    cells = [duration(sk), duration(ours[0]), f"{value:.1f}x", f">={target}x"]
+                else:
+                    value, target, at_least = ours[i] / ours[0], INT64_TARGET, False
+                    cells = ["n/a", duration(ours[i]), f"{value:.2f}x", f"<={target:.2f}x"]
+                floor_ratio = ours[i] / floor_seconds[i]
+                cells += [
+                    verdict(value, target, at_least),
+                    duration(floor_seconds[i]),
+                    f"{floor_ratio:.2f}x",
+                    verdict(floor_ratio, FLOOR_TARGET, at_least=False),
+                ]
+                name = f"{measure} ({steps[i]} st)" if steps else measure
+                print(f"{label} | {name:22} " + cells_line(cells))
+                label = " " * len(label)
+    if not args.skip_memory:
+        print_sparse_memory(args)
+
+
+def sparse_memory_bound(workload, X):
+    """(centers, batch-sized buffers, labels_) in bytes: the bound on fit's peak growth is
+    4 x centers + buffers + labels_. Batch-sized buffers: k-means++'s subsample (init_size =
+    3 x batch_size rows) and one batch, as CSR, and 32 bytes per row of them (labels,
+    distances, weights, row numbers)."""
+    rows = 4 * workload.batch_size
+    entries = X.nnz / X.shape[0] * rows
+    csr = entries * (X.data.itemsize + X.indices.itemsize) + rows * X.indptr.itemsize
+    return workload.n_clusters * X.shape[1] * 8, csr + 32 * rows, X.shape[0] * 4
+
+
+def sparse_memory_case(implementation, name, index_dtype, full):
+    """Child process: print the peak growth during a default fit (k-means++) on sparse rows."""
+    workload = next(workload for workload in SPARSE_WORKLOADS if workload.name == name)
+    X = workload.data(full, np.dtype(index_dtype))
+
+    def fit(X):
+        make_estimator(
+            IMPLEMENTATIONS[implementation],
+            N_THREADS,
+            n_clusters=workload.n_clusters,
+            batch_size=workload.batch_size,
+            random_state=0,
+        ).fit(X)
+
+    with threadpool_limits(N_THREADS, user_api="openmp"):
+        fit(X[: 4 * workload.batch_size])  # warm-up; X itself below: a slice would be a copy
+        growth, method = peak_growth(lambda: fit(X))
+    print("peak-growth", growth, method)
+
+
+def print_sparse_memory(args):
+    section(
+        "peak memory growth during fit (default settings: k-means++, early stopping, labels), "
+        "fresh process per case; bound = 4 x centers + batch-sized buffers + labels_"
+    )
+    print(
+        f"{'workload':8} {'data':42} | {'sklearn':>10} {'mbk':>10} {'bound':>10} "
+        f"{'mbk/bound':>9}   (4 x centers + buffers + labels_)"
+    )
+    methods = set()
+    for workload in SPARSE_WORKLOADS:
+        for index_dtype in ("int32", "int64"):
+            X = workload.data(args.sparse_full, index_dtype)
+            growth = {}
+            for implementation in IMPLEMENTATIONS:
+                if implementation == "sklearn" and index_dtype == "int64":
+                    continue  # scikit-learn rejects 64-bit indices
+                arguments = ["--sparse-memory-case", implementation, workload.name, index_dtype]
+                growth[implementation], method = child_memory_growth(
+                    arguments + (["--sparse-full"] if args.sparse_full else [])
+                )
+                methods.add(method)
+            centers, buffers, labels = sparse_memory_bound(workload, X)
+            bound = 4 * centers + buffers + labels
+            cells = [
+                f"{growth[name] / 2**20:7.1f}MiB" if name in growth else "n/a"
+                for name in ("sklearn", "mbk")
+            ]
+            print(
+                f"{workload.name:8} {workload.describe(X):42} | "
+                + " ".join(f"{cell:>10}" for cell in cells)
+                + f" {bound / 2**20:7.1f}MiB {growth['mbk'] / bound:8.2f}x   "
+                f"(4 x {centers / 2**20:.1f} + {buffers / 2**20:.1f} + {labels / 2**20:.2f} MiB)"
+            )
+    print(f"(measured as {', '.join(sorted(methods))})")
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the rows")
@@ -725,7 +1090,18 @@ def parse_args():
     parser.add_argument("--only", nargs="*", help="workload names to run (W1 ... W5)")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-contention", action="store_true")
+    parser.add_argument(
+        "--sparse",
+        action="store_true",
+        help="only the sparse section: RCV1-like and 20-newsgroups-like CSR rows",
+    )
+    parser.add_argument(
+        "--sparse-full",
+        action="store_true",
+        help="the sparse section with the full RCV1-like shape (200,000 rows)",
+    )
     parser.add_argument("--memory-case", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--sparse-memory-case", nargs=3, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -734,7 +1110,13 @@ def main():
     if args.memory_case:
         memory_case(*args.memory_case[:2], args.quick, args.memory_case[2])
         return
+    if args.sparse_memory_case:
+        sparse_memory_case(*args.sparse_memory_case, args.sparse_full)
+        return
     print_header()
+    if args.sparse or args.sparse_full:
+        print_sparse(args)
+        return
     workloads = [workload for workload in WORKLOADS if selected(workload, args.only)]
     print_table(workloads, args)
     print_step_parts(workloads, args)

@@ -8,7 +8,8 @@ scikit-learn an OpenMP limit from threadpoolctl (its kernels follow it); both ar
 Default sizes keep the whole suite to a few minutes on 2 cores. ``MBK_BENCH_LARGE=1`` adds
 the issue's workloads W1, W2, W3 and W5 (up to 5,000,000 rows; much longer).
 
-``bench/compare.py`` imports ``blobs`` and ``housing`` from here, so both see the same data.
+``bench/compare.py`` imports ``blobs``, ``housing`` and ``sparse_rows`` from here, so both see
+the same data.
 """
 
 import os
@@ -17,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 import sklearn.cluster  # before mbk, which sets GOMP_SPINCOUNT for OpenMP loaded after it
 from threadpoolctl import threadpool_limits
 
@@ -52,6 +54,33 @@ def blobs(n_samples, n_features, n_centers, dtype, seed=0, order="C"):
         rng.standard_normal(dtype=dtype, out=rows)
         rows += centers[rng.integers(0, n_centers, len(rows))]
         X[start : start + len(rows)] = rows
+    return X
+
+
+def sparse_rows(n_samples, n_features, density, index_dtype=np.int32, seed=0):
+    """A random CSR matrix: ``density`` of its entries stored, values uniform in [0, 1), float64.
+
+    Built by ``scipy.sparse.random_array`` (int32 indices, canonical: sorted, no duplicates);
+    with ``index_dtype=np.int64`` the same matrix with 64-bit indptr and indices, as a
+    ``csr_array`` (``csr_matrix`` would silently downcast them to int32).
+
+    Returns
+    -------
+    X : scipy.sparse.csr_array of shape (n_samples, n_features)
+    """
+    X = scipy.sparse.random_array(
+        (n_samples, n_features),
+        density=density,
+        format="csr",
+        dtype=np.float64,
+        rng=np.random.default_rng(seed),
+    )
+    if np.dtype(index_dtype) == np.int64:
+        X = scipy.sparse.csr_array(
+            (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)), shape=X.shape
+        )
+    if X.indices.dtype != index_dtype or X.indptr.dtype != index_dtype:
+        raise AssertionError(f"{X.indices.dtype}/{X.indptr.dtype} indices, not {index_dtype}")
     return X
 
 

@@ -52,24 +52,31 @@
         }                                                                                     \
     }
 
-/* Features [start, end) of every center: row = values + f * n_padded becomes
- * (row * scale_in + the entries of feature f) * alpha, in double; partial[j] = the sum over
- * the range, in order, of the new values squared (in T). The entries of feature f are
- * offsets[f] .. offsets[f + 1] of labels / entry_values. */
+/* Features [start, end) of every center (a range of at most RANGE features): feature f's
+ * run, row = values + f * n_padded, becomes (row * scale_in + its entries) * alpha, in
+ * double; partial[j] = the sum over the range, in order, of the new values squared (in T).
+ * The range's entries come in batch order (then stored order): entry e adds entry_values[e]
+ * to acc[slots[e]], slot (f - start) * n_padded + j. acc holds the whole range, so each
+ * feature's run is read from memory once, scaled, added to and rescaled from cache. */
 #define MBK_DEFINE_CSR_UPDATE(NAME, T, ATTRS)                                                 \
     ATTRS static void NAME(T *restrict values, Py_ssize_t n_padded, Py_ssize_t start,         \
-                           Py_ssize_t end, const Py_ssize_t *restrict offsets,                \
-                           const int *restrict labels, const T *restrict entry_values,        \
+                           Py_ssize_t end, const int32_t *restrict slots,                     \
+                           const T *restrict entry_values, Py_ssize_t n_entries,              \
                            const double *restrict scale_in, const double *restrict alpha,     \
                            double *restrict acc, T *restrict partial) {                       \
         Py_ssize_t f, j, e;                                                                   \
+        for (f = start; f < end; f++) {                                                       \
+            const T *restrict row = values + f * n_padded;                                    \
+            double *restrict sums = acc + (f - start) * n_padded;                             \
+            for (j = 0; j < n_padded; j++) sums[j] = row[j] * scale_in[j];                    \
+        }                                                                                     \
+        for (e = 0; e < n_entries; e++) acc[slots[e]] += entry_values[e];                     \
         for (j = 0; j < n_padded; j++) partial[j] = 0;                                        \
         for (f = start; f < end; f++) {                                                       \
             T *restrict row = values + f * n_padded;                                          \
-            for (j = 0; j < n_padded; j++) acc[j] = row[j] * scale_in[j];                     \
-            for (e = offsets[f]; e < offsets[f + 1]; e++) acc[labels[e]] += entry_values[e];  \
+            const double *restrict sums = acc + (f - start) * n_padded;                       \
             for (j = 0; j < n_padded; j++) {                                                  \
-                T v = (T)(acc[j] * alpha[j]);                                                 \
+                T v = (T)(sums[j] * alpha[j]);                                                \
                 row[j] = v;                                                                   \
                 partial[j] = partial[j] + v * v;                                              \
             }                                                                                 \
@@ -119,11 +126,12 @@ MBK_CSR_DOTS_BODY(mbk_csr_dots_double_i64, double, int64_t)
 
 #define MBK_CSR_UPDATE_BODY(NAME, T)                                                          \
     static inline void NAME(int level, void *values, Py_ssize_t n_padded, Py_ssize_t start,   \
-                            Py_ssize_t end, const Py_ssize_t *offsets, const int *labels,     \
-                            const void *entry_values, const double *scale_in,                 \
+                            Py_ssize_t end, const int32_t *slots, const void *entry_values,   \
+                            Py_ssize_t n_entries, const double *scale_in,                     \
                             const double *alpha, double *acc, void *partial) {                \
-        MBK_CSR_DISPATCH(NAME, level, (T *)values, n_padded, start, end, offsets, labels,     \
-                         (const T *)entry_values, scale_in, alpha, acc, (T *)partial);        \
+        MBK_CSR_DISPATCH(NAME, level, (T *)values, n_padded, start, end, slots,               \
+                         (const T *)entry_values, n_entries, scale_in, alpha, acc,            \
+                         (T *)partial);                                                       \
     }
 MBK_CSR_UPDATE_BODY(mbk_csr_update_float, float)
 MBK_CSR_UPDATE_BODY(mbk_csr_update_double, double)

@@ -98,48 +98,71 @@ def kmeans_plusplus_seeds(
     return centers, indices
 
 
-def _sparse_sq_distances(A, X, x_sq_norms64):
-    """Squared distances from each row of A (dense, or CSR) to each row of the CSR X, in X's
+class _SparseDistances:
+    """Squared distances from rows (dense, or CSR) to every row of a CSR matrix X, in X's
     dtype, as scikit-learn's euclidean_distances computes them: -2 A.X^T + ||a||^2 + ||x||^2,
     at least 0, in float64 (float32 rows widened a block of X's rows at a time, the result
-    rounded back). x_sq_norms64: X's rows' squared norms in float64 (of the widened rows)."""
-    if X.dtype == np.float64:
-        blocks = [(0, X)]
-        A64 = A
-    else:
-        blocks = ((start, X[start : start + BLOCK_ROWS].astype(np.float64))
-                  for start in range(0, X.shape[0], BLOCK_ROWS))  # fmt: skip
-        A64 = A.astype(np.float64)
-    a_sq = _core.csr_row_sq_norms(A64.data, A64.indptr) if is_sparse(A64) else _row_sq_norms(A64)
-    out = np.empty((A.shape[0], X.shape[0]), dtype=X.dtype)
-    for start, block in blocks:
-        product = A64 @ block.T
-        product = product.toarray() if is_sparse(product) else np.asarray(product)
-        distances = -2 * product
-        distances += a_sq[:, None]
-        distances += x_sq_norms64[None, start : start + block.shape[0]]
-        out[:, start : start + block.shape[0]] = distances
-    np.maximum(out, 0, out=out)
-    return out
+    rounded back).
+
+    A CSR product ``A @ block.T`` converts the transposed block to CSR on every call (scipy
+    does); the conversion is made once here instead, the same matrix, so the same bits, when
+    the blocks fit in _PACK_BYTES. k-means++ calls this once per seed.
+    """
+
+    def __init__(self, X):
+        self.X = X
+        self.dtype = X.dtype
+        widened = X if X.dtype == np.float64 else X.astype(np.float64)
+        self.sq_norms64 = _core.csr_row_sq_norms(widened.data, widened.indptr)
+        itemsize = 12 if X.dtype == np.float64 else 24  # values and indices, times copies
+        self.blocks = None
+        if X.nnz * itemsize <= _PACK_BYTES:
+            self.blocks = [(start, block, block.T.tocsr()) for start, block in self._blocks()]
+
+    def _blocks(self):
+        X = self.X
+        if X.dtype == np.float64:
+            yield 0, X
+            return
+        for start in range(0, X.shape[0], BLOCK_ROWS):
+            yield start, X[start : start + BLOCK_ROWS].astype(np.float64)
+
+    def __call__(self, A):
+        A64 = A if self.dtype == np.float64 else A.astype(np.float64)
+        sparse_rows = is_sparse(A64)
+        a_sq = _core.csr_row_sq_norms(A64.data, A64.indptr) if sparse_rows else _row_sq_norms(A64)
+        out = np.empty((A.shape[0], self.X.shape[0]), dtype=self.dtype)
+        blocks = self.blocks
+        if blocks is None:
+            blocks = ((start, block, None) for start, block in self._blocks())
+        for start, block, block_t in blocks:
+            if sparse_rows:
+                product = (A64 @ (block.T if block_t is None else block_t)).toarray()
+            else:
+                product = np.asarray(A64 @ block.T)
+            distances = -2 * product
+            distances += a_sq[:, None]
+            distances += self.sq_norms64[None, start : start + block.shape[0]]
+            out[:, start : start + block.shape[0]] = distances
+        np.maximum(out, 0, out=out)
+        return out
 
 
 def _sparse_seeds(X, n_clusters, sample_weight, random_state, n_local_trials):
     """Greedy k-means++ on CSR rows: scikit-learn's draws and products, the centers dense."""
-    widened = X if X.dtype == np.float64 else X.astype(np.float64)
-    x_sq_norms64 = _core.csr_row_sq_norms(widened.data, widened.indptr)
-    del widened
+    sq_distances = _SparseDistances(X)
     centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
     indices = np.full(n_clusters, -1, dtype=np.intp)
     first = _weighted_choice(random_state, sample_weight)
     centers[0] = X[[first]].toarray()
     indices[0] = first
-    closest_sq = _sparse_sq_distances(centers[:1], X, x_sq_norms64)
+    closest_sq = sq_distances(centers[:1])
     potential = closest_sq @ sample_weight  # (1, n) @ (n,): scikit-learn's product
     for seed in range(1, n_clusters):
         targets = random_state.uniform(size=n_local_trials) * potential
         candidates = np.searchsorted(np.cumsum(sample_weight * closest_sq), targets)
         np.clip(candidates, None, closest_sq.size - 1, out=candidates)  # rounding at the top
-        trial_sq = _sparse_sq_distances(X[candidates], X, x_sq_norms64)
+        trial_sq = sq_distances(X[candidates])
         np.minimum(closest_sq, trial_sq, out=trial_sq)
         trial_potentials = trial_sq @ sample_weight.reshape(-1, 1)
         best = np.argmin(trial_potentials)

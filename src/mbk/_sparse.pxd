@@ -6,6 +6,8 @@
 
 from cython cimport floating
 
+from libc.stdint cimport int32_t
+
 from mbk._rows cimport CsrRows, csr_index
 from mbk._sampling_kernels cimport RandomStream
 
@@ -22,14 +24,16 @@ cdef struct CsrCenters:
 
 cdef struct CsrUpdateScratch:
     # The update's working set, kept by FeatureMajorCenters from step to step.
-    Py_ssize_t* feature_offsets   # (n_features + 1,) the batch's entries grouped by feature
-    int* entry_labels             # (capacity,) each grouped entry's center
+    Py_ssize_t* range_offsets     # (n_ranges + 1,) the batch's entries grouped by range
+    # (capacity,) each grouped entry's place in its range's accumulators:
+    # (feature - range start) * n_padded + center
+    int32_t* entry_slots
     void* entry_values            # (capacity,) floating: its value times its row's weight
     double* scale_in              # (n_padded,) each center's running weight, or 1
     double* alpha                 # (n_padded,) 1 / its new running weight, or 1
     double* batch_weights         # (n_padded,)
     void* range_norms             # (n_ranges, n_padded) floating: the norms' partial sums
-    double* acc                   # (n_threads, n_padded)
+    double* acc                   # (n_threads, FEATURE_RANGE * n_padded) a range's sums
     Py_ssize_t capacity
     int n_threads
 

@@ -53,12 +53,12 @@ cdef extern from "_csr_tiles.h":
                                  Py_ssize_t n_next, Py_ssize_t ahead, const void* values,
                                  Py_ssize_t n_padded, void* dots) noexcept nogil
     void mbk_csr_update_float(int level, void* values, Py_ssize_t n_padded, Py_ssize_t start,
-                              Py_ssize_t end, const Py_ssize_t* offsets, const int* labels,
-                              const void* entry_values, const double* scale_in,
+                              Py_ssize_t end, const int32_t* slots, const void* entry_values,
+                              Py_ssize_t n_entries, const double* scale_in,
                               const double* alpha, double* acc, void* partial) noexcept nogil
     void mbk_csr_update_double(int level, void* values, Py_ssize_t n_padded, Py_ssize_t start,
-                               Py_ssize_t end, const Py_ssize_t* offsets, const int* labels,
-                               const void* entry_values, const double* scale_in,
+                               Py_ssize_t end, const int32_t* slots, const void* entry_values,
+                               Py_ssize_t n_entries, const double* scale_in,
                                const double* alpha, double* acc, void* partial) noexcept nogil
     void mbk_csr_load_group_float(const float* rows, Py_ssize_t n_clusters,
                                   Py_ssize_t n_features, float* values, Py_ssize_t n_padded,
@@ -137,8 +137,8 @@ cdef class FeatureMajorCenters:
                 _load(&self.view, centers32, n_threads)
 
     def __dealloc__(self):
-        free(self.scratch.feature_offsets)
-        free(self.scratch.entry_labels)
+        free(self.scratch.range_offsets)
+        free(self.scratch.entry_slots)
         free(self.scratch.entry_values)
         free(self.scratch.scale_in)
 
@@ -175,33 +175,34 @@ cdef class FeatureMajorCenters:
         cdef Py_ssize_t n_doubles
         cdef void* grown
         n_threads = max(n_threads, 1)
-        if s.feature_offsets == NULL:
-            s.feature_offsets = <Py_ssize_t*> malloc(
-                (self.view.n_features + 1) * sizeof(Py_ssize_t))
-            if s.feature_offsets == NULL:
+        if s.range_offsets == NULL:
+            s.range_offsets = <Py_ssize_t*> malloc(
+                (_n_ranges(self.view.n_features) + 1) * sizeof(Py_ssize_t))
+            if s.range_offsets == NULL:
                 raise MemoryError("mbk: no memory for the CSR update")
-        if n_entries > s.capacity or s.entry_labels == NULL:
+        if n_entries > s.capacity or s.entry_slots == NULL:
             n_entries = max(n_entries, 2 * s.capacity, 1)
-            grown = realloc(s.entry_labels, n_entries * sizeof(int))
+            grown = realloc(s.entry_slots, n_entries * sizeof(int32_t))
             if grown == NULL:
                 raise MemoryError("mbk: no memory for the CSR update")
-            s.entry_labels = <int*> grown
+            s.entry_slots = <int32_t*> grown
             grown = realloc(s.entry_values, n_entries * itemsize)
             if grown == NULL:
                 raise MemoryError("mbk: no memory for the CSR update")
             s.entry_values = grown
             s.capacity = n_entries
         if n_threads > s.n_threads or s.scale_in == NULL:
-            # scale_in, alpha, batch_weights, the accumulators, then the norms' partial sums
-            n_doubles = (3 + n_threads) * n_padded + _n_ranges(self.view.n_features) * n_padded
+            # scale_in, alpha, batch_weights, the norms' partial sums, then the accumulators
+            n_doubles = ((3 + _n_ranges(self.view.n_features)) * n_padded
+                         + n_threads * FEATURE_RANGE * n_padded)
             grown = realloc(s.scale_in, n_doubles * sizeof(double))
             if grown == NULL:
                 raise MemoryError("mbk: no memory for the CSR update")
             s.scale_in = <double*> grown
             s.alpha = s.scale_in + n_padded
             s.batch_weights = s.alpha + n_padded
-            s.acc = s.batch_weights + n_padded
-            s.range_norms = s.acc + n_threads * n_padded
+            s.range_norms = s.batch_weights + n_padded
+            s.acc = <double*> s.range_norms + _n_ranges(self.view.n_features) * n_padded
             s.n_threads = n_threads
         return 0
 
@@ -428,9 +429,10 @@ cdef void _csr_distance_chunk(
 # scikit-learn's arithmetic and order, feature-major: for a center that received weight W in
 # this batch, every feature becomes (c * v + sum of x * w over its batch rows' entries in that
 # feature, in batch order and stored order) * (1 / (v + W)), v the running weight (v += W).
-# The batch's entries are first grouped by feature (a stable counting sort), so that the
-# update is one pass over the centers; a center that received nothing is scaled by 1 and 1,
-# which leaves it as it was.
+# The batch's entries are first grouped by range of FEATURE_RANGE features (a stable counting
+# sort), and each range is updated in a block of double sums that stays in cache, so that the
+# update is one pass over the centers in memory; a center that received nothing is scaled by
+# 1 and 1, which leaves it as it was.
 
 cdef Py_ssize_t _batch_entries(const CsrRows* rows, const csr_index* indptr) noexcept nogil:
     """The number of stored entries in the view's rows."""
@@ -441,35 +443,40 @@ cdef Py_ssize_t _batch_entries(const CsrRows* rows, const csr_index* indptr) noe
     return total
 
 
-cdef void _group_entries(
+cdef void _bucket_entries(
         const CsrRows* rows, const floating* data, const csr_index* indices,
         const csr_index* indptr, const int* labels, CsrUpdateScratch* scratch,
-        Py_ssize_t n_features) noexcept nogil:
-    """The entries of the rows whose center received weight, grouped by feature (in batch
-    order, then stored order, within a feature): entry_labels and entry_values (x * w)."""
-    cdef Py_ssize_t i, r, p, f, position
-    cdef Py_ssize_t* offsets = scratch.feature_offsets
+        Py_ssize_t n_padded, Py_ssize_t n_ranges) noexcept nogil:
+    """The entries of the rows whose center received weight, grouped by range of features
+    (a stable counting sort: batch order, then stored order, within a range): entry_slots and
+    entry_values (x * w)."""
+    cdef Py_ssize_t i, r, p, b, position
+    cdef Py_ssize_t* offsets = scratch.range_offsets
     cdef floating* values = <floating*> scratch.entry_values
     cdef floating w
-    memset(offsets, 0, (n_features + 1) * sizeof(Py_ssize_t))
+    cdef int label
+    memset(offsets, 0, (n_ranges + 1) * sizeof(Py_ssize_t))
     for i in range(rows.n_rows):
         if scratch.batch_weights[labels[i]] > 0:
             r = _csr_row(rows, i)
             for p in range(indptr[r], indptr[r + 1]):
-                offsets[indices[p] + 1] += 1
-    for f in range(n_features):
-        offsets[f + 1] += offsets[f]
+                offsets[indices[p] // FEATURE_RANGE + 1] += 1
+    for b in range(n_ranges):
+        offsets[b + 1] += offsets[b]
     for i in range(rows.n_rows):
-        if scratch.batch_weights[labels[i]] > 0:
+        label = labels[i]
+        if scratch.batch_weights[label] > 0:
             r = _csr_row(rows, i)
             w = _weight(<const floating*> rows.weights, r)
             for p in range(indptr[r], indptr[r + 1]):
-                position = offsets[indices[p]]
-                scratch.entry_labels[position] = labels[i]
+                b = indices[p] // FEATURE_RANGE
+                position = offsets[b]
+                scratch.entry_slots[position] = <int32_t> (
+                    (indices[p] - b * FEATURE_RANGE) * n_padded + label)
                 values[position] = data[p] * w
-                offsets[indices[p]] = position + 1
-    for f in range(n_features, 0, -1):
-        offsets[f] = offsets[f - 1]
+                offsets[b] = position + 1
+    for b in range(n_ranges, 0, -1):
+        offsets[b] = offsets[b - 1]
     offsets[0] = 0
 
 
@@ -481,14 +488,16 @@ cdef void _update_range(
     cdef Py_ssize_t n_padded = centers.n_padded
     cdef Py_ssize_t start = range_index * FEATURE_RANGE
     cdef Py_ssize_t end = min(start + FEATURE_RANGE, centers.n_features)
+    cdef Py_ssize_t first = scratch.range_offsets[range_index]
+    cdef Py_ssize_t n_entries = scratch.range_offsets[range_index + 1] - first
     cdef floating* partial = <floating*> scratch.range_norms + range_index * n_padded
     if floating is float:
         mbk_csr_update_float(level, centers.values, n_padded, start, end,
-                             scratch.feature_offsets, scratch.entry_labels, entry_values,
+                             scratch.entry_slots + first, entry_values + first, n_entries,
                              scratch.scale_in, scratch.alpha, acc, partial)
     else:
         mbk_csr_update_double(level, centers.values, n_padded, start, end,
-                              scratch.feature_offsets, scratch.entry_labels, entry_values,
+                              scratch.entry_slots + first, entry_values + first, n_entries,
                               scratch.scale_in, scratch.alpha, acc, partial)
 
 
@@ -525,12 +534,12 @@ cdef double _csr_minibatch_step(
             scratch.scale_in[j] = weight_sums[j]
             weight_sums[j] += weight
             scratch.alpha[j] = 1 / weight_sums[j]
-    _group_entries(rows, data, indices, indptr, labels, scratch, centers.n_features)
+    _bucket_entries(rows, data, indices, indptr, labels, scratch, n_padded, n_ranges)
     n_update_threads = threads_for(min(n_threads, scratch.n_threads), n_ranges,
                                    2.0 * n_padded * centers.n_features)
     for range_index in prange(n_ranges, schedule="static", num_threads=n_update_threads):
         _update_range(centers, scratch, range_index, <const floating*> scratch.entry_values,
-                      scratch.acc + threadid() * n_padded, level)
+                      scratch.acc + threadid() * FEATURE_RANGE * n_padded, level)
     for j in range(n_padded):
         norm = 0
         for range_index in range(n_ranges):

@@ -28,6 +28,7 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memset
 
 from mbk._dense cimport _restart_small_weights, _small_centers, active_kernels
+from mbk._kernels cimport mbk_prefetch
 from mbk._rows cimport CHUNK_ROWS, _csr_row, _n_chunks, _round_up, _weight
 from mbk._tuning cimport CSR_PREFETCH_BYTES, threads_for
 
@@ -321,6 +322,12 @@ cdef double _assign_csr_chunk(
     for i in range(start, end):
         r = _csr_row(rows, i)
         next_row = _csr_row(rows, i + 1) if i + 1 < end else r
+        if rows.index != NULL and i + 2 < end:
+            # Scattered rows: the row after next's place in indptr, and the next row's
+            # entries, whose columns the dot products read ahead.
+            mbk_prefetch(&indptr[_csr_row(rows, i + 2)])
+            mbk_prefetch(indices + indptr[next_row])
+            mbk_prefetch(data + indptr[next_row])
         _csr_dots(level, data, indices, indptr[r], indptr[r + 1], indices + indptr[next_row],
                   indptr[next_row + 1] - indptr[next_row] if next_row != r else 0, ahead,
                   values, n_padded, dots)

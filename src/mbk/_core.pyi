@@ -2,6 +2,8 @@
 import numpy as np
 from numpy.typing import NDArray
 
+from mbk._sparse import FeatureMajorCenters
+
 OPENMP_ENABLED: bool
 CHUNK_SIZE: int
 
@@ -50,4 +52,38 @@ def apply(
     sums: NDArray[np.float64],
     batch_weights: NDArray[np.float64],
     seeded: bool,
+) -> None: ...
+
+# CSR rows (data, indices, indptr: the arrays of a CSR matrix; indices and indptr both int32
+# or both int64).
+_Index = np.int32 | np.int64
+
+def check_csr(
+    data: NDArray[_Float],
+    indices: NDArray[_Index],
+    indptr: NDArray[_Index],
+    n_features: int,
+    n_threads: int = 1,
+) -> str | None: ...
+def csr_row_sq_norms(data: NDArray[_Float], indptr: NDArray[_Index]) -> NDArray[_Float]: ...
+def assign_labels_csr(
+    data: NDArray[_Float],
+    indices: NDArray[_Index],
+    indptr: NDArray[_Index],
+    n_features: int,
+    centers: FeatureMajorCenters,
+    labels: NDArray[np.int32],
+    sample_indices: NDArray[np.intp] | None = None,
+    sample_weight: NDArray[_Float] | None = None,
+    n_threads: int = 1,
+    compute_inertia: bool = True,
+) -> float: ...
+def euclidean_distances_csr(
+    data: NDArray[_Float],
+    indices: NDArray[_Index],
+    indptr: NDArray[_Index],
+    n_features: int,
+    centers: FeatureMajorCenters,
+    out: NDArray[_Float],
+    n_threads: int = 1,
 ) -> None: ...

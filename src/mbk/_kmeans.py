@@ -275,11 +275,13 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data. float32 stays float32, other numbers become float64; arrays of
             the right dtype are read in place whatever their layout (no copy). Array-likes
             without memory of their own (zarr, h5py, Dask arrays) are loaded whole first, after
-            a memory check that counts the copy.
+            a memory check that counts the copy. A scipy sparse matrix or array is read as
+            CSR in place (32- or 64-bit indices; other formats are converted, a copy) and
+            never densified; ``algorithm="nested"`` takes dense data only.
         y : Ignored
             Present for API consistency.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -330,8 +332,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            The mini-batch.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The mini-batch (dense, or scipy sparse read as CSR).
         y : Ignored
             Present for API consistency.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -392,8 +394,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            New data.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            New data (dense, or scipy sparse read as CSR).
 
         Returns
         -------
@@ -413,8 +415,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            New data.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            New data (dense, or scipy sparse read as CSR).
 
         Returns
         -------
@@ -430,8 +432,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            New data.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            New data (dense, or scipy sparse read as CSR).
         y : Ignored
             Present for API consistency.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -453,8 +455,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (dense, or scipy sparse read as CSR).
         y : Ignored
             Present for API consistency.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -474,8 +476,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (dense, or scipy sparse read as CSR).
         y : Ignored
             Present for API consistency.
         sample_weight : array-like of shape (n_samples,), default=None

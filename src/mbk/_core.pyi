@@ -87,3 +87,14 @@ def euclidean_distances_csr(
     out: NDArray[_Float],
     n_threads: int = 1,
 ) -> None: ...
+def csr_sq_distances_to_rows(
+    a_data: NDArray[np.float64],
+    a_indices: NDArray[_Index],
+    a_indptr: NDArray[_Index],
+    t_data: NDArray[np.float64],
+    t_indices: NDArray[_Index],
+    t_indptr: NDArray[_Index],
+    a_sq_norms: NDArray[np.float64],
+    x_sq_norms: NDArray[np.float64],
+    out: NDArray[_Float],
+) -> None: ...

@@ -439,3 +439,48 @@ def euclidean_distances_csr(
                                 <const csr_index*> rows.indices, &indptr[0], &centers.view,
                                 sq_norms, start, min(start + CHUNK_ROWS, rows.n_rows),
                                 &out[0, 0], dots + threadid() * n_padded)
+
+
+ctypedef fused distance_out:
+    float
+    double
+
+
+def csr_sq_distances_to_rows(
+        const double[::1] a_data,                 # IN rows A as CSR (float64: widened)
+        const csr_index[::1] a_indices,           # IN
+        const csr_index[::1] a_indptr,            # IN
+        const double[::1] t_data,                 # IN X transposed, as CSR (features x rows)
+        const csr_index[::1] t_indices,           # IN
+        const csr_index[::1] t_indptr,            # IN
+        const double[::1] a_sq_norms,             # IN (n_a,) A's squared norms, float64
+        const double[::1] x_sq_norms,             # IN (n_x,) X's squared norms, float64
+        distance_out[:, ::1] out):                # OUT (n_a, n_x)
+    """Squared distances from each row of A to each row of X as scikit-learn computes them
+    on sparse rows: max(-2 (A X^T) + ||a||^2 + ||x||^2, 0), rounded to out's type before
+    the clip. The product is scipy's sparse product's, term for term: for each entry (k, a)
+    of a row of A in stored order, a * b added for each entry (j, b) of row k of X^T in
+    stored order (k-means++ on CSR; the caller converts X^T once)."""
+    cdef Py_ssize_t n_a = a_indptr.shape[0] - 1, n_x = x_sq_norms.shape[0], i, j, p, q, k
+    cdef double a, d
+    cdef distance_out v
+    cdef double[::1] sums = np.zeros(n_x)
+    if out.shape[0] != n_a or out.shape[1] != n_x or a_sq_norms.shape[0] != n_a:
+        raise ValueError("out must be (rows of A, rows of X), with a norm per row")
+    if t_indptr.shape[0] < 1 or (n_x > 0 and t_indices.shape[0] < t_indptr[t_indptr.shape[0] - 1]):
+        raise ValueError("X^T's indptr must be within its indices")
+    with nogil:
+        for i in range(n_a):
+            for j in range(n_x):
+                sums[j] = 0
+            for p in range(a_indptr[i], a_indptr[i + 1]):
+                k = a_indices[p]
+                a = a_data[p]
+                for q in range(t_indptr[k], t_indptr[k + 1]):
+                    sums[t_indices[q]] += a * t_data[q]
+            for j in range(n_x):
+                d = -2 * sums[j]
+                d = d + a_sq_norms[i]
+                d = d + x_sq_norms[j]
+                v = <distance_out> d
+                out[i, j] = 0 if v < 0 else v

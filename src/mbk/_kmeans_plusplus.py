@@ -104,9 +104,10 @@ class _SparseDistances:
     at least 0, in float64 (float32 rows widened a block of X's rows at a time, the result
     rounded back).
 
-    A CSR product ``A @ block.T`` converts the transposed block to CSR on every call (scipy
-    does); the conversion is made once here instead, the same matrix, so the same bits, when
-    the blocks fit in _PACK_BYTES. k-means++ calls this once per seed.
+    For CSR rows A the product is scipy's, term for term, computed by
+    _core.csr_sq_distances_to_rows against the transposed blocks converted to CSR once (scipy
+    converts them on every product) when they fit in _PACK_BYTES: k-means++ calls this once
+    per seed, and scipy's overheads were most of the seeding's time.
     """
 
     def __init__(self, X):
@@ -136,15 +137,24 @@ class _SparseDistances:
         if blocks is None:
             blocks = ((start, block, None) for start, block in self._blocks())
         for start, block, block_t in blocks:
+            stop = start + block.shape[0]
+            if sparse_rows and block_t is not None:
+                index_dtype = block_t.indices.dtype
+                _core.csr_sq_distances_to_rows(
+                    A64.data, A64.indices.astype(index_dtype), A64.indptr.astype(index_dtype),
+                    block_t.data, block_t.indices, block_t.indptr, a_sq,
+                    self.sq_norms64[start:stop], out[:, start:stop],
+                )  # fmt: skip
+                continue
             if sparse_rows:
-                product = (A64 @ (block.T if block_t is None else block_t)).toarray()
+                product = (A64 @ block.T).toarray()
             else:
                 product = np.asarray(A64 @ block.T)
             distances = -2 * product
             distances += a_sq[:, None]
-            distances += self.sq_norms64[None, start : start + block.shape[0]]
-            out[:, start : start + block.shape[0]] = distances
-        np.maximum(out, 0, out=out)
+            distances += self.sq_norms64[None, start:stop]
+            out[:, start:stop] = distances
+            np.maximum(out[:, start:stop], 0, out=out[:, start:stop])
         return out
 
 

@@ -181,3 +181,35 @@ def test_predict_leaves_the_state_as_it_is():
     assert model._fitted.held_centers() is None
     model.partial_fit(X[200:300])
     assert model._fitted.held_centers() is not None
+
+
+@pytest.mark.parametrize("out_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_candidate_distances_are_scipys_product_term_for_term(out_dtype, index_dtype):
+    # Unsorted columns, duplicates and explicit zeros in both operands: the compiled product
+    # must add the same terms in the same order as scipy's A @ X.T.
+    rng = np.random.default_rng(10)
+    X = _csr(300, 50, density=0.2, seed=11, index_dtype=index_dtype)
+    order = np.concatenate([rng.permutation(np.arange(a, b)) for a, b in
+                            zip(X.indptr[:-1], X.indptr[1:], strict=True)])  # fmt: skip
+    indices, data = X.indices[order].copy(), X.data[order].copy()
+    indices[1::7] = indices[::7][: indices[1::7].shape[0]]  # duplicates (some across rows)
+    data[::11] = 0.0
+    X = sparse.csr_array((data, indices, X.indptr), shape=X.shape)
+    deduplicated = X.copy()
+    deduplicated.sum_duplicates()
+    assert deduplicated.nnz < X.nnz and not X.has_sorted_indices
+    A = X[[3, 17, 17, 250]]
+    a_sq = _core.csr_row_sq_norms(A.data, A.indptr)
+    x_sq = _core.csr_row_sq_norms(X.data, X.indptr)
+    out = np.empty((4, 300), dtype=out_dtype)
+    XT = X.T.tocsr()
+    _core.csr_sq_distances_to_rows(A.data, A.indices.astype(XT.indices.dtype),
+                                   A.indptr.astype(XT.indices.dtype), XT.data, XT.indices,
+                                   XT.indptr, a_sq, x_sq, out)  # fmt: skip
+    expected = -2 * (A @ X.T).toarray()
+    expected += a_sq[:, None]
+    expected += x_sq[None, :]
+    expected = expected.astype(out_dtype)
+    np.maximum(expected, 0, out=expected)
+    np.testing.assert_array_equal(out, expected)

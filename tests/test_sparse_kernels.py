@@ -213,3 +213,18 @@ def test_candidate_distances_are_scipys_product_term_for_term(out_dtype, index_d
     expected = expected.astype(out_dtype)
     np.maximum(expected, 0, out=expected)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_a_fit_whose_centers_cannot_fit_in_memory_fails_at_once():
+    # The dense centers of a wide sparse matrix are counted before anything is allocated.
+    X = _csr(20_000, 10_000_000, density=1e-7, seed=12)
+    with pytest.raises(MemoryError, match=r"n_clusters=10000 on 20000 x 10000000 sparse float64"):
+        MiniBatchKMeans(n_clusters=10_000, n_init=1, random_state=0).fit(X)
+
+
+def test_a_sparse_fit_leaves_the_memory_check_what_it_needs():
+    # An init subsample of sparse rows is counted as sparse rows, not as dense ones: a shape
+    # whose init subsample would need 32 GB dense fits.
+    X = _csr(2000, 1_000_000, density=5e-6, seed=13)
+    model = MiniBatchKMeans(n_clusters=2, batch_size=1024, max_iter=1, random_state=0).fit(X)
+    assert model.cluster_centers_.shape == (2, 1_000_000)

@@ -115,12 +115,7 @@ class CsrInput(RowsShape):
         for dense input, since the check is one pass over the stored values), weights
         checked. See DenseInput.open for the parameters."""
         if self.copy_bytes + working_bytes:
-            what = what() if callable(what) else what
-            if what is None:
-                what = f"Reading {self.input_name} ({self.describe()})"
-            if self.copy is not None:
-                what += f" (a copy of {format_bytes(self.copy_bytes)})"
-            check_memory(self.copy_bytes + working_bytes, what)
+            check_memory(self.copy_bytes + working_bytes, lambda: self._needs_memory_for(what))
         data, indices, indptr = self._arrays()
         if indptr.shape[0] != self.n_samples + 1:
             raise ValueError(
@@ -141,6 +136,15 @@ class CsrInput(RowsShape):
         if sample_weight is not None:
             weights = check_sample_weight(sample_weight, self.n_samples, self.dtype)
         return CsrSource(data, indices, indptr, self.shape, weights, self.input_name)
+
+    def _needs_memory_for(self, what):
+        """What a MemoryError names as needing the memory (see DenseInput)."""
+        what = what() if callable(what) else what
+        if what is None:
+            what = f"Reading {self.input_name} ({self.describe()})"
+        if self.copy is not None:
+            what += f" (a copy of {format_bytes(self.copy_bytes)})"
+        return what
 
     def _arrays(self):
         """(data, indices, indptr) as the kernels read them: the values in self.dtype, the

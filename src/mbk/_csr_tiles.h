@@ -159,13 +159,15 @@ static inline int mbk_csr_level(const char *name) {
         enum { LANES = 64 / sizeof(T) };                                                      \
         T norm[LANES], partial[LANES];                                                        \
         Py_ssize_t start, f0, ff, jj, n_tile;                                                 \
+        /* (the last group may be narrower: fewer centers than a line holds are unpadded) */  \
+        Py_ssize_t width = n_padded - first < LANES ? n_padded - first : LANES;               \
         for (jj = 0; jj < LANES; jj++) norm[jj] = 0;                                          \
         for (start = 0; start < n_features; start += RANGE) {                                 \
             Py_ssize_t end = start + RANGE < n_features ? start + RANGE : n_features;         \
-            for (jj = 0; jj < LANES; jj++) partial[jj] = 0;                                   \
+            for (jj = 0; jj < width; jj++) partial[jj] = 0;                                   \
             for (f0 = start; f0 < end; f0 += LANES) {                                         \
                 n_tile = end - f0 < LANES ? end - f0 : LANES;                                 \
-                for (jj = 0; jj < LANES; jj++) {                                              \
+                for (jj = 0; jj < width; jj++) {                                              \
                     Py_ssize_t j = first + jj;                                                \
                     T *out = values + f0 * n_padded + j;                                      \
                     if (j < n_clusters) {                                                     \
@@ -177,12 +179,13 @@ static inline int mbk_csr_level(const char *name) {
                 }                                                                             \
                 for (ff = 0; ff < n_tile; ff++) {                                             \
                     const T *line = values + (f0 + ff) * n_padded + first;                    \
-                    for (jj = 0; jj < LANES; jj++) partial[jj] = partial[jj] + line[jj] * line[jj]; \
+                    for (jj = 0; jj < width; jj++)                                            \
+                        partial[jj] = partial[jj] + line[jj] * line[jj];                      \
                 }                                                                             \
             }                                                                                 \
-            for (jj = 0; jj < LANES; jj++) norm[jj] = norm[jj] + partial[jj];                 \
+            for (jj = 0; jj < width; jj++) norm[jj] = norm[jj] + partial[jj];                 \
         }                                                                                     \
-        for (jj = 0; jj < LANES; jj++) sq_norms[first + jj] = norm[jj];                       \
+        for (jj = 0; jj < width; jj++) sq_norms[first + jj] = norm[jj];                       \
     }                                                                                         \
     /* Centers first .. first + lanes (those below n_clusters) from values into rows. */      \
     static void mbk_csr_store_group_##T(const T *restrict values, Py_ssize_t n_padded,        \

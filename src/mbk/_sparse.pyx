@@ -117,7 +117,9 @@ cdef class FeatureMajorCenters:
         lanes = LINE_BYTES // itemsize
         self.view.n_clusters = n_clusters
         self.view.n_features = n_features
-        self.view.n_padded = _round_up(n_clusters, lanes)
+        # Runs of whole cache lines; fewer centers than a line holds are not padded (the
+        # padding would be most of the memory).
+        self.view.n_padded = _round_up(n_clusters, lanes) if n_clusters >= lanes else n_clusters
         # NumPy's allocation: large blocks get transparent huge pages where the system offers
         # them, which makes their first touch several times cheaper than malloc's pages.
         self.storage = np.empty((n_features + 1) * self.view.n_padded * itemsize + LINE_BYTES,
@@ -214,7 +216,7 @@ cdef void _load(
     over fixed ranges of FEATURE_RANGE features, in order, added in range order: the order of
     the update's norms and of the reassignment's), a group of centers per work item."""
     cdef Py_ssize_t lanes = LINE_BYTES // sizeof(floating), group
-    cdef Py_ssize_t n_groups = centers.n_padded // lanes
+    cdef Py_ssize_t n_groups = (centers.n_padded + lanes - 1) // lanes
     n_threads = threads_for(n_threads, n_groups,
                             0.25 * centers.n_padded * centers.n_features)
     for group in prange(n_groups, schedule="static", num_threads=n_threads):
@@ -231,7 +233,7 @@ cdef void _load(
 cdef void _store(
         const CsrCenters* centers, floating[:, ::1] rows, int n_threads) noexcept nogil:
     cdef Py_ssize_t lanes = LINE_BYTES // sizeof(floating), group
-    cdef Py_ssize_t n_groups = centers.n_padded // lanes
+    cdef Py_ssize_t n_groups = (centers.n_padded + lanes - 1) // lanes
     n_threads = threads_for(n_threads, n_groups,
                             0.25 * centers.n_padded * centers.n_features)
     for group in prange(n_groups, schedule="static", num_threads=n_threads):

@@ -433,7 +433,7 @@ def euclidean_distances_csr(
     sq_norms = <double*> arena.take(centers.view.n_clusters * sizeof(double))
     with nogil:
         _double_norms(&centers.view, centers.is_double, sq_norms)
-        for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
+        for chunk in prange(n_chunks, schedule="dynamic", num_threads=n_threads):
             start = chunk * CHUNK_ROWS
             _csr_distance_chunk(&rows, <const floating*> rows.data,
                                 <const csr_index*> rows.indices, &indptr[0], &centers.view,

@@ -8,8 +8,11 @@ in _sculley_loop).
 Each worker has one body per float type and per index type (fused ``floating`` and
 ``csr_index``) and follows the dense family's rules for thread-count invariance: rows in fixed
 chunks of CHUNK_ROWS, chunk inertias summed in chunk order, every value computed by one thread
-in a fixed order (the update: each feature by the thread that owns its range of features; the
-norms: partial sums over fixed ranges of features, added in range order).
+in a fixed order (the update: each feature by the thread that takes its range of features; the
+norms: partial sums over fixed ranges of features, added in range order). Since no result
+depends on which thread takes a work item, the parallel loops hand items out dynamically: on
+a shared machine, a thread the OS (or the hypervisor) holds back takes fewer of them, instead
+of making the others wait for its static share.
 
 Why feature-major: a stored entry (column f, value x) adds x * c[j, f] to its row's dot
 product with every center j. Row-major, those are k reads n_features values apart (a cache
@@ -219,7 +222,7 @@ cdef void _load(
     cdef Py_ssize_t n_groups = (centers.n_padded + lanes - 1) // lanes
     n_threads = threads_for(n_threads, n_groups,
                             0.25 * centers.n_padded * centers.n_features)
-    for group in prange(n_groups, schedule="static", num_threads=n_threads):
+    for group in prange(n_groups, schedule="dynamic", num_threads=n_threads):
         if floating is float:
             mbk_csr_load_group_float(&rows[0, 0], centers.n_clusters, centers.n_features,
                                      <float*> centers.values, centers.n_padded, group * lanes,
@@ -236,7 +239,7 @@ cdef void _store(
     cdef Py_ssize_t n_groups = (centers.n_padded + lanes - 1) // lanes
     n_threads = threads_for(n_threads, n_groups,
                             0.25 * centers.n_padded * centers.n_features)
-    for group in prange(n_groups, schedule="static", num_threads=n_threads):
+    for group in prange(n_groups, schedule="dynamic", num_threads=n_threads):
         if floating is float:
             mbk_csr_store_group_float(<const float*> centers.values, centers.n_padded,
                                       group * lanes, centers.n_clusters, centers.n_features,
@@ -357,7 +360,7 @@ cdef double _assign_csr(
     """Label every row of the view; return the weighted inertia (chunks summed in order)."""
     cdef Py_ssize_t chunk, start, n_chunks = _n_chunks(rows.n_rows)
     cdef double inertia = 0
-    for chunk in prange(n_chunks, schedule="static", num_threads=n_threads):
+    for chunk in prange(n_chunks, schedule="dynamic", num_threads=n_threads):
         start = chunk * CHUNK_ROWS
         chunk_inertia[chunk] = _assign_csr_chunk(
             rows, data, indices, indptr, centers, start, min(start + CHUNK_ROWS, rows.n_rows),
@@ -546,7 +549,7 @@ cdef double _csr_minibatch_step(
     _bucket_entries(rows, data, indices, indptr, labels, scratch, n_padded, n_ranges)
     n_update_threads = threads_for(min(n_threads, scratch.n_threads), n_ranges,
                                    2.0 * n_padded * centers.n_features)
-    for range_index in prange(n_ranges, schedule="static", num_threads=n_update_threads):
+    for range_index in prange(n_ranges, schedule="dynamic", num_threads=n_update_threads):
         _update_range(centers, scratch, range_index, <const floating*> scratch.entry_values,
                       scratch.acc + threadid() * FEATURE_RANGE * n_padded, level)
     for j in range(n_padded):
@@ -639,13 +642,13 @@ cdef Py_ssize_t _reassign_small_centers_csr(
     n_threads = threads_for(min(n_threads, scratch.n_threads), n_ranges,
                             2.0 * n_padded * centers.n_features)
     with nogil:
-        for range_index in prange(n_ranges, schedule="static", num_threads=n_threads):
+        for range_index in prange(n_ranges, schedule="dynamic", num_threads=n_threads):
             _zero_columns(values, n_padded, centers.n_features, range_index, moved, n_small)
         for k in range(n_small):
             r = _csr_row(batch, order[k])
             for p in range(indptr[r], indptr[r + 1]):
                 values[indices[p] * n_padded + moved[k]] = data[p]
-        for range_index in prange(n_ranges, schedule="static", num_threads=n_threads):
+        for range_index in prange(n_ranges, schedule="dynamic", num_threads=n_threads):
             _range_norms(values, n_padded, centers.n_features, range_index,
                          partials + range_index * n_padded)
         for k in range(n_small):

@@ -15,6 +15,7 @@ the same data.
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,6 +150,31 @@ def kmeans_plusplus(implementation):
 def max_iter_for(data_set, n_steps):
     """The max_iter (passes over the data) that gives about n_steps steps of ``fit``."""
     return max(1, round(n_steps * data_set.batch_size / data_set.n_samples))
+
+
+class FitStepsRate:
+    """Mixin: steps per second of ``fit`` with an explicit init array, early stopping off
+    and ``compute_labels=False``, about ``n_steps`` steps (whole passes over the data, at
+    least one), best of 3 fits. ``fit_model()`` makes the estimator, in setup."""
+
+    n_steps = 50
+
+    def fit_model(self):
+        self.model = self.estimator(
+            max_iter=max_iter_for(self.data_set, self.n_steps),
+            max_no_improvement=None,
+            compute_labels=False,
+        )
+
+    def track_steps_per_second(self, *params):
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            self.model.fit(self.X)
+            best = min(best, time.perf_counter() - start)
+        return self.model.n_steps_ / best
+
+    track_steps_per_second.unit = "steps/s"
 
 
 class Benchmark:

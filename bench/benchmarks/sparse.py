@@ -6,11 +6,9 @@ The default data set is RCV1-like but smaller, so the module runs in minutes on 
 ``bench/compare.py --sparse`` prints beside scikit-learn and the floors).
 """
 
-import time
-
 from threadpoolctl import threadpool_limits
 
-from .common import IMPLEMENTATIONS, LARGE, Benchmark, DataSet, max_iter_for, sparse_rows
+from .common import IMPLEMENTATIONS, LARGE, Benchmark, DataSet, FitStepsRate, sparse_rows
 
 # name: (shape, k and batch size; the fraction of entries stored)
 SPARSE_SETS = {"RCV1-like 20k x 20k 0.2%, k=50": (DataSet(20_000, 20_000, 50, 1024), 0.002)}
@@ -63,29 +61,13 @@ class SparsePartialFit(SparseBenchmark):
         self.model.partial_fit(self.batch)
 
 
-class SparseFit(SparseBenchmark):
+class SparseFit(FitStepsRate, SparseBenchmark):
     """Steps per second of ``fit`` with an explicit init array, early stopping off and
     ``compute_labels=False``: about 50 steps, best of 3 fits (as ``steps.Fit``)."""
 
-    n_steps = 50
-
     def setup(self, implementation, indices, data):
         super().setup(implementation, indices, data)
-        self.model = self.estimator(
-            max_iter=max_iter_for(self.data_set, self.n_steps),
-            max_no_improvement=None,
-            compute_labels=False,
-        )
-
-    def track_steps_per_second(self, *params):
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            self.model.fit(self.X)
-            best = min(best, time.perf_counter() - start)
-        return self.model.n_steps_ / best
-
-    track_steps_per_second.unit = "steps/s"
+        self.fit_model()
 
 
 class SparsePredict(SparseBenchmark):

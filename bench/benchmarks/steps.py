@@ -1,8 +1,6 @@
 """Mini-batch steps: partial_fit in a loop, single partial_fit calls, and fit's steps/s."""
 
-import time
-
-from .common import DATA_SETS, DTYPES, IMPLEMENTATIONS, THREADS, Benchmark, max_iter_for
+from .common import DATA_SETS, DTYPES, IMPLEMENTATIONS, THREADS, Benchmark, FitStepsRate
 
 
 class Update(Benchmark):
@@ -39,28 +37,12 @@ class PartialFit(Benchmark):
         self.model.partial_fit(self.batch)
 
 
-class Fit(Benchmark):
+class Fit(FitStepsRate, Benchmark):
     """Steps per second of ``fit`` with an explicit init array, early stopping off and
     ``compute_labels=False``: about 50 steps (whole passes over the data, at least one),
     best of 3 fits. A step includes drawing its batch; fit's once-per-fit work (input
     checks, the sampling table) is spread over the steps."""
 
-    n_steps = 50
-
     def setup(self, implementation, dtype, data, threads):
         super().setup(implementation, dtype, data, threads)
-        self.model = self.estimator(
-            max_iter=max_iter_for(self.data_set, self.n_steps),
-            max_no_improvement=None,
-            compute_labels=False,
-        )
-
-    def track_steps_per_second(self, *params):
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            self.model.fit(self.X)
-            best = min(best, time.perf_counter() - start)
-        return self.model.n_steps_ / best
-
-    track_steps_per_second.unit = "steps/s"
+        self.fit_model()

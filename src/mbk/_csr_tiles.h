@@ -163,6 +163,39 @@ MBK_CSR_DOTS_BODY(mbk_csr_dots_double_i64, double, int64_t)
 MBK_CSR_UPDATE_BODY(mbk_csr_update_float, float)
 MBK_CSR_UPDATE_BODY(mbk_csr_update_double, double)
 
+/* The entry points the CSR kernels call: the float type and the index width picked at run
+ * time from the arguments' types (fused in Cython), then the instruction set. */
+static inline void mbk_csr_dots(int level, int is_double, int wide_index, const void *data,
+                                const void *indices, Py_ssize_t start, Py_ssize_t end,
+                                const void *next, Py_ssize_t n_next, Py_ssize_t ahead,
+                                const void *values, Py_ssize_t n_padded, void *dots) {
+    if (is_double && wide_index)
+        mbk_csr_dots_double_i64(level, data, indices, start, end, next, n_next, ahead, values,
+                                n_padded, dots);
+    else if (is_double)
+        mbk_csr_dots_double_i32(level, data, indices, start, end, next, n_next, ahead, values,
+                                n_padded, dots);
+    else if (wide_index)
+        mbk_csr_dots_float_i64(level, data, indices, start, end, next, n_next, ahead, values,
+                               n_padded, dots);
+    else
+        mbk_csr_dots_float_i32(level, data, indices, start, end, next, n_next, ahead, values,
+                               n_padded, dots);
+}
+
+static inline void mbk_csr_update(int level, int is_double, void *values, Py_ssize_t n_padded,
+                                  Py_ssize_t start, Py_ssize_t end, const int32_t *slots,
+                                  const void *entry_values, Py_ssize_t n_entries,
+                                  const double *scale_in, const double *alpha, double *acc,
+                                  void *partial) {
+    if (is_double)
+        mbk_csr_update_double(level, values, n_padded, start, end, slots, entry_values,
+                              n_entries, scale_in, alpha, acc, partial);
+    else
+        mbk_csr_update_float(level, values, n_padded, start, end, slots, entry_values,
+                             n_entries, scale_in, alpha, acc, partial);
+}
+
 /* The level of the variant named `name` ("avx512", "avx2", anything else: baseline). */
 static inline int mbk_csr_level(const char *name) {
 #ifdef MBK_CSR_X86

@@ -25,8 +25,7 @@ the same layout, so the centers are transposed once per public call, not once pe
 
 from cython.parallel cimport prange, threadid
 from libc.float cimport DBL_MAX, FLT_MAX
-from libc.stdint cimport uintptr_t
-from libc.stdint cimport int32_t
+from libc.stdint cimport int32_t, int64_t, uintptr_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memset
 
@@ -40,30 +39,15 @@ import numpy as np
 # The inner loops per instruction set (the variant follows the dense family's).
 cdef extern from "_csr_tiles.h":
     int mbk_csr_level(const char* name) noexcept nogil
-    void mbk_csr_dots_float_i32(int level, const void* data, const void* indices,
-                                Py_ssize_t start, Py_ssize_t end, const void* next,
-                                Py_ssize_t n_next, Py_ssize_t ahead, const void* values,
-                                Py_ssize_t n_padded, void* dots) noexcept nogil
-    void mbk_csr_dots_float_i64(int level, const void* data, const void* indices,
-                                Py_ssize_t start, Py_ssize_t end, const void* next,
-                                Py_ssize_t n_next, Py_ssize_t ahead, const void* values,
-                                Py_ssize_t n_padded, void* dots) noexcept nogil
-    void mbk_csr_dots_double_i32(int level, const void* data, const void* indices,
-                                 Py_ssize_t start, Py_ssize_t end, const void* next,
-                                 Py_ssize_t n_next, Py_ssize_t ahead, const void* values,
-                                 Py_ssize_t n_padded, void* dots) noexcept nogil
-    void mbk_csr_dots_double_i64(int level, const void* data, const void* indices,
-                                 Py_ssize_t start, Py_ssize_t end, const void* next,
-                                 Py_ssize_t n_next, Py_ssize_t ahead, const void* values,
-                                 Py_ssize_t n_padded, void* dots) noexcept nogil
-    void mbk_csr_update_float(int level, void* values, Py_ssize_t n_padded, Py_ssize_t start,
-                              Py_ssize_t end, const int32_t* slots, const void* entry_values,
-                              Py_ssize_t n_entries, const double* scale_in,
-                              const double* alpha, double* acc, void* partial) noexcept nogil
-    void mbk_csr_update_double(int level, void* values, Py_ssize_t n_padded, Py_ssize_t start,
-                               Py_ssize_t end, const int32_t* slots, const void* entry_values,
-                               Py_ssize_t n_entries, const double* scale_in,
-                               const double* alpha, double* acc, void* partial) noexcept nogil
+    void mbk_csr_dots(int level, bint is_double, bint wide_index, const void* data,
+                      const void* indices, Py_ssize_t start, Py_ssize_t end, const void* next,
+                      Py_ssize_t n_next, Py_ssize_t ahead, const void* values,
+                      Py_ssize_t n_padded, void* dots) noexcept nogil
+    void mbk_csr_update(int level, bint is_double, void* values, Py_ssize_t n_padded,
+                        Py_ssize_t start, Py_ssize_t end, const int32_t* slots,
+                        const void* entry_values, Py_ssize_t n_entries,
+                        const double* scale_in, const double* alpha, double* acc,
+                        void* partial) noexcept nogil
     void mbk_csr_load_group_float(const float* rows, Py_ssize_t n_clusters,
                                   Py_ssize_t n_features, float* values, Py_ssize_t n_padded,
                                   Py_ssize_t first, float* sq_norms) noexcept nogil
@@ -262,20 +246,8 @@ cdef inline void _csr_dots(
 ) noexcept nogil:
     """A row's dot product with every center, over its stored entries in stored order (the
     runs of the entries ``ahead`` places on, into the next row's ``next``, requested)."""
-    if floating is float:
-        if csr_index is int32_t:
-            mbk_csr_dots_float_i32(level, data, indices, start, end, next, n_next, ahead,
-                                   values, n_padded, dots)
-        else:
-            mbk_csr_dots_float_i64(level, data, indices, start, end, next, n_next, ahead,
-                                   values, n_padded, dots)
-    else:
-        if csr_index is int32_t:
-            mbk_csr_dots_double_i32(level, data, indices, start, end, next, n_next, ahead,
-                                    values, n_padded, dots)
-        else:
-            mbk_csr_dots_double_i64(level, data, indices, start, end, next, n_next, ahead,
-                                    values, n_padded, dots)
+    mbk_csr_dots(level, floating is double, csr_index is int64_t, data, indices, start, end,
+                 next, n_next, ahead, values, n_padded, dots)
 
 
 cdef inline Py_ssize_t _entries_ahead(Py_ssize_t n_padded, size_t itemsize) noexcept nogil:
@@ -503,14 +475,9 @@ cdef void _update_range(
     cdef Py_ssize_t first = scratch.range_offsets[range_index]
     cdef Py_ssize_t n_entries = scratch.range_offsets[range_index + 1] - first
     cdef floating* partial = <floating*> scratch.range_norms + range_index * n_padded
-    if floating is float:
-        mbk_csr_update_float(level, centers.values, n_padded, start, end,
-                             scratch.entry_slots + first, entry_values + first, n_entries,
-                             scratch.scale_in, scratch.alpha, acc, partial)
-    else:
-        mbk_csr_update_double(level, centers.values, n_padded, start, end,
-                              scratch.entry_slots + first, entry_values + first, n_entries,
-                              scratch.scale_in, scratch.alpha, acc, partial)
+    mbk_csr_update(level, floating is double, centers.values, n_padded, start, end,
+                   scratch.entry_slots + first, entry_values + first, n_entries,
+                   scratch.scale_in, scratch.alpha, acc, partial)
 
 
 cdef double _csr_minibatch_step(

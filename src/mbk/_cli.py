@@ -60,11 +60,11 @@ def _positive(text):
 
 
 def _demo(args):
-    from . import _demo
+    from . import _demo, _files
     from .datasets import housing_csv_bytes
 
     if args.export is not None:
-        _demo._write_atomically(args.export, lambda out: out.write(housing_csv_bytes()),
+        _files.write_atomically(args.export, lambda out: out.write(housing_csv_bytes()),
                                 args.force)  # fmt: skip
         print(f"wrote {args.export} (the California housing table, 20,640 rows)")
         return EXIT_OK
@@ -76,7 +76,7 @@ def _demo(args):
 
 def main(argv=None):
     """Run the command line; returns the exit code."""
-    from ._demo import OutputExists
+    from ._files import OutputExists
 
     args = _parser().parse_args(argv)
     try:

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from ._dense import isa
+from ._files import write_atomically
 from ._kmeans import MiniBatchKMeans
 from .datasets import load_housing
 
@@ -21,10 +22,6 @@ FEATURES = ("median_income", "latitude", "longitude")
 N_CLUSTERS = 6
 OUTPUT_CSV = "housing_clusters.csv"
 OUTPUT_PNG = "housing_clusters.png"
-
-
-class OutputExists(Exception):
-    """An output file exists and overwriting was not asked for."""
 
 
 def generated_rows(n_rows, seed):
@@ -68,28 +65,13 @@ def _summary(X, labels, centers, echo):
         echo(f"{cluster:>7}  {counts[cluster]:>7}  {counts[cluster] / len(X):>6.1%}  {values}")
 
 
-def _write_atomically(path, write, force):
-    """write(file) to a temporary name beside ``path``, then rename it there: never a
-    half-written file, and an existing one only with ``force``."""
-    if os.path.exists(path) and not force:
-        raise OutputExists(path)
-    partial = f"{path}.partial-{os.getpid()}"
-    try:
-        with open(partial, "wb") as out:
-            write(out)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-
-
 def _write_clusters_csv(path, X, labels, force):
     def write(out):
         out.write((",".join((*FEATURES, "Cluster")) + "\n").encode())
         for row, label in zip(X, labels, strict=True):
             out.write((",".join(repr(float(value)) for value in row) + f",{label}\n").encode())
 
-    _write_atomically(path, write, force)
+    write_atomically(path, write, force)
 
 
 def _write_map(path, X, labels, centers, force, echo):
@@ -111,7 +93,7 @@ def _write_map(path, X, labels, centers, force, echo):
     axes.set_xlabel("longitude")
     axes.set_ylabel("latitude")
     axes.set_title(f"California housing: {N_CLUSTERS} clusters on {', '.join(FEATURES)}")
-    _write_atomically(path, lambda out: figure.savefig(out, format="png", dpi=100), force)
+    write_atomically(path, lambda out: figure.savefig(out, format="png", dpi=100), force)
     return True
 
 

@@ -16,6 +16,7 @@ from ._core import OPENMP_ENABLED  # noqa: E402
 from ._dense import isa as kernel_variant  # noqa: E402
 from ._kmeans import MiniBatchKMeans  # noqa: E402
 from ._kmeans_plusplus import kmeans_plusplus  # noqa: E402
+from ._model_file import load  # noqa: E402
 from ._validation import InvalidParameterError  # noqa: E402
 
 __version__ = "0.1.0"
@@ -28,4 +29,5 @@ __all__ = [
     "__version__",
     "kernel_variant",
     "kmeans_plusplus",
+    "load",
 ]

@@ -3,7 +3,7 @@
 Each fitting method reads as its story: the parameters checked, the input made a source
 (``mbk._sources``), the settings resolved, a driver run from the source to the fitted state
 (``mbk._sculley`` or ``mbk._nested``), and the state kept. The fitted attributes are views of
-that state (``mbk._state``), which is also what a pickle stores.
+that state (``mbk._state``), which is also what a pickle and a model file store.
 """
 
 import functools
@@ -516,6 +516,33 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         return np.asarray([f"{prefix}{i}" for i in range(self.n_clusters)], dtype=object)
 
     # -- persistence ------------------------------------------------------------------------
+
+    def save(self, path):
+        """Write the fitted model to a model file, which ``mbk.load`` reads back.
+
+        One NumPy ``.npz`` archive of arrays and JSON metadata with no pickle anywhere, so
+        a file from someone else is safe to load: the parameters, the fitted state (the
+        centers, running weights, counters, feature names, partial_fit's random stream) and
+        the format and mbk versions. A loaded model predicts and transforms identically and
+        continues ``partial_fit`` bit for bit on the same kernel variant. The file is written
+        under a temporary name and renamed: never half-written; an existing one is replaced.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write, used as given (``.npz`` is the usual ending).
+
+        Raises
+        ------
+        NotFittedError
+            If the model is not fitted.
+        ValueError
+            If ``init`` is a callable (a model file holds no code) or ``random_state`` a
+            RandomState on another bit generator than MT19937.
+        """
+        from . import _model_file  # (which imports this module)
+
+        _model_file.write(path, self)
 
     def __getstate__(self):
         """The parameters and the fitted state as one flat mapping (SculleyState.to_flat)."""

@@ -339,6 +339,12 @@ def _read_archive(entries):
     extra = entries.names - entries.read
     if extra:
         raise _Invalid(f"it has entries its metadata does not name: {', '.join(sorted(extra))}")
+    init = params.get("init")
+    if isinstance(init, np.ndarray) and not (
+        init.ndim == 2 and init.dtype.kind in "iuf" and np.isfinite(init).all()
+    ):
+        # (check_params leaves the centers to fit, which compares them with its data)
+        raise _Invalid("its init centers must be a 2-D array of finite numbers")
     model = MiniBatchKMeans()
     try:
         model.set_params(**params)
@@ -347,7 +353,10 @@ def _read_archive(entries):
         raise _Invalid(f"its parameters are refused: {error}") from None
     unknown = set(state) - set(FLAT_NAMES)
     if unknown:
-        raise _Invalid(f"its state has fields this mbk does not know: {', '.join(unknown)}")
+        raise _Invalid(
+            f"its state has fields this mbk ({_mbk_version()}) does not know: "
+            f"{', '.join(sorted(unknown))} (it was written by mbk {metadata['mbk_version']})"
+        )
     try:
         fitted = SculleyState.from_flat(state)
     except ValueError as error:
@@ -428,6 +437,8 @@ def _values(records, prefix, entries, stored_streams, what):
     values = {}
     for name, record in records.items():
         try:
+            if what == "params" and isinstance(record, dict) and record.get("type") == "columns":
+                raise _Invalid("a parameter is never a dict of arrays")
             values[name] = _value(record, prefix + name, entries, stored_streams)
         except _Invalid as problem:
             raise _Invalid(f"{what} {name!r}: {problem}") from problem.__cause__
@@ -436,9 +447,11 @@ def _values(records, prefix, entries, stored_streams, what):
 
 def _value(record, name, entries, stored_streams):
     """The value one record describes (its arrays read from the entries)."""
-    kind = record.get("type") if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        raise _Invalid("its record is not a JSON object")
+    kind = record.get("type")
     if kind not in _RECORD_KEYS:
-        raise _Invalid(f"the record {record!r} has no known type")
+        raise _Invalid(f"its record's type {kind!r} is not one of {', '.join(_RECORD_KEYS)}")
     if kind == "random_state" and "same_as" in record:
         if set(record) != {"type", "same_as"} or record["same_as"] not in stored_streams:
             raise _Invalid("same_as must name a random state stored before it")
@@ -475,7 +488,7 @@ def _value(record, name, entries, stored_streams):
         random_state = _stream(record, name, entries)
         stored_streams[name] = random_state
         return random_state
-    raise _Invalid(f"a {kind} record's value must be a JSON {kind}; got {value!r}")
+    raise _Invalid(f"a record of type {kind} needs a JSON {kind} value; got {value!r}")
 
 
 def _stream(record, name, entries):
@@ -561,10 +574,10 @@ class _Entries:
         if found_name != dtype or (
             len(found_shape) != 1 if shape is None else list(found_shape) != shape
         ):
-            expected = "1-D" if shape is None else f"shape {tuple(shape)}"
+            expected = "any length" if shape is None else tuple(shape)
             raise _Invalid(
-                f"the entry {name!r} holds {found_name} of shape {found_shape}; its record says "
-                f"{dtype}, {expected}"
+                f"the entry {name!r} holds {found_name} of shape {found_shape}, not {dtype} of "
+                f"shape {expected}"
             )
         n_bytes = math.prod(found_shape) * found.itemsize
         stored = self.npz.zip.getinfo(member).file_size - header_bytes

@@ -699,7 +699,8 @@ METADATA = {
     ),
     "state-field-unknown": (
         _meta(lambda m: m["state"].update(colour={"type": "none"})),
-        "its state has fields this mbk does not know: colour",
+        f"its state has fields this mbk ({mbk.__version__}) does not know: colour (it was "
+        f"written by mbk {mbk.__version__})",
     ),
     "state-counts-missing": (_without("_counts"), "the running weight per center"),
     "state-centers-missing": (_without("cluster_centers_"), "cluster_centers_ is not a float"),

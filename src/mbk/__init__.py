@@ -16,6 +16,7 @@ from ._core import OPENMP_ENABLED  # noqa: E402
 from ._dense import isa as kernel_variant  # noqa: E402
 from ._kmeans import MiniBatchKMeans  # noqa: E402
 from ._kmeans_plusplus import kmeans_plusplus  # noqa: E402
+from ._schedule import StepRecord  # noqa: E402
 from ._validation import InvalidParameterError  # noqa: E402
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "MiniBatchKMeans",
     "NotFittedError",
     "OPENMP_ENABLED",
+    "StepRecord",
     "__version__",
     "kernel_variant",
     "kmeans_plusplus",

@@ -17,6 +17,8 @@ class StepRecord(NamedTuple):
 
 HISTORY_COLUMNS: dict[str, type]
 
+def clock() -> float: ...
+
 class History:
     n_steps: int
     def __init__(self, columns: dict[str, NDArray] | None = None) -> None: ...

@@ -16,11 +16,11 @@ stops the loop. With no listener no record object is made.
 """
 
 from collections import namedtuple
-from time import perf_counter
 
 import numpy as np
 
 from libc.math cimport NAN, isnan
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 StepRecord = namedtuple(
     "StepRecord",
@@ -59,6 +59,18 @@ HISTORY_COLUMNS = {
     "elapsed": np.float64,
     "center_shift": np.float64,
 }
+cdef inline double _now() noexcept nogil:
+    # (time.perf_counter's clock, without a Python call: a step may take only microseconds)
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec + now.tv_nsec * 1e-9
+
+
+def clock():
+    """Seconds on the schedule's clock (for ``Schedule(started=...)``)."""
+    return _now()
+
+
 # The first buffers hold this many steps; each growth doubles them.
 cdef Py_ssize_t _FIRST_CAPACITY = 256
 
@@ -186,7 +198,7 @@ cdef class Schedule:
     center_shift : bool
         Compute each step's center shift even when tol does not need it.
     started : float or None
-        ``time.perf_counter()`` when the fitting call began (None: now).
+        ``clock()`` when the fitting call began (None: now).
     """
 
     def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_clusters, double reassignment_ratio,
@@ -218,7 +230,7 @@ cdef class Schedule:
         self.no_improvement = 0
         self.stop_reason = None
         self.has_ewa = self.has_ewa_min = False
-        self.started = perf_counter() if started is None else started
+        self.started = _now() if started is None else started
 
     @property
     def ewa_inertia(self):
@@ -252,7 +264,7 @@ cdef class Schedule:
         ``center_shift`` may be NaN when neither tol nor the history needs it.
         """
         cdef Py_ssize_t step = self.steps_run
-        cdef double elapsed = self.elapsed_before + (perf_counter() - self.started)
+        cdef double elapsed = self.elapsed_before + (_now() - self.started)
         self.steps_run += 1
         self.last_batch_inertia = batch_inertia
         if n_reassigned and self.verbose:

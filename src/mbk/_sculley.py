@@ -14,14 +14,13 @@ results identical to scikit-learn's for the same random_state.
 """
 
 import math
-from time import perf_counter
 
 import numpy as np
 
 from . import _sampling_kernels, _sculley_loop
 from ._init import draw_initial_centers, given_centers
 from ._sampling import WeightedRowSampler
-from ._schedule import Schedule
+from ._schedule import Schedule, clock
 from ._state import SculleyState
 
 # Every source: dense rows and CSR rows.
@@ -73,7 +72,7 @@ def fit(source, params, settings, random_state, n_threads, listeners=(), compile
     one in Python (``run_steps``), as sources whose rows are not in memory will, with the
     same results.
     """
-    started = perf_counter()
+    started = clock()
     n_samples = source.n_samples
     if not _scans_on_the_way(params, settings, n_samples):
         source.check_finite(n_threads)

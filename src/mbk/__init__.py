@@ -17,6 +17,7 @@ from ._dense import isa as kernel_variant  # noqa: E402
 from ._kmeans import MiniBatchKMeans  # noqa: E402
 from ._kmeans_plusplus import kmeans_plusplus  # noqa: E402
 from ._validation import InvalidParameterError  # noqa: E402
+from .plotting import plot_clusters, plot_convergence  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -28,4 +29,6 @@ __all__ = [
     "__version__",
     "kernel_variant",
     "kmeans_plusplus",
+    "plot_clusters",
+    "plot_convergence",
 ]

@@ -180,13 +180,21 @@ def _check_labels(labels, n_samples, n_clusters):
     return labels
 
 
+def _not_fitted(model, what):
+    return NotFittedError(
+        f"This {type(model).__name__} instance is not fitted yet: fit it before plotting {what}."
+    )
+
+
 def _centers_and_names(centers):
     """The centers' array, and the column names of the model they came from (or None)."""
-    if hasattr(centers, "fit") and hasattr(centers, "predict"):  # a fitted estimator
-        names = getattr(centers, "feature_names_in_", None)
-        centers = centers.cluster_centers_  # NotFittedError when it is not fitted
-        return centers, None if names is None else [str(name) for name in names]
-    return centers, None
+    if not (hasattr(centers, "fit") and hasattr(centers, "predict")):
+        return centers, None
+    is_fitted = getattr(centers, "__sklearn_is_fitted__", None)
+    if is_fitted is not None and not is_fitted():
+        raise _not_fitted(centers, "its clusters")
+    names = getattr(centers, "feature_names_in_", None)
+    return centers.cluster_centers_, None if names is None else [str(name) for name in names]
 
 
 def _check_centers(centers, n_features):
@@ -379,10 +387,7 @@ def _history_of(model):
     is_fitted = getattr(model, "__sklearn_is_fitted__", None)
     history = getattr(model, "history_", None)  # (a NotFittedError is an AttributeError)
     if (is_fitted is not None and not is_fitted()) or (is_fitted is None and history is None):
-        raise NotFittedError(
-            f"This {type(model).__name__} instance is not fitted yet: fit it before plotting "
-            "its convergence."
-        )
+        raise _not_fitted(model, "its convergence")
     if history is None:
         raise TypeError(
             f"{type(model).__name__} has no history_: plot_convergence plots the per-step "

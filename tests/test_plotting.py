@@ -228,9 +228,10 @@ def test_not_a_map_without_degrees_or_without_the_names(housing):
     ax = mbk.plot_clusters(X, labels, centers, x=2, y=1)  # no names: not known to be a map
     assert ax.get_aspect() == "auto" and not ax.lines
     scaled = X * [1, 10, 10]  # "latitude" beyond 90: not degrees
-    ax = mbk.plot_clusters(scaled, labels, centers * [1, 10, 10], x=2, y=1,
+    ax = mbk.plot_clusters(scaled, labels, centers * [1, 10, 10], x=1, y=2,
                            feature_names=["m", "latitude", "longitude"])  # fmt: skip
     assert ax.get_aspect() == "auto" and not ax.lines
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("latitude", "longitude")  # as asked
 
 
 # -- plot_clusters' errors -----------------------------------------------------------------

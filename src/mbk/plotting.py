@@ -238,11 +238,13 @@ def _map_axes(columns, x, y, xs, ys):
         )
     if set(roles) != {"lat", "lon"}:
         return x, y, xs, ys, False
+    latitudes = xs if roles[0] == "lat" else ys
+    latitudes = latitudes[np.isfinite(latitudes)]
+    if latitudes.size == 0 or not np.all(np.abs(latitudes) <= 90):
+        return x, y, xs, ys, False  # named so, but not in degrees: the columns as asked
     if roles[0] == "lat":
         x, y, xs, ys = y, x, ys, xs
-    finite = ys[np.isfinite(ys)]
-    is_map = finite.size > 0 and bool(np.all(np.abs(finite) <= 90))
-    return x, y, xs, ys, is_map
+    return x, y, xs, ys, True
 
 
 def _inside_california(xs, ys):

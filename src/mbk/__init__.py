@@ -18,6 +18,7 @@ from ._kmeans import MiniBatchKMeans  # noqa: E402
 from ._kmeans_plusplus import kmeans_plusplus  # noqa: E402
 from ._schedule import StepRecord  # noqa: E402
 from ._validation import InvalidParameterError  # noqa: E402
+from .plotting import plot_clusters, plot_convergence  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -30,4 +31,6 @@ __all__ = [
     "__version__",
     "kernel_variant",
     "kmeans_plusplus",
+    "plot_clusters",
+    "plot_convergence",
 ]

@@ -420,7 +420,6 @@ def test_a_fitted_model_without_history_is_a_type_error():
         mbk.plot_convergence(model)
 
 
-@pytest.mark.xfail(reason="history_ lands with the callbacks change", strict=False)
 def test_plot_convergence_of_a_real_fit_that_stops_early(tmp_path):
     X, _ = make_blobs(20_000, 4, 5, seed=3)
     model = mbk.MiniBatchKMeans(n_clusters=5, batch_size=256, max_no_improvement=3,

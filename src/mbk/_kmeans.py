@@ -273,6 +273,14 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
     _n_features_out = _fitted_view("n_clusters", "_n_features_out")
 
     @property
+    def _batch_size(self):
+        # (scikit-learn's name for the batch size resolved at the first fit)
+        state = self.__dict__.get("_fitted")
+        if state is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute '_batch_size'")
+        return state.settings.batch_size
+
+    @property
     def history_(self):
         """Every mini-batch step's record (see the class docstring), as read-only arrays."""
         state = self.__dict__.get("_fitted")

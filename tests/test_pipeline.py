@@ -17,7 +17,8 @@ from mbk._state import SculleyState
 from mbk._validation import check_params, resolve_settings
 
 
-def _fit_state(X, sample_weight=None, seed=0, listeners=(), compiled_loop=True, **params):
+def _fit_state(X, sample_weight=None, seed=0, listeners=(), compiled_loop=True,
+               center_shift=False, **params):  # fmt: skip
     model = mbk.MiniBatchKMeans(**({"random_state": seed, "n_threads": 2} | params))
     settings = resolve_settings(check_params(model), X.shape[0])
     source = DenseInput(X).open(sample_weight, finite=False)
@@ -29,6 +30,7 @@ def _fit_state(X, sample_weight=None, seed=0, listeners=(), compiled_loop=True, 
         2,
         listeners=listeners,
         compiled_loop=compiled_loop,
+        center_shift=center_shift,
     )
 
 
@@ -78,8 +80,9 @@ def test_listeners_see_every_step_and_change_no_result():
     params = {"n_clusters": 5, "batch_size": 128, "init": init, "reassignment_ratio": 0.3}
     quiet = _fit_state(X, **params)
     records, step_records = [], []
-    heard = _fit_state(X, listeners=[records.append], **params)
-    _fit_state(X, listeners=[step_records.append], compiled_loop=False, **params)
+    heard = _fit_state(X, listeners=[records.append], center_shift=True, **params)
+    _fit_state(X, listeners=[step_records.append], compiled_loop=False, center_shift=True,
+               **params)  # fmt: skip
     _assert_same_state(quiet, heard)
 
     assert [r.step for r in records] == list(range(1, heard.n_steps + 1))

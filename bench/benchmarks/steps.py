@@ -1,6 +1,14 @@
-"""Mini-batch steps: partial_fit in a loop, single partial_fit calls, and fit's steps/s."""
+"""Mini-batch steps: partial_fit in a loop, single partial_fit calls, fit's steps/s, and what
+the step history costs."""
 
-from .common import DATA_SETS, DTYPES, IMPLEMENTATIONS, THREADS, Benchmark, FitStepsRate
+import time
+
+import numpy as np
+
+import mbk
+from mbk._schedule import Schedule
+
+from .common import DATA_SETS, DTYPES, IMPLEMENTATIONS, THREADS, Benchmark, FitStepsRate, blobs
 
 
 class Update(Benchmark):
@@ -46,3 +54,36 @@ class Fit(FitStepsRate, Benchmark):
     def setup(self, implementation, dtype, data, threads):
         super().setup(implementation, dtype, data, threads)
         self.fit_model()
+
+
+class HistoryCost:
+    """What keeping ``history_`` costs: the schedule's ``record`` (which appends each step
+    to the history) timed on its own, as a share of a whole step of ``fit`` where steps are
+    cheapest (2 features, k=4, float32, one thread), at two batch sizes. The share is an
+    upper bound: here ``record`` is called from Python, in fit from compiled code."""
+
+    params = [[64, 1024]]
+    param_names = ["batch_size"]
+    n_records = 100_000
+
+    def setup(self, batch_size):
+        X = blobs(200_000, 2, 4, np.float32)
+        self.model = mbk.MiniBatchKMeans(
+            4, init=X[:4].copy(), n_init=1, batch_size=batch_size, max_no_improvement=None,
+            compute_labels=False, n_threads=1, max_iter=max(1, 20_000 * batch_size // len(X)),
+        )  # fmt: skip
+        self.X = X
+
+    def track_history_share(self, batch_size):
+        started = time.perf_counter()
+        self.model.fit(self.X)
+        per_step = (time.perf_counter() - started) / self.model.n_steps_
+        schedule = Schedule(batch_size, 4, 0.01, 0, n_samples=len(self.X), n_steps=1 << 40)
+        record = schedule.record
+        started = time.perf_counter()
+        for _ in range(self.n_records):
+            record(1.0, 0.5, 0)
+        per_record = (time.perf_counter() - started) / self.n_records
+        return per_record / per_step
+
+    track_history_share.unit = "share of a step"

@@ -17,7 +17,9 @@ from ._dense import isa as kernel_variant  # noqa: E402
 from ._kmeans import MiniBatchKMeans  # noqa: E402
 from ._kmeans_plusplus import kmeans_plusplus  # noqa: E402
 from ._model_file import load  # noqa: E402
+from ._schedule import StepRecord  # noqa: E402
 from ._validation import InvalidParameterError  # noqa: E402
+from .plotting import plot_clusters, plot_convergence  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -26,8 +28,11 @@ __all__ = [
     "MiniBatchKMeans",
     "NotFittedError",
     "OPENMP_ENABLED",
+    "StepRecord",
     "__version__",
     "kernel_variant",
     "kmeans_plusplus",
     "load",
+    "plot_clusters",
+    "plot_convergence",
 ]

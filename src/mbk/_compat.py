@@ -2,7 +2,8 @@
 
 With scikit-learn installed, the estimator derives from its mixins and ``BaseEstimator`` (clone,
 pipelines, grid search, ``set_output``, metadata routing, tags) and raises its
-``NotFittedError``. Without it, small stand-ins keep ``get_params``/``set_params`` and a readable
+``NotFittedError``; with scikit-learn >= 1.9 also from its ``CallbackSupportMixin``, which
+runs its callbacks. Without it, small stand-ins keep ``get_params``/``set_params`` and a readable
 repr, so the estimator works the same on its own.
 """
 
@@ -13,6 +14,12 @@ try:
     from sklearn.exceptions import NotFittedError
 
     ESTIMATOR_BASES = (ClusterMixin, TransformerMixin, BaseEstimator)
+    try:  # scikit-learn >= 1.9: its callbacks (ProgressBar, ...) through its documented mixin
+        from sklearn.callback import CallbackSupportMixin
+
+        ESTIMATOR_BASES = (CallbackSupportMixin, *ESTIMATOR_BASES)
+    except ImportError:  # pragma: no cover - the test extra has scikit-learn 1.9
+        pass
 except ImportError:  # pragma: no cover - scikit-learn is a test dependency
 
     class NotFittedError(ValueError, AttributeError):

@@ -11,6 +11,7 @@ import functools
 import numpy as np
 
 from . import _nested, _sculley
+from ._callbacks import CallbackRun, StepCallbacks, managed, split_callbacks
 from ._compat import ESTIMATOR_BASES, NotFittedError
 from ._sources import CsrInput, check_feature_names, check_n_features, read_input
 from ._state import FLAT_NAMES, SculleyState
@@ -20,11 +21,17 @@ from ._validation import (
     check_random_state,
     resolve_n_threads,
     resolve_settings,
+    warn_user,
 )
 
 # The driver of each algorithm: working_bytes(params, settings, incoming) and
-# fit(source, params, settings, random_state, n_threads) -> SculleyState.
+# fit(source, params, settings, random_state, n_threads) -> SculleyState, and, where
+# RUNS_STEPS, fit's keywords listeners= and center_shift= (see _schedule).
 _DRIVERS = {"sculley": _sculley, "nested": _nested}
+# What set_callbacks and scikit-learn's callback machinery keep on the estimator: never
+# pickled (a pickle or model file holds no callable).
+_CALLBACK_ATTRIBUTES = ("_skl_callbacks", "_step_callbacks", "_callback_fit_ctx",
+                        "_skl_callbacks_to_teardown", "_parent_callback_ctx")  # fmt: skip
 
 
 def _all_or_nothing(fit_method):
@@ -163,6 +170,21 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Column names seen during ``fit``, when X had string column names.
+    history_ : dict of str to ndarray
+        One entry per mini-batch step of the model's life (``fit`` starts it anew,
+        ``partial_fit`` appends), all of length ``n_steps_``: ``"batch_inertia"`` (the batch's
+        weighted inertia before the step), ``"ewa_inertia"`` (the smoothed mean batch inertia
+        the early stopping watches; NaN on fit's first step and for ``partial_fit``),
+        ``"n_reassigned"`` (centers moved onto batch rows), ``"elapsed"`` (seconds from the
+        start of ``fit`` to the end of the step; ``partial_fit`` adds its steps' time) and
+        ``"center_shift"`` (the sum of the centers' squared moves, computed when ``tol > 0``
+        or asked for with ``set_callbacks(center_shift=True)``, NaN otherwise). Read-only
+        arrays. ``algorithm="nested"`` runs rounds, not mini-batch steps: its history is
+        empty.
+    stop_reason_ : str or None
+        Why ``fit``'s steps stopped: "center_shift" (tol), "no_improvement"
+        (max_no_improvement), "max_steps" (max_iter) or "callback" (a callback returned
+        True); None after ``partial_fit`` and for ``algorithm="nested"``.
 
     Notes
     -----
@@ -250,6 +272,73 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
     _counts = _fitted_view("weight_sums", "_counts")
     _n_features_out = _fitted_view("n_clusters", "_n_features_out")
 
+    @property
+    def _batch_size(self):
+        # (scikit-learn's name for the batch size resolved at the first fit)
+        state = self.__dict__.get("_fitted")
+        if state is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute '_batch_size'")
+        return state.settings.batch_size
+
+    @property
+    def history_(self):
+        """Every mini-batch step's record (see the class docstring), as read-only arrays."""
+        state = self.__dict__.get("_fitted")
+        if state is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute 'history_'")
+        return state.history.columns()
+
+    @property
+    def stop_reason_(self):
+        """Why fit's steps stopped, or None (see the class docstring)."""
+        state = self.__dict__.get("_fitted")
+        if state is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute 'stop_reason_'")
+        return state.stop_reason
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    def set_callbacks(self, *callbacks, center_shift=False):
+        """Call these after every mini-batch step of fit and partial_fit (None: no callback).
+
+        Parameters
+        ----------
+        *callbacks : functions or scikit-learn callbacks
+            A function is called with each step's record (``mbk.StepRecord``: step,
+            batch_inertia, mean_batch_inertia, ewa_inertia, center_shift, n_reassigned,
+            elapsed, stop_reason). scikit-learn >= 1.9's callbacks (``sklearn.callback``:
+            ``ProgressBar``, ``ScoringMonitor``, ...) see each fitting call as a task with
+            one subtask per step. A callback returning True stops ``fit`` after that step:
+            the estimator is then fitted on the steps done (``stop_reason_ == "callback"``),
+            whereas Ctrl-C (KeyboardInterrupt) or an exception from a callback leaves it as
+            it was before the call. No callbacks: none are called.
+        center_shift : bool, default=False
+            Compute each step's center shift (for the records and ``history_``) even when
+            ``tol`` does not need it (one more pass over the centers per step).
+
+        Returns
+        -------
+        self : MiniBatchKMeans
+            The estimator. The callbacks are not parameters: ``get_params``, pickles and
+            model files leave them out; ``sklearn.clone`` keeps them, by reference.
+        """
+        scikit_learn, functions = split_callbacks(callbacks)
+        if scikit_learn:
+            super().set_callbacks(*scikit_learn)
+        else:
+            self.__dict__.pop("_skl_callbacks", None)
+        if functions or center_shift:
+            self._step_callbacks = StepCallbacks(functions, bool(center_shift))
+        else:
+            self.__dict__.pop("_step_callbacks", None)
+        return self
+
+    def __sklearn_clone__(self):
+        clone = super().__sklearn_clone__()  # (keeps scikit-learn's callbacks)
+        if "_step_callbacks" in self.__dict__:
+            clone._step_callbacks = self._step_callbacks
+        return clone
+
     def _fitted_state(self):
         state = self.__dict__.get("_fitted")
         if state is None:
@@ -270,6 +359,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
     # -- fitting ------------------------------------------------------------------------------
 
     @_all_or_nothing
+    @managed
     def fit(self, X, y=None, sample_weight=None):
         """Compute the cluster centers from mini-batches drawn from X.
 
@@ -316,14 +406,29 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
                 f"{incoming.describe()}"
             ),
         )
+        callbacks = CallbackRun(self, "fit", params.max_iter * incoming.n_samples
+                                // settings.batch_size, X, y, sample_weight, settings,
+                                incoming.feature_names)  # fmt: skip
+        steps = {}
+        if driver.RUNS_STEPS:
+            steps = {"listeners": callbacks.listeners, "center_shift": callbacks.center_shift}
+        elif callbacks.functions:
+            warn_user(
+                f"algorithm={params.algorithm!r} runs rounds, not mini-batch steps: the "
+                "callback functions are not called and history_ stays empty.",
+                UserWarning,
+            )
+        callbacks.begin()
         state = driver.fit(source, params, settings, check_random_state(params.random_state),
-                           n_threads)  # fmt: skip
+                           n_threads, **steps)  # fmt: skip
+        callbacks.end(state)
         previous = self.__dict__.get("_fitted")
         if previous is not None:  # partial_fit's stream outlives fits, as in scikit-learn
             state.random_state = previous.random_state
         self._fitted = state
         return self
 
+    @managed
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the centers with one mini-batch.
 
@@ -367,6 +472,9 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             source = self._new_data(X, sample_weight, n_threads, finite=False)
             if state.random_state is None:  # fitted by fit: the stream starts now
                 state.random_state = check_random_state(self.random_state)
+        callbacks = CallbackRun(self, "partial_fit", 1, X, y, sample_weight, state.settings,
+                                state.feature_names)  # fmt: skip
+        callbacks.begin()
         _sculley.partial_fit(
             source,
             state,
@@ -374,7 +482,10 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
             reassignment_ratio=self.reassignment_ratio,
             verbose=self.verbose,
             compute_labels=self.compute_labels,
+            listeners=callbacks.listeners,
+            center_shift=callbacks.center_shift,
         )
+        callbacks.end(state)
         self._fitted = state
         return self
 
@@ -548,6 +659,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         """The parameters and the fitted state as one flat mapping (SculleyState.to_flat)."""
         get_state = getattr(super(), "__getstate__", None)
         state = dict(get_state() if get_state is not None else self.__dict__)
+        for name in _CALLBACK_ATTRIBUTES:
+            state.pop(name, None)
         fitted = state.pop("_fitted", None)
         if fitted is not None:
             state.update(fitted.to_flat())

@@ -43,6 +43,9 @@ from ._init import given_centers, seed_centers
 from ._state import SculleyState
 from ._validation import warn_user
 
+# Rounds, not mini-batch steps: no step callbacks, an empty history_.
+RUNS_STEPS = False
+
 # Parameters of Sculley's algorithm that nested runs do not use, with their defaults.
 _SCULLEY_ONLY = {"max_no_improvement": 10, "reassignment_ratio": 0.01}
 

@@ -15,6 +15,18 @@ class StepRecord(NamedTuple):
     elapsed: float
     stop_reason: str | None
 
+HISTORY_COLUMNS: dict[str, type]
+
+def clock() -> float: ...
+
+class History:
+    n_steps: int
+    def __init__(self, columns: dict[str, NDArray] | None = None) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+    def columns(self) -> dict[str, NDArray]: ...
+
 STOPPED_BY_SHIFT: str
 STOPPED_BY_INERTIA: str
 STOPPED_AT_MAX_STEPS: str
@@ -30,6 +42,9 @@ class Schedule:
     alpha: float
     verbose: int
     listeners: tuple[Callable[[StepRecord], object], ...]
+    history: History
+    latest_centers: object
+    latest_weight_sums: NDArray[np.float64] | None
     early_stopping: bool
     wants_center_shift: bool
     n_since_last_reassign: int
@@ -54,7 +69,9 @@ class Schedule:
         n_since_last_reassign: int = 0,
         first_step: int = 0,
         listeners: Iterable[Callable[[StepRecord], object]] = (),
+        history: History | None = None,
+        center_shift: bool = False,
+        started: float | None = None,
     ) -> None: ...
-    def restart_clock(self) -> None: ...
     def reassign_now(self, weight_sums: NDArray[np.float64]) -> bool: ...
     def record(self, batch_inertia: float, center_shift: float, n_reassigned: int) -> bool: ...

@@ -7,15 +7,20 @@ prints scikit-learn's verbose lines; and it keeps each step's record for whoever
 
 fit's compiled loop (``_sculley_loop.fit_steps``) and the step-by-step loop in Python
 (``mbk._sculley.run_steps``, which partial_fit and sources whose rows are not in memory use)
-call the same two methods, ``reassign_now`` before a step and ``record`` after it. Listeners
-are callables that receive a :class:`StepRecord` after every step; a listener returning True
-stops the loop. With no listener no record is made and nothing is timed or computed for one.
+call the same two methods, ``reassign_now`` before a step and ``record`` after it.
+
+Every step is appended to a :class:`History` (the fitted model's ``history_``): a few numbers
+written into arrays grown in chunks, so keeping it costs next to nothing. Listeners are
+callables that receive a :class:`StepRecord` after every step; a listener returning True
+stops the loop. With no listener no record object is made.
 """
 
 from collections import namedtuple
-from time import perf_counter
 
-from libc.math cimport isnan
+import numpy as np
+
+from libc.math cimport NAN, isnan
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 StepRecord = namedtuple(
     "StepRecord",
@@ -34,21 +39,124 @@ ewa_inertia : float or None
     The smoothed mean batch inertia after this step (None on fit's first step, which is
     ignored, and in partial_fit, which does not stop early).
 center_shift : float or None
-    The sum of the squared center moves of this step, reassignment included.
+    The sum of the squared center moves of this step, reassignment included (None when
+    neither tol nor ``set_callbacks(center_shift=True)`` asks for it).
 n_reassigned : int
     Centers moved onto batch rows after the step.
 elapsed : float
-    Seconds since the loop started.
+    Seconds from the start of the fit to the end of this step (see History).
 stop_reason : str or None
     Why the loop stops after this step: "center_shift" (tol), "no_improvement"
-    (max_no_improvement), "max_steps", "listener"; None while it goes on.
+    (max_no_improvement), "max_steps", "callback" (a listener asked to stop); None while it
+    goes on.
 """
+
+# The history's columns, in order, and their dtypes.
+HISTORY_COLUMNS = {
+    "batch_inertia": np.float64,
+    "ewa_inertia": np.float64,
+    "n_reassigned": np.int64,
+    "elapsed": np.float64,
+    "center_shift": np.float64,
+}
+cdef inline double _now() noexcept nogil:
+    # (time.perf_counter's clock, without a Python call: a step may take only microseconds)
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec + now.tv_nsec * 1e-9
+
+
+def clock():
+    """Seconds on the schedule's clock (for ``Schedule(started=...)``)."""
+    return _now()
+
+
+# The first buffers hold this many steps; each growth doubles them.
+cdef Py_ssize_t _FIRST_CAPACITY = 256
 
 # Why a loop stopped (Schedule.stop_reason).
 STOPPED_BY_SHIFT = "center_shift"
 STOPPED_BY_INERTIA = "no_improvement"
 STOPPED_AT_MAX_STEPS = "max_steps"
-STOPPED_BY_LISTENER = "listener"
+STOPPED_BY_LISTENER = "callback"
+
+
+cdef class History:
+    """Every mini-batch step of a model's life, one entry per step, in arrays.
+
+    The columns (``HISTORY_COLUMNS``): ``batch_inertia`` (the batch's weighted inertia
+    against the centers before the step), ``ewa_inertia`` (the smoothed mean batch inertia
+    after it; NaN on fit's first step and in partial_fit, which does not smooth),
+    ``n_reassigned`` (centers moved onto batch rows after it), ``elapsed`` (seconds from the
+    start of the fit, seeding included, to the end of the step; partial_fit adds each call's
+    time to the last value) and ``center_shift`` (the sum of the centers' squared moves, NaN
+    when it was not computed). The buffers grow by doubling; ``columns()`` gives read-only
+    views of the recorded part, which stay valid as the history grows.
+    """
+
+    def __init__(self, columns=None):
+        self.n_steps = 0
+        self.arrays = {}
+        if columns is None:
+            self._grow(0)
+            return
+        lengths = {np.shape(columns[name]) for name in HISTORY_COLUMNS}
+        if len(lengths) != 1 or len(next(iter(lengths))) != 1:
+            raise ValueError("the history's columns must be 1-D arrays of one length")
+        n_steps = next(iter(lengths))[0]
+        self._grow(n_steps)
+        for name, dtype in HISTORY_COLUMNS.items():
+            self.arrays[name][:n_steps] = np.asarray(columns[name], dtype=dtype)
+        self.n_steps = n_steps
+
+    def __reduce__(self):
+        return History, ({name: np.array(view) for name, view in self.columns().items()},)
+
+    def __len__(self):
+        return self.n_steps
+
+    @property
+    def seconds(self):
+        """The last step's elapsed time (0 before any step)."""
+        return float(self.elapsed[self.n_steps - 1]) if self.n_steps else 0.0
+
+    def columns(self):
+        """{column: read-only 1-D array of the n_steps recorded values}."""
+        views = {}
+        for name, array in self.arrays.items():
+            view = array[:self.n_steps]
+            view.flags.writeable = False
+            views[name] = view
+        return views
+
+    cdef int _grow(self, Py_ssize_t capacity) except -1:
+        cdef Py_ssize_t size = _FIRST_CAPACITY
+        while size < capacity:
+            size *= 2
+        for name, dtype in HISTORY_COLUMNS.items():
+            grown = np.empty(size, dtype=dtype)
+            if name in self.arrays:
+                grown[:self.n_steps] = self.arrays[name][:self.n_steps]
+            self.arrays[name] = grown
+        self.batch_inertia = self.arrays["batch_inertia"]
+        self.ewa_inertia = self.arrays["ewa_inertia"]
+        self.n_reassigned = self.arrays["n_reassigned"]
+        self.elapsed = self.arrays["elapsed"]
+        self.center_shift = self.arrays["center_shift"]
+        return 0
+
+    cdef int append(self, double batch_inertia, double ewa_inertia, Py_ssize_t n_reassigned,
+                    double elapsed, double center_shift) except -1:
+        cdef Py_ssize_t i = self.n_steps
+        if i == self.batch_inertia.shape[0]:
+            self._grow(i + 1)
+        self.batch_inertia[i] = batch_inertia
+        self.ewa_inertia[i] = ewa_inertia
+        self.n_reassigned[i] = n_reassigned
+        self.elapsed[i] = elapsed
+        self.center_shift[i] = center_shift
+        self.n_steps = i + 1
+        return 0
 
 
 cdef class Schedule:
@@ -81,13 +189,23 @@ cdef class Schedule:
     first_step : int
         Steps the estimator ran before this schedule's first (for the records' numbers).
     listeners : sequence of callables
-        Each receives a StepRecord after every step; one returning True stops the loop.
+        Each receives a StepRecord after every step; one returning True stops the loop. One
+        with an ``on_schedule`` method is first given the schedule (whose ``latest_centers``
+        and ``latest_weight_sums`` it may read after each step).
+    history : History or None
+        Where each step is appended (a new History when None); its last elapsed time is the
+        starting point of this schedule's.
+    center_shift : bool
+        Compute each step's center shift even when tol does not need it.
+    started : float or None
+        ``clock()`` when the fitting call began (None: now).
     """
 
     def __init__(self, Py_ssize_t batch_size, Py_ssize_t n_clusters, double reassignment_ratio,
                  int verbose, *, n_samples=None, Py_ssize_t n_steps=0, double tol=0.0,
                  max_no_improvement=None, Py_ssize_t n_since_last_reassign=0,
-                 Py_ssize_t first_step=0, listeners=()):
+                 Py_ssize_t first_step=0, listeners=(), History history=None,
+                 bint center_shift=False, started=None):
         self.batch_size = batch_size
         self.n_clusters = n_clusters
         self.reassignment_ratio = reassignment_ratio
@@ -99,14 +217,20 @@ cdef class Schedule:
         self.n_since_last_reassign = n_since_last_reassign
         self.first_step = first_step
         self.listeners = tuple(listeners)
+        for listener in self.listeners:
+            tell = getattr(listener, "on_schedule", None)
+            if tell is not None:
+                tell(self)
+        self.history = History() if history is None else history
+        self.elapsed_before = self.history.seconds
         self.early_stopping = self.n_steps > 0
-        self.wants_center_shift = tol > 0 or bool(self.listeners)
+        self.wants_center_shift = tol > 0 or center_shift
         self.steps_run = 0
         self.last_batch_inertia = 0
         self.no_improvement = 0
         self.stop_reason = None
         self.has_ewa = self.has_ewa_min = False
-        self.started = perf_counter()
+        self.started = _now() if started is None else started
 
     @property
     def ewa_inertia(self):
@@ -115,10 +239,6 @@ cdef class Schedule:
     @property
     def ewa_inertia_min(self):
         return self.ewa_min if self.has_ewa_min else None
-
-    def restart_clock(self):
-        """Count the records' elapsed time from now."""
-        self.started = perf_counter()
 
     cpdef bint reassign_now(self, const double[::1] weight_sums) except -1:
         """Advance the reassignment timing by a step; whether the step after which it is
@@ -141,9 +261,10 @@ cdef class Schedule:
             self, double batch_inertia, double center_shift, Py_ssize_t n_reassigned) except -1:
         """Take a step's results; return whether the loop stops after it.
 
-        ``center_shift`` may be NaN when neither tol nor a listener needs it.
+        ``center_shift`` may be NaN when neither tol nor the history needs it.
         """
         cdef Py_ssize_t step = self.steps_run
+        cdef double elapsed = self.elapsed_before + (_now() - self.started)
         self.steps_run += 1
         self.last_batch_inertia = batch_inertia
         if n_reassigned and self.verbose:
@@ -152,8 +273,11 @@ cdef class Schedule:
             self._early_stop(step, batch_inertia / self.batch_size, center_shift)
             if self.stop_reason is None and self.steps_run >= self.n_steps:
                 self.stop_reason = STOPPED_AT_MAX_STEPS
+        self.history.append(batch_inertia,
+                            self.ewa if self.early_stopping and self.has_ewa else NAN,
+                            n_reassigned, elapsed, center_shift)
         if self.listeners:
-            self._tell_listeners(batch_inertia, center_shift, n_reassigned)
+            self._tell_listeners(batch_inertia, center_shift, n_reassigned, elapsed)
         return self.stop_reason is not None
 
     cdef int _early_stop(self, Py_ssize_t step, double mean_inertia,
@@ -194,7 +318,7 @@ cdef class Schedule:
         return 0
 
     cdef int _tell_listeners(self, double batch_inertia, double center_shift,
-                             Py_ssize_t n_reassigned) except -1:
+                             Py_ssize_t n_reassigned, double elapsed) except -1:
         record = StepRecord(
             step=self.first_step + self.steps_run,
             batch_inertia=batch_inertia,
@@ -202,7 +326,7 @@ cdef class Schedule:
             ewa_inertia=self.ewa_inertia if self.early_stopping else None,
             center_shift=None if isnan(center_shift) else center_shift,
             n_reassigned=n_reassigned,
-            elapsed=perf_counter() - self.started,
+            elapsed=elapsed,
             stop_reason=self.stop_reason,
         )
         stop = False

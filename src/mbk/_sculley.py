@@ -20,11 +20,13 @@ import numpy as np
 from . import _sampling_kernels, _sculley_loop
 from ._init import draw_initial_centers, given_centers
 from ._sampling import WeightedRowSampler
-from ._schedule import Schedule
+from ._schedule import Schedule, clock
 from ._state import SculleyState
 
 # Every source: dense rows and CSR rows.
 ACCEPTS_SPARSE = True
+# Runs mini-batch steps: callbacks and history_ follow them.
+RUNS_STEPS = True
 
 
 def working_bytes(params, settings, incoming):
@@ -61,13 +63,16 @@ def _scans_on_the_way(params, settings, n_samples):
     )
 
 
-def fit(source, params, settings, random_state, n_threads, listeners=(), compiled_loop=True):
+def fit(source, params, settings, random_state, n_threads, listeners=(), compiled_loop=True,
+        center_shift=False):  # fmt: skip
     """fit on the source's rows; returns the new SculleyState.
 
-    ``listeners`` receive each step's record (see _schedule); ``compiled_loop=False`` runs
-    the steps one by one in Python (``run_steps``), as sources whose rows are not in memory
-    will, with the same results.
+    ``listeners`` receive each step's record (see _schedule), with each step's center shift
+    when ``center_shift`` (or tol) asks for it; ``compiled_loop=False`` runs the steps one by
+    one in Python (``run_steps``), as sources whose rows are not in memory will, with the
+    same results.
     """
+    started = clock()
     n_samples = source.n_samples
     if not _scans_on_the_way(params, settings, n_samples):
         source.check_finite(n_threads)
@@ -92,6 +97,9 @@ def fit(source, params, settings, random_state, n_threads, listeners=(), compile
         tol=tol,
         max_no_improvement=params.max_no_improvement,
         listeners=listeners,
+        history=state.history,
+        center_shift=center_shift,
+        started=started,
     )
     _run_loop(source, state, schedule, sampler, random_state, n_threads,
               scan_x=not params.compute_labels, compiled=compiled_loop)  # fmt: skip
@@ -161,6 +169,7 @@ def _take_schedule(state, schedule):
     """What a loop's schedule knows at its end, into the state."""
     state.n_steps = schedule.first_step + schedule.steps_run
     state.n_since_last_reassign = schedule.n_since_last_reassign
+    state.stop_reason = schedule.stop_reason if schedule.early_stopping else None
     if schedule.early_stopping:
         state.ewa_inertia = schedule.ewa_inertia
         state.ewa_inertia_min = schedule.ewa_inertia_min
@@ -181,8 +190,9 @@ def start(source, params, settings, random_state, n_threads):
 
 
 def partial_fit(source, state, n_threads, *, reassignment_ratio, verbose, compute_labels,
-                listeners=()):  # fmt: skip
-    """One step on all the source's rows with their weights, the centers updated in place.
+                listeners=(), center_shift=False):  # fmt: skip
+    """One step on all the source's rows with their weights, the centers updated in place,
+    appended to the state's history.
 
     The parameters are read as they are now (a later partial_fit follows set_params, as in
     scikit-learn); the batch size is the one resolved at the first fit.
@@ -195,6 +205,8 @@ def partial_fit(source, state, n_threads, *, reassignment_ratio, verbose, comput
         n_since_last_reassign=state.n_since_last_reassign,
         first_step=state.n_steps,
         listeners=listeners,
+        history=state.history,
+        center_shift=center_shift,
     )
     stream = _sampling_kernels.RandomStream(state.random_state)
     run_steps(source, state, schedule, (None,), stream, n_threads, weighted=True)

@@ -134,6 +134,9 @@ cdef bint _after_step(
                                           schedule.reassignment_ratio, stream, order, small)
     if schedule.wants_center_shift:
         shift = _center_shift(centers, before)
+    if schedule.listeners:
+        schedule.latest_centers = centers.base
+        schedule.latest_weight_sums = weight_sums.base
     return schedule.record(inertia, shift, n_moved)
 
 
@@ -239,6 +242,9 @@ def scheduled_step_csr(
             <Py_ssize_t*> arena.take(weight_sums.shape[0] * sizeof(Py_ssize_t)), n_threads)
     if before != NULL:
         shift = _csr_center_shift(&centers.view, before)
+    if schedule.listeners:
+        schedule.latest_centers = centers
+        schedule.latest_weight_sums = weight_sums.base
     return schedule.record(inertia, shift, n_moved)
 
 
@@ -309,7 +315,6 @@ def fit_steps(
     if scan_x:
         _start_scan(&scan, X)
         step_scan = &scan
-    schedule.restart_clock()
     for step in range(schedule.n_steps):
         stream.doubles(uniforms, batch_size)
         reassign = schedule.reassign_now(weight_sums)

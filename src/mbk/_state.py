@@ -9,10 +9,18 @@ stores the mapping resumes exactly.
 """
 
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from ._schedule import (
+    HISTORY_COLUMNS,
+    STOPPED_AT_MAX_STEPS,
+    STOPPED_BY_INERTIA,
+    STOPPED_BY_LISTENER,
+    STOPPED_BY_SHIFT,
+    History,
+)
 from ._validation import Settings
 
 # The flat mapping's names: scikit-learn's attribute names, for each field.
@@ -30,7 +38,10 @@ _FLAT_NAMES = {
     "random_state": "_random_state",
     "inertia": "inertia_",
     "labels": "labels_",
+    "history": "history_",
+    "stop_reason": "stop_reason_",
 }
+STOP_REASONS = (STOPPED_BY_SHIFT, STOPPED_BY_INERTIA, STOPPED_AT_MAX_STEPS, STOPPED_BY_LISTENER)
 _SETTINGS_NAMES = {"batch_size": "_batch_size", "init_size": "_init_size", "n_init": "_n_init"}
 # Names of fitted attributes that earlier versions pickled and that are derived now.
 _DERIVED_NAMES = ("n_features_in_", "_n_features_out", "_n_threads")
@@ -70,6 +81,10 @@ class SculleyState:
         The inertia the last fit or partial_fit reports (``inertia_``).
     labels : ndarray of shape (n_samples,), int32, or None
         The nearest center of each training row, with compute_labels.
+    history : History
+        Every Sculley step of the model's life (fit starts a new one; partial_fit appends).
+    stop_reason : str or None
+        Why the last fit's steps stopped (one of STOP_REASONS); None after partial_fit.
     """
 
     centers: np.ndarray
@@ -86,6 +101,8 @@ class SculleyState:
     random_state: np.random.RandomState | None = None
     inertia: float | None = None
     labels: np.ndarray | None = None
+    history: History = field(default_factory=History)
+    stop_reason: str | None = None
 
     @property
     def n_clusters(self):
@@ -122,10 +139,14 @@ class SculleyState:
         return state
 
     def to_flat(self):
-        """The state as {name: array, number, RandomState or None}, with scikit-learn's
-        attribute names (what a pickle stores; None values are left out)."""
+        """The state as {name: array, number, str, RandomState or {column: array}}, with
+        scikit-learn's attribute names (what a pickle stores; None values are left out; the
+        history is a dict of its columns)."""
         flat = {_FLAT_NAMES[f.name]: getattr(self, f.name) for f in fields(self)
-                if f.name != "settings" and getattr(self, f.name) is not None}  # fmt: skip
+                if f.name not in ("settings", "history")
+                and getattr(self, f.name) is not None}  # fmt: skip
+        flat["history_"] = {name: np.array(column) for name, column in
+                            self.history.columns().items()}  # fmt: skip
         for name, flat_name in _SETTINGS_NAMES.items():
             flat[flat_name] = getattr(self.settings, name)
         flat["n_features_in_"] = self.n_features
@@ -142,6 +163,7 @@ class SculleyState:
         for name, default in (("tol", 0.0), ("no_improvement", 0), ("n_since_last_reassign", 0)):
             if values[name] is None:
                 values[name] = default
+        values["history"] = History(values["history"])
         return cls(settings=Settings(**{k: int(v) for k, v in settings.items()}), **values)
 
 
@@ -215,6 +237,32 @@ def _problem(values, settings, n_features):
         or (labels.size and not 0 <= labels.min() <= labels.max() < n_clusters)
     ):
         return "labels_ must be int32 labels of the centers"
+    reason = values["stop_reason"]
+    if reason is not None and not (isinstance(reason, str) and reason in STOP_REASONS):
+        return f"stop_reason_ must be one of {', '.join(STOP_REASONS)}"
+    if values["history"] is not None:
+        return _history_problem(values["history"], values["n_steps"])
+    return None
+
+
+def _history_problem(columns, n_steps):
+    """What is wrong with a history's columns (from a pickle or a model file), or None."""
+    if not isinstance(columns, dict) or set(columns) != set(HISTORY_COLUMNS):
+        return f"history_ must have the columns {', '.join(HISTORY_COLUMNS)}"
+    lengths = set()
+    for name, dtype in HISTORY_COLUMNS.items():
+        column = columns[name]
+        if not isinstance(column, np.ndarray) or column.dtype != dtype or column.ndim != 1:
+            return f"history_[{name!r}] must be a 1-D {np.dtype(dtype).name} array"
+        lengths.add(column.shape[0])
+    if len(lengths) != 1 or lengths.pop() > n_steps:
+        return "history_'s columns must have one length, at most n_steps_"
+    for name in ("batch_inertia", "n_reassigned", "elapsed"):
+        if np.isnan(columns[name]).any() or (columns[name] < 0).any():
+            return f"history_[{name!r}] must hold numbers >= 0"
+    for name in ("ewa_inertia", "center_shift"):
+        if (columns[name] < 0).any():  # (NaN where there is none)
+            return f"history_[{name!r}] must hold numbers >= 0 or NaN"
     return None
 
 

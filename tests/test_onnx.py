@@ -5,14 +5,15 @@ The graph computes ``||x||^2 - 2 x.c + ||c||^2`` in the input's type, and ``tran
 ``predict`` compute the same squared distances in their own order. Against the exact value (in
 float64 from the same rows and centers), a side's squared distance is off by at most
 ``2 (n_features + 6) u S``, with ``S = ||x||^2 + ||c||^2`` and ``u`` the unit roundoff (2^-24 in
-float32, 2^-53 in float64): ``n_features u`` for each of the dot product and the norms
-(Higham's bound for a sum of n terms), ``4 u S`` for the two additions (``|d^2| <= 2 S``), and
-``6 u S`` for the square root and this file's squaring of the distance it returns. So the two
+float32, 2^-53 in float64): ``n_features u S`` for the dot product and as much for the norms
+(Higham's bound for a sum of n terms), ``u S`` for the centers' norms rounded to the input's
+type, ``4 u S`` for the two additions (``|d^2| <= 2 S``) and ``6 u S`` for the square root and
+this file's squaring of the distance it returns, with ``u S`` to spare. So the two
 sides agree within twice that, ``4 (n_features + 6) u S`` (in float32 with 3 features, 2.1e-6 S),
 and their labels may differ only where the two smallest exact squared distances are that
 close: those near-ties are left out of the label comparison (and must be a tiny share of the
 rows). Distances are compared squared: near zero the square root magnifies the rounding of the
-difference (a row on a center gets 0.0007 or NaN in float32, not 0).
+difference (a row on a center of norm 16 gets 0.008 or NaN in float32, not 0).
 """
 
 import json

@@ -73,6 +73,35 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
 /* Select a where mask is set, else b (C has no vector ?:). */
 #define MBK_SELECT(V, VI, mask, a, b) ((V)(((VI)(a) & (mask)) | ((VI)(b) & ~(mask))))
 
+/* Lanes picked by indices known only at run time: lane l of MBK_SHUFFLE2 is lane mask[l] of
+ * the 2 * lanes lanes of a then b, and of MBK_PERMUTE lane mask[l] of a. GCC's __builtin_shuffle
+ * does this; Clang has no such builtin (its __builtin_shufflevector takes constant indices), so
+ * there the lanes are moved one by one. Either way only values move: the results are the same
+ * bits. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define MBK_SHUFFLE2(V, a, b, mask) __builtin_shuffle((a), (b), (mask))
+#define MBK_PERMUTE(V, a, mask) __builtin_shuffle((a), (mask))
+#else
+#define MBK_SHUFFLE2(V, a, b, mask)                                                           \
+    __extension__({                                                                           \
+        V sh_a_ = (a), sh_b_ = (b), sh_out_;                                                  \
+        const int sh_n_ = (int)(sizeof(V) / sizeof(sh_a_[0]));                                \
+        for (int sh_l_ = 0; sh_l_ < sh_n_; sh_l_++) {                                         \
+            int sh_i_ = (int)(mask)[sh_l_] & (2 * sh_n_ - 1);                                 \
+            sh_out_[sh_l_] = sh_i_ < sh_n_ ? sh_a_[sh_i_] : sh_b_[sh_i_ - sh_n_];             \
+        }                                                                                     \
+        sh_out_;                                                                              \
+    })
+#define MBK_PERMUTE(V, a, mask)                                                               \
+    __extension__({                                                                           \
+        V sh_a_ = (a), sh_out_;                                                               \
+        const int sh_n_ = (int)(sizeof(V) / sizeof(sh_a_[0]));                                \
+        for (int sh_l_ = 0; sh_l_ < sh_n_; sh_l_++)                                           \
+            sh_out_[sh_l_] = sh_a_[(int)(mask)[sh_l_] & (sh_n_ - 1)];                         \
+        sh_out_;                                                                              \
+    })
+#endif
+
 /* ---- the shared inner loop ---------------------------------------------------------------- */
 
 /* acc[r][v] (MR rows x NVB vectors of centers from center jb) accumulates ADD(acc, x, c) over
@@ -267,7 +296,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
         for (int f_ = 0; f_ < (D); f_++) {                                                    \
             V cur_ = v_[0];                                                                   \
             for (int k_ = 1; k_ < (D); k_++)                                                  \
-                cur_ = __builtin_shuffle(k_ == 1 ? v_[0] : cur_, v_[k_], (masks)[f_][k_ - 1]); \
+                cur_ = MBK_SHUFFLE2(V, k_ == 1 ? v_[0] : cur_, v_[k_], (masks)[f_][k_ - 1]);  \
             (x)[f_] = cur_;                                                                   \
         }                                                                                     \
     } while (0)
@@ -349,7 +378,7 @@ static const long long mbk_lane_numbers_long[16] __attribute__((aligned(64))) = 
             }                                                                                 \
             if (by_permute && out_dist)                                                       \
                 for (Py_ssize_t f = 0; f < n_features; f++)                                   \
-                    best_c[f] = __builtin_shuffle(table[f], best_at);                         \
+                    best_c[f] = MBK_PERMUTE(V, table[f], best_at);                            \
             /* Whole vectors out when every lane is a row: lane by lane, the stores of        \
              * the stack copies stalled the loads that read them back. */                     \
             if (n_valid == lanes) {                                                           \

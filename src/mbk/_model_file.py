@@ -308,6 +308,8 @@ def load(path):
         message names the problem.
     OSError
         If the file cannot be opened.
+    MemoryError
+        If an entry would not fit in the available memory (checked before it is read).
     """
     return read(path)[0]
 

@@ -7,7 +7,6 @@ matplotlib is installed), and times the same fit with scikit-learn when it is in
 ``rows``, a generated data set of that many rows instead, for the speed comparison.
 """
 
-import math
 import os
 import time
 
@@ -77,23 +76,14 @@ def _write_clusters_csv(path, X, labels, force):
 def _write_map(path, X, labels, centers, force, echo):
     """A map of the clusters (longitude against latitude, true proportions at California's
     latitude), when matplotlib is installed."""
+    from .plotting import _write_clusters_png
+
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        _write_clusters_png(path, X, labels, centers, FEATURES, force=force,
+                            title=f"California housing: {N_CLUSTERS} clusters")  # fmt: skip
     except ImportError:
         echo("matplotlib is not installed: pip install matplotlib for a map of the clusters.")
         return False
-    longitude, latitude = FEATURES.index("longitude"), FEATURES.index("latitude")
-    figure = Figure(figsize=(6, 7))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.scatter(X[:, longitude], X[:, latitude], c=labels, s=2, cmap="tab10", vmin=0, vmax=9)
-    axes.scatter(centers[:, longitude], centers[:, latitude], c="black", marker="x", s=80)
-    axes.set_aspect(1 / math.cos(math.radians(float(np.mean(X[:, latitude])))))
-    axes.set_xlabel("longitude")
-    axes.set_ylabel("latitude")
-    axes.set_title(f"California housing: {N_CLUSTERS} clusters on {', '.join(FEATURES)}")
-    write_atomically(path, lambda out: figure.savefig(out, format="png", dpi=100), force)
     return True
 
 

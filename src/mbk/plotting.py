@@ -480,3 +480,22 @@ def plot_convergence(model, ax=None):
     # "best" is cheap here: a few lines, one vertex per step.
     ax.legend(title=title, loc="best", fontsize="small", framealpha=0.85)
     return ax
+
+
+def _write_clusters_png(path, X, labels, centers, feature_names, *, force, title=None):
+    """The command line's plot of the clusters, written to path through a temporary file:
+    longitude against latitude when both are among the columns (a map), else the first two
+    columns. ImportError (naming the extra) without matplotlib."""
+    from ._files import write_atomically
+
+    lowered = [name.lower() for name in feature_names]
+    longitude = next((j for j, name in enumerate(lowered) if name in _LONGITUDE_NAMES), None)
+    latitude = next((j for j, name in enumerate(lowered) if name in _LATITUDE_NAMES), None)
+    if longitude is not None and latitude is not None:
+        x, y = longitude, latitude
+    else:
+        x, y = 0, min(1, len(feature_names) - 1)
+    ax = plot_clusters(X, labels, centers, x=x, y=y, feature_names=list(feature_names))
+    if title is not None:
+        ax.set_title(title)
+    write_atomically(path, lambda out: ax.figure.savefig(out, format="png", dpi=100), force)

@@ -2,6 +2,7 @@
 checks ``python -m mbk`` itself)."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -93,3 +94,26 @@ def test_python_dash_m_mbk_runs_the_command_line():
                           text=True, check=False)  # fmt: skip
     # (the last line: an editable install may print its rebuild first)
     assert done.returncode == 0 and done.stdout.splitlines()[-1].startswith("mbk ")
+
+
+def test_mbk_fit_in_a_subprocess_exits_with_its_codes(tmp_path):
+    data = tmp_path / "housing.csv"
+    data.write_bytes(housing_csv_bytes())
+    columns = "median_income,latitude,longitude"
+    done = subprocess.run(
+        [sys.executable, "-m", "mbk", "fit", str(data), "--clusters", "6", "--columns", columns,
+         "--out", str(tmp_path / "out.csv"), "--json"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == _cli.EXIT_OK, done.stderr
+    summary = json.loads(done.stdout[done.stdout.index("{\n") :])
+    X, _ = load_housing(_demo.FEATURES)
+    expected = MiniBatchKMeans(n_clusters=6, random_state=0).fit(X)
+    assert summary["rows"] == len(X) and summary["steps"] == expected.n_steps_
+    assert summary["inertia"] == expected.inertia_
+    done = subprocess.run(
+        [sys.executable, "-m", "mbk", "fit", str(data), "--columns", "median_income,rooms"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 6
+    assert done.stderr.splitlines()[-1].startswith("mbk: ") and "Traceback" not in done.stderr

@@ -599,12 +599,15 @@ OUT_OF_RANGE = {
 }
 
 
-@pytest.mark.parametrize("case", list(OUT_OF_RANGE))
-def test_values_out_of_range_are_refused(tmp_path, case):
-    change, message = OUT_OF_RANGE[case]
+def _tampered_file_fails(tmp_path, change, message):
     path = _saved(tmp_path)
     _tamper(path, change)
     _load_fails(path, message)
+
+
+@pytest.mark.parametrize("case", list(OUT_OF_RANGE))
+def test_values_out_of_range_are_refused(tmp_path, case):
+    _tampered_file_fails(tmp_path, *OUT_OF_RANGE[case])
 
 
 # -- the metadata's fields tampered with -------------------------------------------------------
@@ -713,10 +716,7 @@ METADATA = {
 
 @pytest.mark.parametrize("case", list(METADATA))
 def test_tampered_metadata_is_refused_naming_the_problem(tmp_path, case):
-    change, message = METADATA[case]
-    path = _saved(tmp_path)
-    _tamper(path, change)
-    _load_fails(path, message)
+    _tampered_file_fails(tmp_path, *METADATA[case])
 
 
 def test_a_file_of_a_newer_format_version_says_which_versions(tmp_path):

@@ -221,6 +221,18 @@ def _write(path, text):
         (lambda tmp: _write(tmp / "x.csv", "a,b\n1,2\n3\n"), ["fit", "{tmp}/x.csv"], 5, "line 3"),
         (lambda tmp: _write(tmp / "x.csv", ""), ["fit", "{tmp}/x.csv"], 4, "empty"),
         (
+            lambda tmp: _write(tmp / "x.csv.gz", "not gzip"),
+            ["fit", "{tmp}/x.csv.gz"],
+            4,
+            "cannot be read",
+        ),
+        (
+            lambda tmp: _write(tmp / "x.parquet", "not parquet"),
+            ["fit", "{tmp}/x.parquet"],
+            5,
+            "not a Parquet file",
+        ),
+        (
             lambda tmp: _write(tmp / "x.csv", "a,b\n1,2\n"),
             ["fit", "{tmp}/x.csv", "--columns", "a,z"],
             6,
@@ -268,6 +280,8 @@ def _write(path, text):
         "unknown-format",
         "ragged-csv",
         "empty-csv",
+        "bad-gzip",
+        "bad-parquet",
         "missing-column",
         "non-numeric",
         "nothing-numeric",
@@ -370,3 +384,14 @@ def test_the_readme_lists_every_exit_code():
     table = readme[readme.index("| code | meaning |") :]
     for code in _cli.EXIT_CODES:
         assert f"\n| {code} | " in table
+
+
+def test_predict_needs_the_models_columns(tmp_path, capsys):
+    data = tmp_path / "blobs.csv"
+    _blobs_csv(data)
+    model = tmp_path / "m.mbk"
+    assert _run(["fit", data, "--clusters", 2, "--model", model], capsys)[0] == _cli.EXIT_OK
+    other = _write(tmp_path / "other.csv", "a,b\n1,2\n")
+    code, _, err = _run(["predict", model, other, "--out", tmp_path / "o.csv"], capsys)
+    assert code == 6 and "no column 'c'; its columns are a, b" in err
+    assert not (tmp_path / "o.csv").exists()

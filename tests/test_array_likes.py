@@ -79,9 +79,16 @@ def test_an_array_like_too_large_for_memory_fails_at_once(kind, tmp_path):
         mbk.MiniBatchKMeans(8).fit(huge)
     X, _ = make_blobs(500, HUGE[1], 3, dtype=np.float32, seed=12)
     model = mbk.MiniBatchKMeans(3, random_state=0).fit(X)
-    for method in (model.predict, model.transform, model.score, model.partial_fit):
-        with pytest.raises(MemoryError, match=r"Reading X \(1000000000 x 1000 float32\)"):
-            method(huge)
+    with pytest.raises(MemoryError, match=r"Reading X \(1000000000 x 1000 float32\)"):
+        model.partial_fit(huge)
+    # predict, transform and score read it in blocks: only their outputs must fit.
+    wide = mbk.MiniBatchKMeans(500, random_state=0).fit(X)
+    with pytest.raises(
+        MemoryError,
+        match=r"The distances of X \(1000000000 x 1000 float32, "
+        r"read in blocks\) needs about 1\.8 TiB",
+    ):
+        wide.transform(huge)
     with pytest.raises(MemoryError, match="loaded whole"):
         mbk.kmeans_plusplus(huge, 3)
 

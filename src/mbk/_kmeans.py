@@ -14,6 +14,7 @@ from . import _nested, _sculley
 from ._callbacks import CallbackRun, StepCallbacks, managed, split_callbacks
 from ._compat import ESTIMATOR_BASES, NotFittedError
 from ._sources import CsrInput, check_feature_names, check_n_features, read_input
+from ._sources.chunked import BlockwiseSource, checked_output
 from ._state import FLAT_NAMES, SculleyState
 from ._validation import (
     InvalidParameterError,
@@ -75,6 +76,13 @@ def _fitted_view(field, name):
         setattr(state, field, value)
 
     return property(get, set, doc=f"View of the fitted state's {field} (see the class docstring).")
+
+
+def _written(out, values, what):
+    """values copied into a caller's out (checked), which is returned."""
+    out = checked_output(out, values.shape, what)
+    out[...] = values
+    return out
 
 
 def _replacement_centers(centers, value):
@@ -491,52 +499,71 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
 
     # -- new data -------------------------------------------------------------------------
 
-    def _new_data(self, X, sample_weight=None, n_threads=1, *, finite=True):
+    def _new_data(self, X, sample_weight=None, n_threads=1, *, finite=True, blockwise=False):
         """A source of new data for the fitted model: checked against the columns fit saw
-        (before anything is read), read in the centers' dtype."""
+        (before anything is read), read in the centers' dtype. With ``blockwise``, an
+        array-like without memory of its own is read a block of rows at a time
+        (BlockwiseSource) rather than loaded whole."""
         state = self.__dict__.get("_fitted") or self._fitted_state()  # (raises when unfitted)
         incoming = read_input(X, dtype=state.dtype)
         check_feature_names(state.feature_names, incoming.feature_names, type(self).__name__)
         check_n_features(incoming.n_features, state.n_features, type(self).__name__)
+        if blockwise and getattr(incoming, "copy", None) == "loaded":
+            return BlockwiseSource(incoming, sample_weight)
         return incoming.open(sample_weight, finite=finite, n_threads=n_threads)
 
-    def predict(self, X):
+    def predict(self, X, *, out=None):
         """Index of the nearest center of each row of X.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            New data (dense, or scipy sparse read as CSR).
+            New data (dense, or scipy sparse read as CSR). An array-like without memory of
+            its own (zarr, h5py, ...) is read a block of rows at a time, never whole.
+        out : array-like of shape (n_samples,), default=None
+            Where to write the labels (an integer ndarray, memmap or zarr array, written
+            block by block); None returns a new array.
 
         Returns
         -------
-        labels : ndarray of shape (n_samples,), dtype int32
+        labels : ndarray of shape (n_samples,), dtype int32, or out
             The nearest center (lowest index on ties).
         """
         # One pass over X: the kernel scans for NaN and infinity as it assigns.
         n_threads = resolve_n_threads(self.n_threads)
-        source = self._new_data(X, n_threads=n_threads, finite=False)
+        source = self._new_data(X, n_threads=n_threads, finite=False, blockwise=True)
         centers = source.centers_of(self._fitted, n_threads, hold=False)
+        if isinstance(source, BlockwiseSource):
+            return source.labels_inertia(centers, n_threads, weighted=False,
+                                         compute_inertia=False, out=out)[0]  # fmt: skip
         labels, _ = source.labels_inertia(centers, n_threads, weighted=False,
                                           compute_inertia=False)  # fmt: skip
-        return labels
+        return labels if out is None else _written(out, labels, "labels")
 
-    def transform(self, X):
+    def transform(self, X, *, out=None):
         """Euclidean distance from each row of X to each center.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            New data (dense, or scipy sparse read as CSR).
+            New data (dense, or scipy sparse read as CSR). An array-like without memory of
+            its own (zarr, h5py, ...) is read a block of rows at a time, never whole.
+        out : array-like of shape (n_samples, n_clusters), default=None
+            Where to write the distances (a float ndarray, memmap or zarr array, written
+            block by block); None returns a new array.
 
         Returns
         -------
-        distances : ndarray of shape (n_samples, n_clusters)
+        distances : ndarray of shape (n_samples, n_clusters), or out
             Distances, in the centers' dtype.
         """
         n_threads = resolve_n_threads(self.n_threads)
-        source = self._new_data(X, n_threads=n_threads)
-        return source.distances(source.centers_of(self._fitted, n_threads, hold=False), n_threads)
+        source = self._new_data(X, n_threads=n_threads, blockwise=True)
+        centers = source.centers_of(self._fitted, n_threads, hold=False)
+        if isinstance(source, BlockwiseSource):
+            return source.distances(centers, n_threads, out=out)
+        distances = source.distances(centers, n_threads)
+        return distances if out is None else _written(out, distances, "distances")
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the weighted inertia of X against the fitted centers.
@@ -557,7 +584,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         """
         # One pass over X: the kernel scans for NaN and infinity as it assigns.
         n_threads = resolve_n_threads(self.n_threads)
-        source = self._new_data(X, sample_weight, n_threads, finite=False)
+        source = self._new_data(X, sample_weight, n_threads, finite=False, blockwise=True)
         centers = source.centers_of(self._fitted, n_threads, hold=False)
         return -source.labels_inertia(centers, n_threads)[1]
 

@@ -57,7 +57,9 @@ def _has_own_memory(X):
     try:
         memoryview(X)
     except TypeError:
-        return not (hasattr(X, "shape") and hasattr(X, "dtype") and hasattr(X, "__array__"))
+        # (a user's array-like needs only shape, dtype and row slicing)
+        readable = hasattr(X, "__array__") or hasattr(X, "__getitem__")
+        return not (hasattr(X, "shape") and hasattr(X, "dtype") and readable)
     return True
 
 

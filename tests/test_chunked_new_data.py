@@ -1,0 +1,158 @@
+"""New data from arrays without memory of their own (issue 17, first part): predict,
+transform and score read zarr arrays, HDF5 datasets and a user's array-like a block of rows
+at a time, with the in-memory results, into an ``out=`` array of the caller's if asked."""
+
+import tracemalloc
+
+import h5py
+import numpy as np
+import pytest
+import zarr
+from numpy.testing import assert_array_equal
+
+import mbk
+from conftest import make_blobs
+from mbk._sources import chunked
+
+
+class RowSliced:
+    """A user's array-like: shape, dtype and row slicing, nothing else."""
+
+    def __init__(self, X):
+        self._X = X
+        self.shape = X.shape
+        self.dtype = X.dtype
+        self.reads = []
+
+    def __getitem__(self, rows):
+        self.reads.append((rows.start, rows.stop))
+        return self._X[rows].copy()
+
+
+def _zarr(path, X, chunk_rows):
+    array = zarr.open_array(str(path / "X.zarr"), mode="w", shape=X.shape,
+                            chunks=(chunk_rows, X.shape[1]), dtype=X.dtype)  # fmt: skip
+    array[:] = X
+    return array
+
+
+def _hdf5(path, X, chunk_rows):
+    file = h5py.File(path / "X.h5", "w")
+    return file.create_dataset("X", data=X, chunks=(chunk_rows, X.shape[1]))
+
+
+STORES = {"zarr": _zarr, "hdf5": _hdf5, "row-sliced": lambda path, X, chunk: RowSliced(X)}
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of about 40 KiB, so that a few thousand rows make many blocks."""
+    monkeypatch.setattr(chunked, "BLOCK_BYTES", 40 << 10)
+
+
+@pytest.mark.parametrize("store", list(STORES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_predict_transform_score_match_the_array_in_memory(store, dtype, tmp_path, small_blocks):
+    X, _ = make_blobs(5003, 7, 4, dtype=dtype, seed=1)
+    weights = np.random.default_rng(0).uniform(0.5, 2, len(X))
+    model = mbk.MiniBatchKMeans(4, random_state=0, n_threads=2).fit(X)
+    stored = STORES[store](tmp_path, X, 300)
+    assert_array_equal(model.predict(stored), model.predict(X))
+    assert_array_equal(model.transform(stored), model.transform(X))
+    # The blocks' inertias are added block by block: the same sum in another order.
+    assert model.score(stored) == pytest.approx(model.score(X), rel=1e-12)
+    assert model.score(stored, sample_weight=weights) == pytest.approx(
+        model.score(X, sample_weight=weights), rel=1e-12
+    )
+
+
+def test_blocks_are_whole_storage_chunks_and_cover_every_row_once(tmp_path, small_blocks):
+    X, _ = make_blobs(5003, 7, 4, seed=2)
+    model = mbk.MiniBatchKMeans(4, random_state=0).fit(X)
+    stored = RowSliced(X)
+    stored.chunks = (300, 7)
+    model.predict(stored)
+    starts = [start for start, _ in stored.reads]
+    assert starts == list(range(0, len(X), starts[1]))
+    assert starts[1] % 300 == 0 and starts[1] * 7 * 8 <= 40 << 10
+    assert stored.reads[-1][1] == len(X)
+
+
+@pytest.mark.parametrize("kind", ["ndarray", "memmap", "zarr"])
+def test_out_receives_the_results_block_by_block(kind, tmp_path, small_blocks):
+    X, _ = make_blobs(4000, 5, 3, seed=3)
+    model = mbk.MiniBatchKMeans(3, random_state=0).fit(X)
+    stored = _zarr(tmp_path, X, 250)
+    if kind == "ndarray":
+        labels, distances = np.empty(len(X), np.int64), np.empty((len(X), 3))
+    elif kind == "memmap":
+        labels = np.lib.format.open_memmap(tmp_path / "l.npy", "w+", np.int32, (len(X),))
+        distances = np.lib.format.open_memmap(tmp_path / "d.npy", "w+", np.float64, (len(X), 3))
+    else:
+        labels = zarr.open_array(str(tmp_path / "l.zarr"), mode="w", shape=(len(X),),
+                                 chunks=(1000,), dtype=np.int32)  # fmt: skip
+        distances = zarr.open_array(str(tmp_path / "d.zarr"), mode="w", shape=(len(X), 3),
+                                    chunks=(1000, 3), dtype=np.float64)  # fmt: skip
+    assert model.predict(stored, out=labels) is labels
+    assert model.transform(stored, out=distances) is distances
+    assert_array_equal(labels[:], model.predict(X))
+    assert_array_equal(distances[:], model.transform(X))
+    # In-memory input writes to out too.
+    again = np.empty(len(X), np.int32)
+    assert model.predict(X, out=again) is again
+    assert_array_equal(again, model.predict(X))
+
+
+@pytest.mark.parametrize(
+    ("out", "error", "message"),
+    [
+        (np.empty(10, np.int32), ValueError, "shape of the labels"),
+        (np.empty(4000, np.float64), TypeError, "must hold integers"),
+    ],
+    ids=["shape", "dtype"],
+)
+def test_a_bad_out_is_refused(out, error, message, tmp_path):
+    X, _ = make_blobs(4000, 5, 3, seed=3)
+    model = mbk.MiniBatchKMeans(3, random_state=0).fit(X)
+    for data in (X, _zarr(tmp_path, X, 250)):
+        with pytest.raises(error, match=message):
+            model.predict(data, out=out)
+    read_only = np.empty((4000, 3))
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        model.transform(X, out=read_only)
+
+
+def test_memory_stays_bounded_by_a_block(tmp_path, small_blocks):
+    X, _ = make_blobs(60_000, 16, 4, seed=4)  # 7.3 MiB
+    model = mbk.MiniBatchKMeans(4, random_state=0).fit(X[:5000])
+    stored = _zarr(tmp_path, X, 500)
+    labels = np.empty(len(X), np.int32)
+    tracemalloc.start()
+    model.predict(stored, out=labels)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < X.nbytes / 8, peak  # blocks of 40 KiB (and zarr's own chunk buffers)
+    assert_array_equal(labels, model.predict(X))
+
+
+def test_nan_in_a_block_names_its_rows(tmp_path, small_blocks):
+    X, _ = make_blobs(3000, 4, 3, seed=5)
+    model = mbk.MiniBatchKMeans(3, random_state=0).fit(X)
+    X[2100, 1] = np.nan
+    stored = _zarr(tmp_path, X, 200)
+    for method in (model.predict, model.transform, model.score):
+        with pytest.raises(ValueError, match=r"Input X \(rows \d+ to \d+\) contains NaN"):
+            method(stored)
+
+
+def test_a_user_array_like_whose_slices_lie_is_refused():
+    X, _ = make_blobs(1000, 4, 3, seed=6)
+    model = mbk.MiniBatchKMeans(3, random_state=0).fit(X)
+
+    class Liar(RowSliced):
+        def __getitem__(self, rows):
+            return self._X[:2]
+
+    with pytest.raises(ValueError, match=r"row slicing must give the rows"):
+        model.predict(Liar(X))

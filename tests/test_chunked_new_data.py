@@ -156,3 +156,84 @@ def test_a_user_array_like_whose_slices_lie_is_refused():
 
     with pytest.raises(ValueError, match=r"row slicing must give the rows"):
         model.predict(Liar(X))
+
+
+# -- fit on arrays too large to load ------------------------------------------------------------
+
+
+@pytest.fixture
+def never_whole(monkeypatch, small_blocks):
+    """fit reads chunked arrays chunk by chunk, whatever their size."""
+    monkeypatch.setattr(chunked, "LOAD_WHOLE_SHARE", 0.0)
+
+
+@pytest.mark.parametrize("store", list(STORES))
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"tol": 1e-3, "compute_labels": False},
+        {"init": "random", "n_init": 2, "reassignment_ratio": 0.3},
+        {"init_size": 5000},  # every row seeds: read whole for the seeding
+    ],
+    ids=["default", "tol-no-labels", "random-reassign", "seed-on-all"],
+)
+def test_fit_chunk_by_chunk_gives_the_in_memory_result(store, params, tmp_path, never_whole):
+    X, _ = make_blobs(3000, 5, 4, dtype=np.float32, seed=7)
+    weights = np.random.default_rng(1).uniform(0.5, 2, len(X))
+    params = {"n_clusters": 4, "batch_size": 128, "random_state": 0, "n_threads": 2} | params
+    stored = STORES[store](tmp_path, X, 200)
+    for sample_weight in (None, weights):
+        in_memory = mbk.MiniBatchKMeans(**params).fit(X, sample_weight=sample_weight)
+        chunked_fit = mbk.MiniBatchKMeans(**params).fit(stored, sample_weight=sample_weight)
+        assert_array_equal(chunked_fit.cluster_centers_, in_memory.cluster_centers_)
+        assert chunked_fit.n_steps_ == in_memory.n_steps_
+        assert_array_equal(chunked_fit._counts, in_memory._counts)
+        assert chunked_fit.inertia_ == pytest.approx(in_memory.inertia_, rel=1e-12)
+        if params.get("compute_labels", True):
+            assert_array_equal(chunked_fit.labels_, in_memory.labels_)
+
+
+def test_fit_chunk_by_chunk_reads_whole_chunks_and_never_all_rows(tmp_path, never_whole):
+    X, _ = make_blobs(6000, 4, 3, seed=8)
+    stored = RowSliced(X)
+    stored.chunks = (500, 4)
+    mbk.MiniBatchKMeans(3, batch_size=64, random_state=0, max_iter=1).fit(stored)
+    sizes = {stop - start for start, stop in stored.reads}
+    assert max(sizes) < len(X)  # never the whole array at once
+    steps_reads = [(start, stop) for start, stop in stored.reads if stop - start == 500]
+    assert steps_reads and all(start % 500 == 0 for start, _ in steps_reads)
+
+
+def test_fit_chunk_by_chunk_stays_within_a_few_chunks_of_memory(tmp_path, never_whole):
+    X, _ = make_blobs(100_000, 16, 4, dtype=np.float32, seed=9)  # 6.1 MiB
+    stored = _zarr(tmp_path, X, 1000)
+    model = mbk.MiniBatchKMeans(4, batch_size=256, random_state=0, max_iter=1,
+                                compute_labels=False)  # fmt: skip
+    tracemalloc.start()
+    model.fit(stored)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < X.nbytes / 4, peak
+
+
+def test_fit_chunk_by_chunk_names_the_rows_of_a_nan(tmp_path, never_whole):
+    X, _ = make_blobs(3000, 4, 3, seed=10)
+    X[2500, 0] = np.nan
+    stored = _zarr(tmp_path, X, 200)
+    model = mbk.MiniBatchKMeans(3, random_state=0, tol=1e-3)  # (tol scans X up front)
+    with pytest.raises(ValueError, match=r"Input X \(rows \d+ to \d+\) contains NaN"):
+        model.fit(stored)
+    assert not hasattr(model, "cluster_centers_")
+    with pytest.raises(ValueError, match="contains NaN"):
+        mbk.MiniBatchKMeans(3, random_state=0).fit(stored)
+
+
+def test_a_small_array_like_is_loaded_whole_for_speed(tmp_path):
+    X, _ = make_blobs(2000, 4, 3, seed=11)
+    stored = RowSliced(X)
+    model = mbk.MiniBatchKMeans(3, random_state=0).fit(stored)
+    assert len(stored.reads) < 5  # loaded in a block or two, not read step by step
+    assert_array_equal(
+        model.cluster_centers_, mbk.MiniBatchKMeans(3, random_state=0).fit(X).cluster_centers_
+    )

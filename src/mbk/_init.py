@@ -43,7 +43,6 @@ def draw_initial_centers(source, params, settings, random_state, given, n_thread
     gathered only when the seeding reads it: given centers do not. While the source's rows
     are not scanned for NaN and infinity, k-means++ scans the rows it seeds on first.
     """
-    X, weights = source.X, source.sample_weight
     if settings.init_size < source.n_samples:
         subsample = _sampling_kernels.randint(random_state, source.n_samples, settings.init_size)
         if given is not None:
@@ -51,6 +50,8 @@ def draw_initial_centers(source, params, settings, random_state, given, n_thread
         X, weights = source.gather(subsample), source.weights_at(subsample)
     elif given is not None:
         return given
+    else:  # (every row seeds: a chunked source reads them all only here)
+        X, weights = source.X, source.sample_weight
     return seed_centers(X, weights, params, random_state, n_threads,
                         scan_rows=source.finite is None)  # fmt: skip
 

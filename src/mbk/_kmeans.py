@@ -14,7 +14,7 @@ from . import _nested, _sculley
 from ._callbacks import CallbackRun, StepCallbacks, managed, split_callbacks
 from ._compat import ESTIMATOR_BASES, NotFittedError
 from ._sources import CsrInput, check_feature_names, check_n_features, read_input
-from ._sources.chunked import BlockwiseSource, checked_output
+from ._sources.chunked import BlockwiseSource, checked_output, loads_whole, open_chunked
 from ._state import FLAT_NAMES, SculleyState
 from ._validation import (
     InvalidParameterError,
@@ -27,7 +27,8 @@ from ._validation import (
 
 # The driver of each algorithm: working_bytes(params, settings, incoming) and
 # fit(source, params, settings, random_state, n_threads) -> SculleyState, and, where
-# RUNS_STEPS, fit's keywords listeners= and center_shift= (see _schedule).
+# RUNS_STEPS, fit's keywords listeners= and center_shift= (see _schedule); READS_CHUNKS: fit
+# reads an array without memory of its own chunk by chunk (a ChunkedSource), not whole.
 _DRIVERS = {"sculley": _sculley, "nested": _nested}
 # What set_callbacks and scikit-learn's callback machinery keep on the estimator: never
 # pickled (a pickle or model file holds no callable).
@@ -404,16 +405,18 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
                 "densify it with X.toarray()."
             )
         # Before any work (and any copy): fail at once if the memory cannot be had.
-        source = incoming.open(
-            sample_weight,
-            finite=False,  # the driver scans, up front or on the way
-            n_threads=n_threads,
-            working_bytes=driver.working_bytes(params, settings, incoming),
-            what=lambda: (
+        opened = {
+            "working_bytes": driver.working_bytes(params, settings, incoming),
+            "what": lambda: (
                 f"{type(self).__name__}.fit with n_clusters={params.n_clusters} on "
                 f"{incoming.describe()}"
             ),
-        )
+        }
+        if (driver.READS_CHUNKS and getattr(incoming, "copy", None) == "loaded"
+                and not loads_whole(incoming, opened["working_bytes"])):  # fmt: skip
+            source = open_chunked(incoming, sample_weight, **opened)
+        else:  # (the driver scans, up front or on the way)
+            source = incoming.open(sample_weight, finite=False, n_threads=n_threads, **opened)
         callbacks = CallbackRun(self, "fit", params.max_iter * incoming.n_samples
                                 // settings.batch_size, X, y, sample_weight, settings,
                                 incoming.feature_names)  # fmt: skip

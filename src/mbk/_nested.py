@@ -45,6 +45,8 @@ from ._validation import warn_user
 
 # Rounds, not mini-batch steps: no step callbacks, an empty history_.
 RUNS_STEPS = False
+# Every round reads whole rows of the whole data set: chunked arrays are loaded whole.
+READS_CHUNKS = False
 
 # Parameters of Sculley's algorithm that nested runs do not use, with their defaults.
 _SCULLEY_ONLY = {"max_no_improvement": 10, "reassignment_ratio": 0.01}

@@ -27,6 +27,8 @@ from ._state import SculleyState
 ACCEPTS_SPARSE = True
 # Runs mini-batch steps: callbacks and history_ follow them.
 RUNS_STEPS = True
+# Reads chunked arrays a batch of touched chunks at a time (_sources.chunked).
+READS_CHUNKS = True
 
 
 def working_bytes(params, settings, incoming):

@@ -6,16 +6,27 @@ for a fitted model (``predict``, ``transform``, ``score``) is read from it in bl
 storage chunks (about ``BLOCK_BYTES`` each), each block labelled by the dense kernels before
 the next is read, so memory stays bounded by a block and the outputs, which a caller may
 give as an array of its own (``out=``: an ndarray, a memmap or a zarr array, written block
-by block). Training on such arrays still loads them whole (``DenseInput``, counted by the
-memory check); chunked training is the next step of issue 17.
+by block).
+
+Sculley's ``fit`` loads such an array whole when it fits comfortably in memory
+(``loads_whole``: the fastest way) and otherwise reads it chunk by chunk (``ChunkedSource``):
+each step draws its batch exactly as in memory and reads the storage chunks the batch
+touches, so the results are the in-memory ones, bit for bit, in memory bounded by a few
+chunks and batch-sized buffers, at the price of reading, per step, every chunk a batch
+touches (most of the array when it has fewer chunks than a batch has rows). Sampling whole
+chunks (far less reading, unbiased but correlated batches) is the next step of issue 17.
 """
 
 import numpy as np
 
+from .. import _validation
 from .._validation import check_memory
 from .common import check_sample_weight
-from .dense import DenseInput
+from .dense import DenseInput, DenseSource
 
+# fit loads such an array whole when it and the working memory take at most this share of
+# the available memory; otherwise it reads the array chunk by chunk (the same results).
+LOAD_WHOLE_SHARE = 0.5
 # Bytes of rows per block: large enough that a block spans many storage chunks and the
 # kernels' threads, small enough to stay far below memory.
 BLOCK_BYTES = 32 << 20
@@ -48,7 +59,7 @@ class BlockwiseSource:
 
     def __init__(self, incoming, sample_weight=None, block_bytes=None):
         block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
-        self.X = incoming._unread
+        self.stored = incoming._unread
         self.input_name = incoming.input_name
         self.dtype = incoming.dtype
         self.n_samples, self.n_features = incoming.shape
@@ -56,7 +67,7 @@ class BlockwiseSource:
         self.sample_weight = None
         if sample_weight is not None:
             self.sample_weight = check_sample_weight(sample_weight, self.n_samples, self.dtype)
-        chunk = _storage_rows(self.X)
+        chunk = _storage_rows(self.stored)
         self.row_bytes = max(self.n_features * self.dtype.itemsize, 1)
         rows = max(block_bytes // self.row_bytes, 1)
         # Whole storage chunks when one fits in a block; otherwise part of one per block.
@@ -75,7 +86,7 @@ class BlockwiseSource:
         """(start, stop, DenseSource of rows start:stop) for consecutive blocks."""
         for start in range(0, self.n_samples, self.block_rows):
             stop = min(start + self.block_rows, self.n_samples)
-            rows = np.asarray(self.X[start:stop])
+            rows = np.asarray(self.stored[start:stop])
             if rows.shape != (stop - start, self.n_features):
                 raise ValueError(
                     f"{self.input_name}[{start}:{stop}] has shape {rows.shape}, not "
@@ -139,3 +150,124 @@ def checked_output(out, shape, what):
     if isinstance(out, np.ndarray) and not out.flags.writeable:
         raise ValueError("out is read-only")
     return out
+
+
+class ChunkedSource(BlockwiseSource):
+    """Training rows read from an array without memory of its own, never loaded whole.
+
+    Sculley's fit draws each batch as it does in memory (the same indices from the same
+    random stream), reads the storage chunks the batch touches (each once per step, rows put
+    back in draw order) and steps on the batch; the validation batch and the init subsample
+    are read the same way, and the passes over every row (the NaN scan, the tol scale, the
+    final labels) go block by block. So the result is the in-memory one: the same centers,
+    labels and steps bit for bit, the inertia added block by block.
+
+    The step loop is the step-by-step one (``compiled_loop = False``), each step one compiled
+    call on the gathered batch.
+    """
+
+    compiled_loop = False
+
+    def __init__(self, incoming, sample_weight=None, block_bytes=None):
+        super().__init__(incoming, sample_weight, block_bytes)
+        self.finite = None
+        self._chunk_rows = _storage_rows(self.stored)
+
+    @property
+    def X(self):
+        """Every row in one array: read only by a seeding on every row (init_size >=
+        n_samples, so the data are small)."""
+        return self.gather(np.arange(self.n_samples))
+
+    # -- finiteness and block-wise passes -----------------------------------------------------
+
+    def check_finite(self, n_threads=1):
+        """Scan every block for NaN and infinity unless the rows are known to be finite."""
+        if self.finite is None:
+            for _, _, block in self.blocks(weighted=False):
+                block.check_finite(n_threads)
+            self.finite = True
+
+    def record_scan(self, finite):
+        if not finite:  # (a pass found a non-finite value: the block-wise scan names it)
+            self.finite = None
+            self.check_finite()
+        self.finite = True
+
+    def mean_variance(self):
+        """mean_j Var(X[:, j]) (ddof=0) in float64, in two passes over the blocks."""
+        column_sums = np.zeros(self.n_features)
+        for _, _, block in self.blocks(weighted=False):
+            column_sums += block.X.sum(axis=0, dtype=np.float64)
+        means = column_sums / self.n_samples
+        sq_dev = np.zeros(self.n_features)
+        for _, _, block in self.blocks(weighted=False):
+            centred = block.X - means
+            sq_dev += np.einsum("ij,ij->j", centred, centred)
+        return float(np.mean(sq_dev / self.n_samples))
+
+    # -- gathered rows -----------------------------------------------------------------------
+
+    def gather(self, rows):
+        """X[rows] in draw order (duplicates included) as a new C-ordered array: the storage
+        chunks the rows fall in are read once each, in order, one at a time."""
+        rows = np.asarray(rows, dtype=np.intp)
+        wanted, back = np.unique(rows, return_inverse=True)
+        out = np.empty((wanted.shape[0], self.n_features), dtype=self.dtype)
+        chunk = self._chunk_rows if self._chunk_rows > 1 else self.block_rows
+        which = wanted // chunk
+        bounds = np.flatnonzero(np.diff(which)) + 1
+        for first, last in zip(np.r_[0, bounds], np.r_[bounds, wanted.shape[0]], strict=True):
+            start = int(which[first]) * chunk
+            stop = min(start + chunk, self.n_samples)
+            block = np.asarray(self.stored[start:stop])
+            out[first:last] = block[wanted[first:last] - start]
+        return out[back.reshape(-1)]
+
+    def weights_at(self, rows):
+        return None if self.sample_weight is None else self.sample_weight.take(rows)
+
+    # -- the kernels on these rows -----------------------------------------------------------
+
+    def labels_inertia(self, centers, n_threads, *, rows=None, weighted=True,
+                       compute_inertia=True, out=None):  # fmt: skip
+        """As BlockwiseSource's for every row; on the rows ``rows``, gathered first."""
+        if rows is None:
+            return super().labels_inertia(centers, n_threads, weighted=weighted,
+                                          compute_inertia=compute_inertia, out=out)  # fmt: skip
+        batch = DenseSource(self.gather(rows), self.weights_at(rows) if weighted else None)
+        batch.finite = self.finite
+        return batch.labels_inertia(centers, n_threads, weighted=weighted,
+                                    compute_inertia=compute_inertia)  # fmt: skip
+
+    def scheduled_step(self, state, schedule, stream, n_threads, *, rows=None, weighted=True):
+        """One step on the rows ``rows`` (gathered, in draw order) with its schedule."""
+        if rows is None:
+            raise ValueError("a step on a chunked source takes drawn rows")
+        batch = DenseSource(self.gather(rows), self.weights_at(rows) if weighted else None,
+                            input_name=self.input_name)  # fmt: skip
+        batch.finite = self.finite
+        return batch.scheduled_step(state, schedule, stream, n_threads, weighted=weighted)
+
+
+def loads_whole(incoming, working_bytes):
+    """Whether fit should load an array without memory of its own whole (the fastest way,
+    with the same results) rather than read it chunk by chunk: when the copy and the working
+    memory take at most LOAD_WHOLE_SHARE of the available memory."""
+    available = _validation.available_memory()
+    return available is None or incoming.copy_bytes + working_bytes <= LOAD_WHOLE_SHARE * available
+
+
+def open_chunked(incoming, sample_weight=None, *, working_bytes=0, what=None):
+    """The ChunkedSource of a described input without memory of its own, after a memory
+    check that counts the caller's working memory and two blocks."""
+    source = ChunkedSource(incoming, sample_weight)
+
+    def needs():
+        text = what() if callable(what) else what
+        if text is None:
+            text = f"Reading {incoming.input_name} ({incoming.describe()})"
+        return f"{text} (read in blocks, never whole)"
+
+    check_memory(working_bytes + 2 * source.block_rows * source.row_bytes, needs)
+    return source

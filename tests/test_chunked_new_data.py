@@ -163,8 +163,11 @@ def test_a_user_array_like_whose_slices_lie_is_refused():
 
 @pytest.fixture
 def never_whole(monkeypatch, small_blocks):
-    """fit reads chunked arrays chunk by chunk, whatever their size."""
+    """fit reads chunked arrays chunk by chunk, whatever their size (and warns)."""
     monkeypatch.setattr(chunked, "LOAD_WHOLE_SHARE", 0.0)
+
+
+CHUNK_BY_CHUNK = pytest.mark.filterwarnings("ignore:.*too large to load:UserWarning")
 
 
 @pytest.mark.parametrize("store", list(STORES))
@@ -178,6 +181,7 @@ def never_whole(monkeypatch, small_blocks):
     ],
     ids=["default", "tol-no-labels", "random-reassign", "seed-on-all"],
 )
+@CHUNK_BY_CHUNK
 def test_fit_chunk_by_chunk_gives_the_in_memory_result(store, params, tmp_path, never_whole):
     X, _ = make_blobs(3000, 5, 4, dtype=np.float32, seed=7)
     weights = np.random.default_rng(1).uniform(0.5, 2, len(X))
@@ -194,6 +198,7 @@ def test_fit_chunk_by_chunk_gives_the_in_memory_result(store, params, tmp_path, 
             assert_array_equal(chunked_fit.labels_, in_memory.labels_)
 
 
+@CHUNK_BY_CHUNK
 def test_fit_chunk_by_chunk_reads_whole_chunks_and_never_all_rows(tmp_path, never_whole):
     X, _ = make_blobs(6000, 4, 3, seed=8)
     stored = RowSliced(X)
@@ -205,6 +210,7 @@ def test_fit_chunk_by_chunk_reads_whole_chunks_and_never_all_rows(tmp_path, neve
     assert steps_reads and all(start % 500 == 0 for start, _ in steps_reads)
 
 
+@CHUNK_BY_CHUNK
 def test_fit_chunk_by_chunk_stays_within_a_few_chunks_of_memory(tmp_path, never_whole):
     X, _ = make_blobs(100_000, 16, 4, dtype=np.float32, seed=9)  # 6.1 MiB
     stored = _zarr(tmp_path, X, 1000)
@@ -217,6 +223,7 @@ def test_fit_chunk_by_chunk_stays_within_a_few_chunks_of_memory(tmp_path, never_
     assert peak < X.nbytes / 4, peak
 
 
+@CHUNK_BY_CHUNK
 def test_fit_chunk_by_chunk_names_the_rows_of_a_nan(tmp_path, never_whole):
     X, _ = make_blobs(3000, 4, 3, seed=10)
     X[2500, 0] = np.nan
@@ -237,3 +244,14 @@ def test_a_small_array_like_is_loaded_whole_for_speed(tmp_path):
     assert_array_equal(
         model.cluster_centers_, mbk.MiniBatchKMeans(3, random_state=0).fit(X).cluster_centers_
     )
+
+
+def test_fit_chunk_by_chunk_says_what_each_step_reads(tmp_path, never_whole):
+    X, _ = make_blobs(6000, 4, 3, seed=12)
+    stored = _zarr(tmp_path, X, 500)  # 12 chunks; a batch of 1024 rows touches all
+    with pytest.warns(
+        UserWarning,
+        match=r"X \(6000 x 4 float64, 187\.5 KiB\) is too large to "
+        r"load.*about 12 of 12 \(187\.5 KiB\) a step",
+    ):
+        mbk.MiniBatchKMeans(3, random_state=0, max_iter=1).fit(stored)

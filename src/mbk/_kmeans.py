@@ -414,7 +414,8 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         }
         if (driver.READS_CHUNKS and getattr(incoming, "copy", None) == "loaded"
                 and not loads_whole(incoming, opened["working_bytes"])):  # fmt: skip
-            source = open_chunked(incoming, sample_weight, **opened)
+            source = open_chunked(incoming, sample_weight, batch_size=settings.batch_size,
+                                  **opened)  # fmt: skip
         else:  # (the driver scans, up front or on the way)
             source = incoming.open(sample_weight, finite=False, n_threads=n_threads, **opened)
         callbacks = CallbackRun(self, "fit", params.max_iter * incoming.n_samples

@@ -20,7 +20,7 @@ chunks (far less reading, unbiased but correlated batches) is the next step of i
 import numpy as np
 
 from .. import _validation
-from .._validation import check_memory
+from .._validation import check_memory, format_bytes
 from .common import check_sample_weight
 from .dense import DenseInput, DenseSource
 
@@ -258,9 +258,10 @@ def loads_whole(incoming, working_bytes):
     return available is None or incoming.copy_bytes + working_bytes <= LOAD_WHOLE_SHARE * available
 
 
-def open_chunked(incoming, sample_weight=None, *, working_bytes=0, what=None):
+def open_chunked(incoming, sample_weight=None, *, batch_size, working_bytes=0, what=None):
     """The ChunkedSource of a described input without memory of its own, after a memory
-    check that counts the caller's working memory and two blocks."""
+    check that counts the caller's working memory and two blocks, and a warning that says
+    what each step will read."""
     source = ChunkedSource(incoming, sample_weight)
 
     def needs():
@@ -270,4 +271,15 @@ def open_chunked(incoming, sample_weight=None, *, working_bytes=0, what=None):
         return f"{text} (read in blocks, never whole)"
 
     check_memory(working_bytes + 2 * source.block_rows * source.row_bytes, needs)
+    chunk = source._chunk_rows if source._chunk_rows > 1 else source.block_rows
+    n_chunks = -(-source.n_samples // chunk)
+    touched = n_chunks * (1 - (1 - 1 / n_chunks) ** min(batch_size, source.n_samples))
+    _validation.warn_user(
+        f"{incoming.input_name} ({incoming.describe()}, {format_bytes(incoming.copy_bytes)}) is "
+        "too large to load, so fit reads it chunk by chunk: each step reads the storage "
+        f"chunks its batch touches, about {touched:.0f} of {n_chunks} "
+        f"({format_bytes(touched * chunk * source.row_bytes)}) a step. The result is the "
+        "in-memory one; fewer steps (max_iter) or larger chunks make it cheaper.",
+        UserWarning,
+    )
     return source

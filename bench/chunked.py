@@ -1,16 +1,18 @@
 """Arrays without memory of their own: fit chunk by chunk and predict block by block, beside
 the same rows in memory, measured in one run.
 
-    python bench/chunked.py [--rows N] [--chunk-rows N] [--steps N]
+    python bench/chunked.py [--rows N] [--chunk-rows N]
 
-A zarr array (N x 32 float32, chunks of --chunk-rows rows, zarr's default compressor) is
-written to a temporary folder; then, k=64, batch 1024, early stopping off,
-``compute_labels=False``, the same random_state:
+A zarr array (N x 32 float32 blobs in random order, chunks of --chunk-rows rows, zarr's
+default compressor) is written to a temporary folder; then, k=64, batch 1024, one pass
+(max_iter=1), early stopping off, ``compute_labels=False``, the same random_state:
 
 - fit on the rows in memory, and on the zarr array read chunk by chunk (forced with
-  ``mbk._sources.chunked.LOAD_WHOLE_SHARE = 0``, as for an array too large to load): time
-  per step, whether the centers are the same bits, and the peak of the memory Python's
-  allocators hand out during the fit (tracemalloc: NumPy's arrays and zarr's buffers);
+  ``mbk._sources.chunked.LOAD_WHOLE_SHARE = 0``, as for an array too large to load) with
+  ``sampling="exact"`` and ``sampling="blocks"``: time per step, whether the centers are the
+  in-memory bits, the inertia on 20,000 held-out rows against the in-memory fit's, and the
+  peak of the memory Python's allocators hand out during the fit (tracemalloc: NumPy's
+  arrays and zarr's buffers);
 - predict over all rows, in memory and block by block from zarr: time and peak memory.
 """
 
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import warnings
 
 import numpy as np
 import zarr
@@ -42,14 +45,13 @@ def measured(function):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--chunk-rows", type=int, default=10_000)
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--chunk-rows", type=int, default=2_000)
     args = parser.parse_args()
     X = blobs(args.rows, 32, 64, np.float32, seed=0)
+    held_out = blobs(20_000, 32, 64, np.float32, seed=0)  # (the same centers, other rows)
     params = {"n_clusters": 64, "batch_size": 1024, "random_state": 0, "compute_labels": False,
-              "max_no_improvement": None, "init": X[:64].copy(), "n_init": 1,
-              "max_iter": max(1, args.steps * 1024 // args.rows)}  # fmt: skip
+              "max_no_improvement": None, "n_init": 1, "max_iter": 1}  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
         store = zarr.open_array(os.path.join(folder, "X.zarr"), mode="w", shape=X.shape,
                                 chunks=(args.chunk_rows, 32), dtype=np.float32)  # fmt: skip
@@ -59,14 +61,20 @@ def main():
               f"{mbk.kernel_variant()}")  # fmt: skip
         memory, memory_s, memory_peak = measured(lambda: mbk.MiniBatchKMeans(**params).fit(X))
         chunked.LOAD_WHOLE_SHARE = 0.0
-        stored, stored_s, stored_peak = measured(lambda: mbk.MiniBatchKMeans(**params).fit(store))
-        same = np.array_equal(memory.cluster_centers_, stored.cluster_centers_)
-        for name, model, seconds, peak in (("in memory", memory, memory_s, memory_peak),
-                                           ("zarr, chunk by chunk", stored, stored_s,
-                                            stored_peak)):  # fmt: skip
-            print(f"fit {name:<22} {model.n_steps_:>5} steps  {seconds / model.n_steps_ * 1e3:8.2f}"
-                  f" ms/step  peak {peak / 2**20:8.1f} MiB")  # fmt: skip
-        print(f"same centers, bit for bit: {same}")
+        warnings.simplefilter("ignore")  # (the chunk-by-chunk warning)
+        reference = -memory.score(held_out)
+        for name, model, seconds, peak in [("in memory", memory, memory_s, memory_peak)] + [
+            (f"zarr, sampling={sampling!r}", *measured(
+                lambda sampling=sampling: mbk.MiniBatchKMeans(sampling=sampling, **params).fit(
+                    store)))
+            for sampling in ("exact", "blocks")
+        ]:  # fmt: skip
+            same = np.array_equal(model.cluster_centers_, memory.cluster_centers_)
+            per_step = seconds / model.n_steps_ * 1e3
+            quality = -model.score(held_out) / reference
+            print(f"fit {name:<24} {model.n_steps_:>4} steps {per_step:8.2f} ms/step  peak "
+                  f"{peak / 2**20:6.1f} MiB  same bits: {str(same):<5}  held-out inertia / "
+                  f"in memory: {quality:.4f}")  # fmt: skip
         labels, seconds, peak = measured(lambda: memory.predict(X))
         print(f"predict in memory             {seconds * 1e3:8.1f} ms  peak "
               f"{peak / 2**20:8.1f} MiB")  # fmt: skip

@@ -12,7 +12,7 @@ from numpy.testing import assert_array_equal
 
 import mbk
 from conftest import make_blobs
-from mbk._sources import chunked
+from mbk._sources import DenseInput, chunked
 
 
 class RowSliced:
@@ -185,7 +185,8 @@ CHUNK_BY_CHUNK = pytest.mark.filterwarnings("ignore:.*too large to load:UserWarn
 def test_fit_chunk_by_chunk_gives_the_in_memory_result(store, params, tmp_path, never_whole):
     X, _ = make_blobs(3000, 5, 4, dtype=np.float32, seed=7)
     weights = np.random.default_rng(1).uniform(0.5, 2, len(X))
-    params = {"n_clusters": 4, "batch_size": 128, "random_state": 0, "n_threads": 2} | params
+    params = {"n_clusters": 4, "batch_size": 128, "random_state": 0, "n_threads": 2,
+              "sampling": "exact"} | params  # fmt: skip
     stored = STORES[store](tmp_path, X, 200)
     for sample_weight in (None, weights):
         in_memory = mbk.MiniBatchKMeans(**params).fit(X, sample_weight=sample_weight)
@@ -203,7 +204,7 @@ def test_fit_chunk_by_chunk_reads_whole_chunks_and_never_all_rows(tmp_path, neve
     X, _ = make_blobs(6000, 4, 3, seed=8)
     stored = RowSliced(X)
     stored.chunks = (500, 4)
-    mbk.MiniBatchKMeans(3, batch_size=64, random_state=0, max_iter=1).fit(stored)
+    mbk.MiniBatchKMeans(3, batch_size=64, random_state=0, max_iter=1, sampling="exact").fit(stored)
     sizes = {stop - start for start, stop in stored.reads}
     assert max(sizes) < len(X)  # never the whole array at once
     steps_reads = [(start, stop) for start, stop in stored.reads if stop - start == 500]
@@ -212,15 +213,22 @@ def test_fit_chunk_by_chunk_reads_whole_chunks_and_never_all_rows(tmp_path, neve
 
 @CHUNK_BY_CHUNK
 def test_fit_chunk_by_chunk_stays_within_a_few_chunks_of_memory(tmp_path, never_whole):
-    X, _ = make_blobs(100_000, 16, 4, dtype=np.float32, seed=9)  # 6.1 MiB
-    stored = _zarr(tmp_path, X, 1000)
-    model = mbk.MiniBatchKMeans(4, batch_size=256, random_state=0, max_iter=1,
-                                compute_labels=False)  # fmt: skip
-    tracemalloc.start()
-    model.fit(stored)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert peak < X.nbytes / 4, peak
+    # The memory a chunked fit takes does not grow with the rows (a fixed part, whatever
+    # the process set up before, aside): 4 times the rows, not 4 times the memory.
+    peaks = []
+    for n_rows in (50_000, 200_000):
+        X, _ = make_blobs(n_rows, 16, 4, dtype=np.float32, seed=9)
+        folder = tmp_path / str(n_rows)
+        folder.mkdir()
+        stored = _zarr(folder, X, 1000)
+        model = mbk.MiniBatchKMeans(4, batch_size=256, random_state=0, max_iter=1,
+                                    compute_labels=False, max_no_improvement=3)  # fmt: skip
+        tracemalloc.start()
+        model.fit(stored)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.5 * peaks[0] + (1 << 20), peaks
+    assert peaks[1] < X.nbytes / 4, (peaks, X.nbytes)
 
 
 @CHUNK_BY_CHUNK
@@ -252,6 +260,71 @@ def test_fit_chunk_by_chunk_says_what_each_step_reads(tmp_path, never_whole):
     with pytest.warns(
         UserWarning,
         match=r"X \(6000 x 4 float64, 187\.5 KiB\) is too large to "
-        r"load.*about 12 of 12 \(187\.5 KiB\) a step",
+        r"load.*sampling='exact'.*about 12 of 12 \(187\.5 KiB\) a step",
     ):
-        mbk.MiniBatchKMeans(3, random_state=0, max_iter=1).fit(stored)
+        mbk.MiniBatchKMeans(3, random_state=0, max_iter=1, sampling="exact").fit(stored)
+    big = _zarr(tmp_path / "..", np.concatenate([X] * 4), 500)  # 48 chunks
+    with pytest.warns(UserWarning, match=r"sampling='blocks'.*about 16 of 48 \(250\.0 KiB\)"):
+        mbk.MiniBatchKMeans(3, random_state=0, max_iter=1).fit(big)
+
+
+# -- sampling="blocks" ------------------------------------------------------------------------
+
+
+def _chunked_source(X, chunk_rows, sample_weight=None):
+    stored = RowSliced(X)
+    stored.chunks = (chunk_rows, X.shape[1])
+    return chunked.ChunkedSource(DenseInput(stored), sample_weight, blocks=True)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unit", "weighted"])
+def test_block_sampling_draws_every_row_with_its_uniform_chance(weighted):
+    X = np.zeros((1030, 2))  # chunks of 100 rows, the last of 30
+    weights = np.random.default_rng(0).uniform(0, 2, len(X)) if weighted else None
+    source = _chunked_source(X, 100, weights)
+    random_state = np.random.RandomState(0)
+    counts = np.zeros(len(X))
+    n_steps, batch = 4000, 64
+    for _ in range(n_steps):
+        rows = source.block_rows_of(random_state, batch)
+        assert len(np.unique(rows // 100)) <= chunked.BLOCKS_PER_STEP
+        np.add.at(counts, rows, 1)
+    expected = np.full(len(X), 1 / len(X)) if weights is None else weights / weights.sum()
+    # Per chunk, the share of the draws is the chunk's share of the rows (or weight).
+    per_chunk = np.add.reduceat(counts, np.arange(0, len(X), 100)) / counts.sum()
+    np.testing.assert_allclose(per_chunk, np.add.reduceat(expected, np.arange(0, len(X), 100)),
+                               atol=0.006)  # fmt: skip
+    if weighted:  # within a chunk too
+        heavy, light = np.argsort(weights[:100])[-10:], np.argsort(weights[:100])[:10]
+        assert counts[heavy].sum() > 3 * counts[light].sum()
+
+
+@CHUNK_BY_CHUNK
+def test_block_sampling_reads_a_few_chunks_a_step_and_fits_shuffled_data_well(
+    tmp_path, never_whole
+):
+    X, _ = make_blobs(40_000, 4, 6, seed=13)
+    X = X[np.random.default_rng(0).permutation(len(X))]  # shuffled on disk
+    held_out = X[:5000]
+    stored = RowSliced(X)
+    stored.chunks = (1000, 4)
+    params = {"n_clusters": 6, "batch_size": 256, "random_state": 0}
+    blocks = mbk.MiniBatchKMeans(**params).fit(stored)
+    steps = [stop - start for start, stop in stored.reads]
+    in_memory = mbk.MiniBatchKMeans(**params).fit(X)
+    assert blocks.n_steps_ > 10
+    # Each step reads at most BLOCKS_PER_STEP chunks: far fewer than the 40 there are.
+    assert len(steps) < 40 * 4 + chunked.BLOCKS_PER_STEP * blocks.n_steps_ + 50
+    assert -blocks.score(held_out) <= 1.01 * -in_memory.score(held_out)
+
+
+def test_sampling_is_checked_and_nested_says_it_does_not_use_it():
+    X, _ = make_blobs(500, 3, 3, seed=14)
+    with pytest.raises(mbk.InvalidParameterError, match="sampling must be 'auto', 'exact' or"):
+        mbk.MiniBatchKMeans(3, sampling="rows").fit(X)
+    with pytest.warns(UserWarning, match="sampling='exact' has no effect with algorithm"):
+        mbk.MiniBatchKMeans(3, algorithm="nested", sampling="exact").fit(X)
+    # In memory, the sampling is exact whatever it says.
+    exact = mbk.MiniBatchKMeans(3, random_state=0).fit(X)
+    blocks = mbk.MiniBatchKMeans(3, random_state=0, sampling="blocks").fit(X)
+    assert_array_equal(exact.cluster_centers_, blocks.cluster_centers_)

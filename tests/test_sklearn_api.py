@@ -101,10 +101,10 @@ def test_tags_say_sparse_input_is_supported():
 # -- Signature, clone, parameters, repr ----------------------------------------------------------
 
 
-def test_signature_is_scikit_learns_plus_n_threads_and_algorithm():
+def test_signature_is_scikit_learns_plus_n_threads_algorithm_and_sampling():
     ours = inspect.signature(MiniBatchKMeans).parameters
     theirs = inspect.signature(SklearnMiniBatchKMeans).parameters
-    assert list(ours) == [*theirs, "n_threads", "algorithm"]
+    assert list(ours) == [*theirs, "n_threads", "algorithm", "sampling"]
     for name, parameter in theirs.items():
         assert ours[name].kind == parameter.kind, name
         assert ours[name].default == parameter.default, name
@@ -113,6 +113,8 @@ def test_signature_is_scikit_learns_plus_n_threads_and_algorithm():
     assert ours["n_threads"].default is None
     assert ours["algorithm"].kind is inspect.Parameter.KEYWORD_ONLY
     assert ours["algorithm"].default == "sculley"  # issue 4: drop-in users see no change
+    assert ours["sampling"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert ours["sampling"].default == "auto"  # issue 17: arrays in memory sample exactly
 
 
 def test_default_params_are_scikit_learns():
@@ -120,6 +122,7 @@ def test_default_params_are_scikit_learns():
     theirs = SklearnMiniBatchKMeans().get_params()
     assert ours.pop("n_threads") is None
     assert ours.pop("algorithm") == "sculley"
+    assert ours.pop("sampling") == "auto"
     assert ours == theirs
 
 
@@ -155,6 +158,7 @@ def test_get_params_set_params_round_trip():
         "reassignment_ratio": 0.05,
         "n_threads": 2,
         "algorithm": "nested",
+        "sampling": "blocks",
     }
     model = MiniBatchKMeans()
     assert model.set_params(**params) is model
@@ -504,7 +508,7 @@ NO_SKLEARN_SCRIPT = textwrap.dedent(
     assert sorted(params) == sorted(
         ["n_clusters", "init", "max_iter", "batch_size", "verbose", "compute_labels",
          "random_state", "tol", "max_no_improvement", "init_size", "n_init",
-         "reassignment_ratio", "n_threads", "algorithm"]
+         "reassignment_ratio", "n_threads", "algorithm", "sampling"]
     )
     assert model.set_params(n_clusters=2, n_threads=1) is model
     assert model.get_params()["n_clusters"] == 2

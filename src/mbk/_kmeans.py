@@ -162,6 +162,16 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         "sculley": scikit-learn's mini-batch algorithm (identical results). "nested": nested
         mini-batch k-means, run by ``fit`` only (``partial_fit`` raises). See the Notes for
         what each parameter means with it.
+    sampling : {"auto", "exact", "blocks"}, default="auto"
+        How ``fit`` (Sculley's) draws its batches from an array without memory of its own
+        (zarr, HDF5, ...) too large to load whole. "exact": scikit-learn's draws, as in
+        memory (the same result), each step reading every storage chunk its batch touches.
+        "blocks": each step reads a few whole chunks (BLOCKS_PER_STEP, chosen in proportion
+        to their rows, or weights) and draws its rows within them: far less reading, an
+        unbiased batch, but correlated within a step (safe when the rows are shuffled on
+        disk; on data stored sorted by cluster, batches vary much more). "auto": "blocks"
+        for such arrays, "exact" otherwise. Arrays that fit in memory are loaded whole and
+        sampled exactly whatever this says, as are arrays in memory and ``np.memmap``.
 
     Attributes
     ----------
@@ -252,6 +262,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         reassignment_ratio=0.01,
         n_threads=None,
         algorithm="sculley",
+        sampling="auto",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -267,6 +278,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         self.reassignment_ratio = reassignment_ratio
         self.n_threads = n_threads
         self.algorithm = algorithm
+        self.sampling = sampling
 
     # -- fitted attributes: views of the state ----------------------------------------------
 
@@ -415,7 +427,7 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
         if (driver.READS_CHUNKS and getattr(incoming, "copy", None) == "loaded"
                 and not loads_whole(incoming, opened["working_bytes"])):  # fmt: skip
             source = open_chunked(incoming, sample_weight, batch_size=settings.batch_size,
-                                  **opened)  # fmt: skip
+                                  blocks=params.sampling != "exact", **opened)  # fmt: skip
         else:  # (the driver scans, up front or on the way)
             source = incoming.open(sample_weight, finite=False, n_threads=n_threads, **opened)
         callbacks = CallbackRun(self, "fit", params.max_iter * incoming.n_samples

@@ -49,7 +49,7 @@ RUNS_STEPS = False
 READS_CHUNKS = False
 
 # Parameters of Sculley's algorithm that nested runs do not use, with their defaults.
-_SCULLEY_ONLY = {"max_no_improvement": 10, "reassignment_ratio": 0.01}
+_SCULLEY_ONLY = {"max_no_improvement": 10, "reassignment_ratio": 0.01, "sampling": "auto"}
 
 # Double the batch when every center's movement is below its standard error / RHO. Chosen by
 # measurement on the benchmark workloads (bench/nested.py): smaller values double earlier.

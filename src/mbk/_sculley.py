@@ -142,7 +142,11 @@ def _run_loop(source, state, schedule, sampler, random_state, n_threads, *, scan
     if scan_x:  # a step on drawn rows cannot scan all of them on the way
         source.check_finite(n_threads)
     batch_size = state.settings.batch_size
-    batches = (sampler.draw(random_state, batch_size) for _ in range(schedule.n_steps))
+    draw_batches = getattr(source, "draw_batches", None)  # (a chunked source's sampling)
+    if draw_batches is not None:
+        batches = draw_batches(sampler, random_state, batch_size, schedule.n_steps)
+    else:
+        batches = (sampler.draw(random_state, batch_size) for _ in range(schedule.n_steps))
     run_steps(source, state, schedule, batches, stream, n_threads, weighted=False)
 
 

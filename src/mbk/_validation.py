@@ -20,6 +20,7 @@ import numpy as np
 from . import _core
 
 ALGORITHMS = ("sculley", "nested")
+SAMPLINGS = ("auto", "exact", "blocks")
 # Seedings n_init="auto" tries with algorithm="nested": each is settled to a Lloyd fixed point
 # of the first batch, and the best goes on (see mbk._nested; CHANGELOG has the measurements).
 NESTED_AUTO_N_INIT = 3
@@ -67,6 +68,7 @@ class Params:
     reassignment_ratio: float
     n_threads: int | None
     algorithm: str
+    sampling: str
 
     @property
     def init_kind(self):
@@ -141,6 +143,10 @@ def check_params(estimator):
     if not isinstance(params.algorithm, str) or params.algorithm not in ALGORITHMS:
         raise InvalidParameterError(
             f"algorithm must be 'sculley' or 'nested'; got {params.algorithm!r}."
+        )
+    if not isinstance(params.sampling, str) or params.sampling not in SAMPLINGS:
+        raise InvalidParameterError(
+            f"sampling must be 'auto', 'exact' or 'blocks'; got {params.sampling!r}."
         )
     try:
         check_random_state(params.random_state, validate_only=True)

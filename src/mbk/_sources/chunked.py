@@ -27,6 +27,8 @@ from .dense import DenseInput, DenseSource
 # fit loads such an array whole when it and the working memory take at most this share of
 # the available memory; otherwise it reads the array chunk by chunk (the same results).
 LOAD_WHOLE_SHARE = 0.5
+# sampling="blocks": the whole storage chunks a step reads (or all of them, when fewer).
+BLOCKS_PER_STEP = 16
 # Bytes of rows per block: large enough that a block spans many storage chunks and the
 # kernels' threads, small enough to stay far below memory.
 BLOCK_BYTES = 32 << 20
@@ -168,10 +170,55 @@ class ChunkedSource(BlockwiseSource):
 
     compiled_loop = False
 
-    def __init__(self, incoming, sample_weight=None, block_bytes=None):
+    def __init__(self, incoming, sample_weight=None, block_bytes=None, blocks=False):
         super().__init__(incoming, sample_weight, block_bytes)
         self.finite = None
         self._chunk_rows = _storage_rows(self.stored)
+        self.blocks_sampling = blocks
+        chunk = self.chunk_rows
+        self._chunk_starts = np.arange(0, self.n_samples, chunk)
+        self._chunk_sizes = np.minimum(chunk, self.n_samples - self._chunk_starts)
+
+    @property
+    def chunk_rows(self):
+        """The rows a read takes at a time: a storage chunk's, or a block's without chunks."""
+        return self._chunk_rows if self._chunk_rows > 1 else self.block_rows
+
+    def draw_batches(self, sampler, random_state, batch_size, n_steps):
+        """Each step's rows: the sampler's exact draws, or with block sampling rows drawn
+        within BLOCKS_PER_STEP whole chunks chosen for the step (see block_rows_of)."""
+        for _ in range(n_steps):
+            if self.blocks_sampling:
+                yield self.block_rows_of(random_state, batch_size)
+            else:
+                yield sampler.draw(random_state, batch_size)
+
+    def block_rows_of(self, random_state, batch_size):
+        """batch_size rows drawn within a few whole chunks: BLOCKS_PER_STEP picks of a chunk
+        in proportion to its rows (or its weight), then each row one of the picks, uniformly,
+        and a row of that chunk, uniformly (or in proportion to its weight). Every row has
+        the chance it has in a uniform (weighted) draw; rows of one step are correlated."""
+        weights = self.sample_weight
+        if weights is None:
+            mass = self._chunk_sizes.astype(np.float64)
+        else:
+            mass = np.add.reduceat(weights.astype(np.float64), self._chunk_starts)
+        picks = random_state.choice(len(mass), size=min(BLOCKS_PER_STEP, len(mass)),
+                                    p=mass / mass.sum())  # fmt: skip
+        chunk = picks[random_state.randint(0, len(picks), size=batch_size)]
+        uniform = random_state.random_sample(batch_size)
+        if weights is None:
+            offsets = (uniform * self._chunk_sizes[chunk]).astype(np.intp)
+            return self._chunk_starts[chunk] + np.minimum(offsets, self._chunk_sizes[chunk] - 1)
+        rows = np.empty(batch_size, dtype=np.intp)
+        for c in np.unique(chunk):
+            here = chunk == c
+            start = self._chunk_starts[c]
+            cumulative = np.cumsum(weights[start : start + self._chunk_sizes[c]],
+                                   dtype=np.float64)  # fmt: skip
+            found = np.searchsorted(cumulative, uniform[here] * cumulative[-1], side="right")
+            rows[here] = start + np.minimum(found, self._chunk_sizes[c] - 1)
+        return rows
 
     @property
     def X(self):
@@ -214,7 +261,7 @@ class ChunkedSource(BlockwiseSource):
         rows = np.asarray(rows, dtype=np.intp)
         wanted, back = np.unique(rows, return_inverse=True)
         out = np.empty((wanted.shape[0], self.n_features), dtype=self.dtype)
-        chunk = self._chunk_rows if self._chunk_rows > 1 else self.block_rows
+        chunk = self.chunk_rows
         which = wanted // chunk
         bounds = np.flatnonzero(np.diff(which)) + 1
         for first, last in zip(np.r_[0, bounds], np.r_[bounds, wanted.shape[0]], strict=True):
@@ -258,11 +305,12 @@ def loads_whole(incoming, working_bytes):
     return available is None or incoming.copy_bytes + working_bytes <= LOAD_WHOLE_SHARE * available
 
 
-def open_chunked(incoming, sample_weight=None, *, batch_size, working_bytes=0, what=None):
-    """The ChunkedSource of a described input without memory of its own, after a memory
-    check that counts the caller's working memory and two blocks, and a warning that says
-    what each step will read."""
-    source = ChunkedSource(incoming, sample_weight)
+def open_chunked(incoming, sample_weight=None, *, batch_size, blocks=False, working_bytes=0,
+                 what=None):  # fmt: skip
+    """The ChunkedSource of a described input without memory of its own (``blocks``: with
+    block sampling), after a memory check that counts the caller's working memory and two
+    blocks, and a warning that says what each step will read."""
+    source = ChunkedSource(incoming, sample_weight, blocks=blocks)
 
     def needs():
         text = what() if callable(what) else what
@@ -271,15 +319,23 @@ def open_chunked(incoming, sample_weight=None, *, batch_size, working_bytes=0, w
         return f"{text} (read in blocks, never whole)"
 
     check_memory(working_bytes + 2 * source.block_rows * source.row_bytes, needs)
-    chunk = source._chunk_rows if source._chunk_rows > 1 else source.block_rows
-    n_chunks = -(-source.n_samples // chunk)
-    touched = n_chunks * (1 - (1 - 1 / n_chunks) ** min(batch_size, source.n_samples))
+    n_chunks = len(source._chunk_starts)
+    if blocks:
+        touched = min(BLOCKS_PER_STEP, n_chunks)
+        how = "sampling='blocks': each step reads a few whole storage chunks and draws its "
+        how += "batch within them"
+        result = ("the batches are unbiased but correlated within a step (safe when the rows "
+                  "are shuffled on disk); sampling='exact' gives the in-memory result")  # fmt: skip
+    else:
+        touched = n_chunks * (1 - (1 - 1 / n_chunks) ** min(batch_size, source.n_samples))
+        how = "sampling='exact': each step reads the storage chunks its batch touches"
+        result = ("the result is the in-memory one; sampling='blocks' reads far less, fewer "
+                  "steps (max_iter) or larger chunks make it cheaper")  # fmt: skip
     _validation.warn_user(
         f"{incoming.input_name} ({incoming.describe()}, {format_bytes(incoming.copy_bytes)}) is "
-        "too large to load, so fit reads it chunk by chunk: each step reads the storage "
-        f"chunks its batch touches, about {touched:.0f} of {n_chunks} "
-        f"({format_bytes(touched * chunk * source.row_bytes)}) a step. The result is the "
-        "in-memory one; fewer steps (max_iter) or larger chunks make it cheaper.",
+        f"too large to load, so fit reads it chunk by chunk with {how}, about {touched:.0f} "
+        f"of {n_chunks} ({format_bytes(touched * source.chunk_rows * source.row_bytes)}) a "
+        f"step; {result}.",
         UserWarning,
     )
     return source

@@ -214,8 +214,6 @@ def _as_numbers(column, name, path):
     if isinstance(column, np.ndarray) and column.dtype.kind in "biuf":
         return column.astype(np.float64)
     try:
-        if isinstance(column, np.ndarray):
-            raise ValueError
         return np.array(["nan" if value in ("", None) else value for value in column],
                         dtype=np.float64)  # fmt: skip
     except (ValueError, TypeError):

@@ -79,6 +79,19 @@ def _fitted_view(field, name):
     return property(get, set, doc=f"View of the fitted state's {field} (see the class docstring).")
 
 
+def _fitted_reading(name, read, doc):
+    """A read-only fitted attribute: read(state), whatever it is (None included);
+    AttributeError before a fit."""
+
+    def get(self):
+        state = self.__dict__.get("_fitted")
+        if state is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return read(state)
+
+    return property(get, doc=f"{doc} (see the class docstring)")
+
+
 def _written(out, values, what):
     """values copied into a caller's out (checked), which is returned."""
     out = checked_output(out, values.shape, what)
@@ -293,29 +306,13 @@ class MiniBatchKMeans(*ESTIMATOR_BASES):
     _counts = _fitted_view("weight_sums", "_counts")
     _n_features_out = _fitted_view("n_clusters", "_n_features_out")
 
-    @property
-    def _batch_size(self):
-        # (scikit-learn's name for the batch size resolved at the first fit)
-        state = self.__dict__.get("_fitted")
-        if state is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute '_batch_size'")
-        return state.settings.batch_size
-
-    @property
-    def history_(self):
-        """Every mini-batch step's record (see the class docstring), as read-only arrays."""
-        state = self.__dict__.get("_fitted")
-        if state is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute 'history_'")
-        return state.history.columns()
-
-    @property
-    def stop_reason_(self):
-        """Why fit's steps stopped, or None (see the class docstring)."""
-        state = self.__dict__.get("_fitted")
-        if state is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute 'stop_reason_'")
-        return state.stop_reason
+    history_ = _fitted_reading("history_", lambda state: state.history.columns(),
+                               "Every mini-batch step's record, as read-only arrays.")  # fmt: skip
+    stop_reason_ = _fitted_reading("stop_reason_", lambda state: state.stop_reason,
+                                   "Why fit's steps stopped, or None.")  # fmt: skip
+    # scikit-learn's name for the batch size resolved at the first fit
+    _batch_size = _fitted_reading("_batch_size", lambda state: state.settings.batch_size,
+                                  "The batch size resolved at the first fit.")  # fmt: skip
 
     # -- callbacks --------------------------------------------------------------------------
 
